@@ -1,0 +1,372 @@
+"""Retrieval metrics for cross-view geo-localization (numpy only, never torch).
+
+The ranking semantics are those of Sample4Geo's ``calculate_scores`` so numbers are
+comparable with the literature:
+
+* similarity = ``query @ reference.T`` (dot product; cosine for L2-normalised embeddings);
+* rank of a query = number of references scoring **strictly** higher than its true reference
+  (a tie with the positive does not push it down);
+* hit at ``k`` when ``rank < k``; R@1 % uses ``k = R // 100``, so with fewer than 100
+  references ``k = 0`` and R@1 % is 0 (Sample4Geo's behaviour, kept rather than "fixed");
+* VIGOR hit rate: a hit when every reference scoring strictly higher than the positive is one
+  of the query's semi-positives.
+
+Unlike Sample4Geo, the Q x R similarity matrix is never materialised: queries are scored in
+chunks (``chunk`` rows at a time), so 100k x 100k evaluations run in bounded memory. Recalls
+and rates are reported in **percent**, like the papers.
+
+Usage::
+
+    from d4g_edge.metrics import evaluate_retrieval
+    m = evaluate_retrieval(q, r, query_ids, reference_ids,
+                           query_latlon=q_ll, reference_latlon=r_ll)
+    print(m.format_table()); json.dump(m.to_dict(), f)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from d4g_edge._log import logger
+from d4g_edge.geo import haversine_m
+
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+DEFAULT_DISTANCES_M: tuple[float, ...] = (25.0, 50.0, 100.0)
+# Auto chunk: keep one score block (float32) around 256 MiB whatever the reference count.
+_AUTO_CHUNK_ELEMENTS = 64 * 1024 * 1024
+# Tolerance on |norm - 1| before warning that embeddings are not L2-normalised.
+_NORM_TOL = 1e-3
+
+ScoreFn = Callable[[int, int], np.ndarray]
+"""``score_fn(start, stop) -> (stop - start, R)`` scores of queries ``start:stop``."""
+
+
+class MetricsInputError(ValueError):
+    """Inputs to the metrics have the wrong shape, type or contents."""
+
+
+@dataclass(frozen=True)
+class QueryRanks:
+    """Per-query outcome of a retrieval run."""
+
+    rank: np.ndarray  # (Q,) int64: references scoring strictly higher than the positive
+    top1: np.ndarray  # (Q,) int64: index of the best reference (first one on ties)
+    hit: np.ndarray | None  # (Q,) bool VIGOR hit, None without semi-positives
+
+
+@dataclass(frozen=True)
+class LocalisationError:
+    """Distance in metres between the top-1 reference centre and the query's true position."""
+
+    median_m: float
+    mean_m: float
+    thresholds_m: tuple[float, ...]
+    recall_within: tuple[float, ...]  # percent of queries with error <= threshold
+
+    def to_dict(self) -> dict[str, float]:
+        out = {"median_error_m": self.median_m, "mean_error_m": self.mean_m}
+        for t, v in zip(self.thresholds_m, self.recall_within, strict=True):
+            out[f"recall@{t:g}m"] = v
+        return out
+
+
+@dataclass(frozen=True)
+class RetrievalMetrics:
+    """Summary of a retrieval run; recalls and hit rate in percent."""
+
+    num_queries: int
+    num_references: int
+    ks: tuple[int, ...]
+    recall: tuple[float, ...]  # one per k in ``ks``
+    one_percent_k: int  # R // 100, the k behind R@1 %
+    recall_one_percent: float
+    hit_rate: float | None = None  # VIGOR only
+    localisation: LocalisationError | None = None  # only with lat/lon of both sides
+
+    def recall_at(self, k: int) -> float:
+        if k not in self.ks:
+            raise KeyError(f"recall@{k} was not computed; available ks: {self.ks}")
+        return self.recall[self.ks.index(k)]
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """Flat JSON-ready dict: ``recall@1``, ``recall@1%``, ``hit_rate``, ``median_error_m``..."""
+        out: dict[str, float | int | None] = {
+            "num_queries": self.num_queries,
+            "num_references": self.num_references,
+        }
+        out.update({f"recall@{k}": v for k, v in zip(self.ks, self.recall, strict=True)})
+        out["recall@1%"] = self.recall_one_percent
+        out["one_percent_k"] = self.one_percent_k
+        out["hit_rate"] = self.hit_rate
+        if self.localisation is not None:
+            out.update(self.localisation.to_dict())
+        return out
+
+    def format_table(self) -> str:
+        """Two-column plain-text table for terminals and logs."""
+        rows = [
+            (k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in self.to_dict().items()
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v:>10}" for k, v in rows)
+
+
+# --- validation ------------------------------------------------------------------------------
+def _ids(name: str, ids, length: int | None = None) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise MetricsInputError(
+            f"{name} must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if length is not None and len(arr) != length:
+        raise MetricsInputError(f"{name} has {len(arr)} entries but there are {length} vectors")
+    return arr.astype(np.int64, copy=False)
+
+
+def _embeddings(name: str, x) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise MetricsInputError(
+            f"{name} must be a 2-D float array (N x D), got shape {arr.shape} dtype {arr.dtype}"
+        )
+    if len(arr) == 0:
+        raise MetricsInputError(f"{name} is empty; need at least one vector")
+    if not np.isfinite(arr).all():
+        raise MetricsInputError(f"{name} contains NaN or inf; check the encoder's outputs")
+    # Dot products still rank well-defined without normalisation (Sample4Geo ranks raw dot
+    # products too), so this is a warning: it is almost always a forgotten F.normalize.
+    norms = np.sqrt(np.einsum("ij,ij->i", arr, arr, dtype=np.float64))
+    bad = int((np.abs(norms - 1.0) > _NORM_TOL).sum())
+    if bad:
+        logger.warning(
+            "%d of %d %s vectors are not L2-normalised (norms %.4g..%.4g); ranking by raw "
+            "dot product",
+            bad,
+            len(arr),
+            name,
+            norms.min(),
+            norms.max(),
+        )
+    return arr
+
+
+def _latlon(name: str, x, length: int) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.shape != (length, 2):
+        raise MetricsInputError(f"{name} must have shape ({length}, 2) (lat, lon), got {arr.shape}")
+    if not np.isfinite(arr).all() or np.abs(arr[:, 0]).max() > 90 or np.abs(arr[:, 1]).max() > 360:
+        raise MetricsInputError(
+            f"{name} must hold finite (lat, lon) in degrees (|lat| <= 90); got values out of "
+            "range: radians or (lon, lat) order?"
+        )
+    return arr
+
+
+def ids_to_index(ids: np.ndarray, reference_ids: np.ndarray, what: str = "query_ids") -> np.ndarray:
+    """Index into ``reference_ids`` of every id in ``ids`` (any shape); clear error if missing."""
+    reference_ids = _ids("reference_ids", reference_ids)
+    order = np.argsort(reference_ids, kind="stable")
+    sorted_ids = reference_ids[order]
+    dup = sorted_ids[1:] == sorted_ids[:-1]
+    if dup.any():
+        raise MetricsInputError(
+            f"reference_ids must be unique; {sorted_ids[1:][dup][:5].tolist()} appear twice"
+        )
+    ids = np.asarray(ids, dtype=np.int64)
+    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+    missing = sorted_ids[pos] != ids
+    if missing.any():
+        raise MetricsInputError(
+            f"{int(missing.sum())} {what} are not among reference_ids, e.g. "
+            f"{ids[missing][:5].tolist()}; every query needs its reference in the gallery"
+        )
+    return order[pos]
+
+
+# --- ranking ---------------------------------------------------------------------------------
+def auto_chunk(num_references: int) -> int:
+    """Queries per score block so one block stays near 256 MiB of float32."""
+    return max(1, _AUTO_CHUNK_ELEMENTS // max(1, num_references))
+
+
+def rank_scores(
+    score_fn: ScoreFn,
+    num_queries: int,
+    positive_index: np.ndarray,
+    semi_positive_index: np.ndarray | None = None,
+    *,
+    chunk: int | None = None,
+    num_references: int | None = None,
+    progress: Callable[[range], Iterable[int]] | None = None,
+) -> QueryRanks:
+    """Rank every query from score blocks produced by ``score_fn`` (see :data:`ScoreFn`).
+
+    This is the core shared by embedding retrieval and non-embedding scorers (the polar
+    baseline's max over circular shifts); ``positive_index`` indexes the score columns.
+    ``progress`` wraps the chunk loop (e.g. ``tqdm``; this package stays numpy-only).
+    """
+    positive_index = np.asarray(positive_index, dtype=np.int64)
+    if chunk is None:
+        chunk = auto_chunk(num_references or 1)
+    if chunk < 1:
+        raise MetricsInputError(f"chunk must be >= 1 query, got {chunk}")
+    rank = np.empty(num_queries, dtype=np.int64)
+    top1 = np.empty(num_queries, dtype=np.int64)
+    hit = None if semi_positive_index is None else np.empty(num_queries, dtype=bool)
+    starts = range(0, num_queries, chunk)
+    for start in progress(starts) if progress is not None else starts:
+        stop = min(start + chunk, num_queries)
+        scores = np.asarray(score_fn(start, stop))
+        if scores.ndim != 2 or scores.shape[0] != stop - start:
+            raise MetricsInputError(
+                f"score block for queries {start}:{stop} has shape {scores.shape}, "
+                f"expected ({stop - start}, R)"
+            )
+        if not np.isfinite(scores).all():
+            raise MetricsInputError(f"scores for queries {start}:{stop} contain NaN or inf")
+        rows = np.arange(stop - start)
+        gt = scores[rows, positive_index[start:stop]]
+        higher = scores > gt[:, None]
+        rank[start:stop] = higher.sum(axis=1)
+        top1[start:stop] = scores.argmax(axis=1)
+        if hit is not None:
+            semi = np.sort(semi_positive_index[start:stop], axis=1)
+            semi_higher = higher[rows[:, None], semi]
+            # a semi-positive listed twice must be excused once (Sample4Geo masks, not counts)
+            semi_higher[:, 1:] &= semi[:, 1:] != semi[:, :-1]
+            hit[start:stop] = rank[start:stop] == semi_higher.sum(axis=1)
+    return QueryRanks(rank=rank, top1=top1, hit=hit)
+
+
+def summarise(
+    ranks: QueryRanks,
+    num_references: int,
+    *,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    query_latlon: np.ndarray | None = None,
+    reference_latlon: np.ndarray | None = None,
+    distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M,
+) -> RetrievalMetrics:
+    """Recall@k, R@1 %, hit rate and metre errors from per-query ranks."""
+    q = len(ranks.rank)
+    ks = tuple(int(k) for k in ks)
+    if any(k < 1 for k in ks):
+        raise MetricsInputError(f"ks must be positive integers, got {ks}")
+    one_pct = num_references // 100
+    localisation = None
+    if (query_latlon is None) != (reference_latlon is None):
+        raise MetricsInputError("pass both query_latlon and reference_latlon, or neither")
+    if query_latlon is not None:
+        qll = _latlon("query_latlon", query_latlon, q)
+        rll = _latlon("reference_latlon", reference_latlon, num_references)
+        best = rll[ranks.top1]
+        err = haversine_m(qll[:, 0], qll[:, 1], best[:, 0], best[:, 1])
+        localisation = LocalisationError(
+            median_m=float(np.median(err)),
+            mean_m=float(err.mean()),
+            thresholds_m=tuple(float(t) for t in distances_m),
+            recall_within=tuple(float((err <= t).mean() * 100) for t in distances_m),
+        )
+    return RetrievalMetrics(
+        num_queries=q,
+        num_references=num_references,
+        ks=ks,
+        recall=tuple(float((ranks.rank < k).mean() * 100) for k in ks),
+        one_percent_k=one_pct,
+        recall_one_percent=float((ranks.rank < one_pct).mean() * 100),
+        hit_rate=None if ranks.hit is None else float(ranks.hit.mean() * 100),
+        localisation=localisation,
+    )
+
+
+def evaluate_scores(
+    score_fn: ScoreFn,
+    query_ids,
+    reference_ids,
+    *,
+    semi_positive_ids=None,
+    query_latlon=None,
+    reference_latlon=None,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M,
+    chunk: int | None = None,
+    progress: Callable[[range], Iterable[int]] | None = None,
+) -> RetrievalMetrics:
+    """Like :func:`evaluate_retrieval` for any scorer; higher score = better match."""
+    reference_ids = _ids("reference_ids", reference_ids)
+    query_ids = _ids("query_ids", query_ids)
+    positive = ids_to_index(query_ids, reference_ids)
+    semi = None
+    if semi_positive_ids is not None:
+        semi_arr = np.asarray(semi_positive_ids)
+        if semi_arr.ndim != 2 or len(semi_arr) != len(query_ids):
+            raise MetricsInputError(
+                f"semi_positive_ids must have shape ({len(query_ids)}, S), got {semi_arr.shape}"
+            )
+        semi = ids_to_index(semi_arr, reference_ids, "semi_positive_ids")
+    ranks = rank_scores(
+        score_fn,
+        len(query_ids),
+        positive,
+        semi,
+        chunk=chunk,
+        num_references=len(reference_ids),
+        progress=progress,
+    )
+    return summarise(
+        ranks,
+        len(reference_ids),
+        ks=ks,
+        query_latlon=query_latlon,
+        reference_latlon=reference_latlon,
+        distances_m=distances_m,
+    )
+
+
+def evaluate_retrieval(
+    query,
+    reference,
+    query_ids,
+    reference_ids,
+    *,
+    semi_positive_ids=None,
+    query_latlon=None,
+    reference_latlon=None,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M,
+    chunk: int | None = None,
+    progress: Callable[[range], Iterable[int]] | None = None,
+) -> RetrievalMetrics:
+    """Score ``Q x D`` query embeddings against ``R x D`` reference embeddings.
+
+    ``query_ids[i]`` is the id of query ``i``'s true reference among ``reference_ids``
+    (unique). ``semi_positive_ids`` (Q x S, VIGOR) enables the hit rate; lat/lon of both
+    sides (degrees) enable metre errors of the top-1 reference centre. ``chunk`` = queries
+    scored at once (default: sized for ~256 MiB per block). Embeddings that are not
+    L2-normalised are ranked by raw dot product with a logged warning.
+    """
+    query = _embeddings("query", query)
+    reference = _embeddings("reference", reference)
+    if query.shape[1] != reference.shape[1]:
+        raise MetricsInputError(
+            f"query dim {query.shape[1]} != reference dim {reference.shape[1]}; both views "
+            "must come from encoders with the same embedding size"
+        )
+    _ids("query_ids", query_ids, len(query))
+    _ids("reference_ids", reference_ids, len(reference))
+    ref_t = np.ascontiguousarray(reference.T)
+    return evaluate_scores(
+        lambda start, stop: query[start:stop] @ ref_t,
+        query_ids,
+        reference_ids,
+        semi_positive_ids=semi_positive_ids,
+        query_latlon=query_latlon,
+        reference_latlon=reference_latlon,
+        ks=ks,
+        distances_m=distances_m,
+        chunk=chunk,
+        progress=progress,
+    )

@@ -1,0 +1,212 @@
+"""The one training loop, shared by teacher training and distillation.
+
+What differs between the two lives in a :class:`Task` (models, batches, loss, evaluation,
+what "best" saves); the loop owns everything else: device and DDP, AdamW with warm-up +
+cosine schedule, gradient clipping, mixed precision, per-epoch evaluation, best-by-R@1
+selection, atomic resumable checkpoints, a JSON-lines log and ``curves.png``.
+
+Usage::
+
+    info = init_distributed()
+    fit(task, LoopConfig(run_dir=Path("runs/t"), hp=preset.teacher_hp), info)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from d4g_edge._log import logger
+from train.distributed import DistInfo, barrier, broadcast_object
+from train.presets import HParams
+from train.runlog import RunLog
+
+STATE_FILE = "last.pt"
+
+
+class Task(Protocol):
+    """What a training run optimises; see train/teacher.py and train/distill.py."""
+
+    monitor: str  # metric that selects the best checkpoint, e.g. "R@1"
+
+    def modules(self) -> dict[str, nn.Module]: ...
+    def on_epoch_start(self, epoch: int, models: dict[str, nn.Module]) -> None: ...
+    def train_batches(self, epoch: int) -> Iterable[Any]: ...
+    def steps_per_epoch(self) -> int: ...
+    def training_step(
+        self, batch: Any, models: dict[str, nn.Module]
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def evaluate(self, models: dict[str, nn.Module], epoch: int) -> dict[str, float]: ...
+    def save_best(self, run_dir: Path, models: dict[str, nn.Module], record: dict) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    run_dir: Path
+    hp: HParams
+    resume: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Resolve the ``--amp`` choice; None means full fp32."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    choices = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if amp not in choices:
+        raise ValueError(f"amp must be one of auto, {', '.join(choices)}; got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp=fp16 needs a CUDA device; use bf16 or none on CPU")
+    return choices[amp]
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warm-up from ~0 to 1, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _param_groups(models: dict[str, nn.Module], weight_decay: float) -> list[dict]:
+    # No weight decay on norms, biases and the temperature: standard for AdamW recipes
+    # (timm's param_groups_weight_decay), and decaying logit_scale would fight the loss.
+    decay, no_decay = [], []
+    for m in models.values():
+        for name, p in m.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or name.endswith("logit_scale") else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
+    """Train ``task`` for ``cfg.hp.epochs``; returns the best evaluation record."""
+    hp, run_dir = cfg.hp, Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(hp.seed + info.rank)
+    models = {k: m.to(info.device) for k, m in task.modules().items()}
+    wrapped = {
+        k: nn.parallel.DistributedDataParallel(m, device_ids=None if info.device.type == "cpu"
+                                               else [info.device.index])
+        if info.enabled else m
+        for k, m in models.items()
+    }
+    opt = torch.optim.AdamW(_param_groups(models, hp.weight_decay), lr=hp.lr)
+    steps = task.steps_per_epoch()
+    total, warm = hp.epochs * steps, max(1, round(hp.warmup_epochs * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm))
+    dtype = amp_dtype(hp.amp, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=dtype is torch.float16)
+    log = RunLog(run_dir) if info.is_main else None
+
+    start, best = 1, {"epoch": 0, task.monitor: -math.inf}
+    state_path = run_dir / STATE_FILE
+    if cfg.resume:
+        if not state_path.exists():
+            raise FileNotFoundError(
+                f"--resume: no {STATE_FILE} in {run_dir}; start without --resume or point "
+                "--out at the run folder to continue"
+            )
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        for k, m in models.items():
+            m.load_state_dict(state["models"][k])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        task.load_state_dict(state["task"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best = int(state["epoch"]) + 1, dict(state["best"])
+        logger.info("resumed %s at epoch %d (best %s)", run_dir, start, best)
+        if log:
+            log.truncate_after(start - 1)
+
+    for epoch in range(start, hp.epochs + 1):
+        task.on_epoch_start(epoch, wrapped)
+        for m in wrapped.values():
+            m.train()
+        t0, n, loss_sum, extra = time.time(), 0, 0.0, {}
+        bar = tqdm(task.train_batches(epoch), total=steps, desc=f"epoch {epoch}/{hp.epochs}",
+                   disable=not info.is_main, leave=False)
+        for batch in bar:
+            with torch.autocast(info.device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                loss, logs = task.training_step(batch, wrapped)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in opt.param_groups for p in g["params"]], hp.grad_clip
+            )
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            n, loss_sum = n + 1, loss_sum + float(loss.detach())
+            for k, v in logs.items():
+                extra[k] = extra.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        if n == 0:
+            raise RuntimeError(
+                f"epoch {epoch} had no training batches: the training split is smaller than "
+                f"one batch ({hp.batch_size}); lower --batch-size"
+            )
+        record = {"epoch": epoch, "loss": loss_sum / n, "lr": sched.get_last_lr()[0],
+                  "train_s": round(time.time() - t0, 2)}
+        record.update({k: v / n for k, v in extra.items()})
+        if epoch % hp.eval_every == 0 or epoch == hp.epochs:
+            for m in wrapped.values():
+                m.eval()
+            with torch.no_grad():
+                record.update(task.evaluate(wrapped, epoch))
+        improved = record.get(task.monitor, -math.inf) > best[task.monitor]
+        improved = broadcast_object(info, improved)
+        if improved:
+            best = {k: v for k, v in record.items() if isinstance(v, int | float)}
+            if info.is_main:
+                task.save_best(run_dir, models, best)
+        if info.is_main:
+            atomic_torch_save(
+                {
+                    "epoch": epoch,
+                    "best": best,
+                    "models": {k: m.state_dict() for k, m in models.items()},
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "task": task.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                state_path,
+            )
+            log.append(record)
+            logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
+                                                for k, v in record.items()})
+        barrier(info)
+    return best

@@ -1,0 +1,91 @@
+"""Named presets (hloc ``confs`` style, but frozen dataclasses keyed by name).
+
+A preset fixes the model pair and input shapes and gives the default hyper-parameters of the
+teacher and distillation runs; command-line flags override single fields (see
+:func:`train.cli.add_hparam_flags`). A misspelled preset name is an error listing the choices.
+
+* ``paper`` — Sample4Geo ConvNeXt-B teacher (1024-d, 384² satellite / 140×768 panorama) and
+  FasterViT-0 any-res students: the published recipe, for real datasets on a GPU.
+* ``edge-s`` — CPU-trainable and the bundled default: small teacher and a reduced FasterViT at
+  128² satellite / 64×256 panorama (the shapes the world is rendered at for training).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Optimisation settings shared by the one training loop (teacher and distillation)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.1  # teacher only (InfoNCE)
+    gps_neighbours: int = 8  # teacher only: GPS neighbours per anchor seeding batches
+    sim_update_every: int = 0  # teacher only: re-embed for similarity sampling (0 = never)
+    sim_neighbours: int = 8  # teacher only: hard negatives pulled per anchor
+    eval_every: int = 1
+    workers: int = 0
+    amp: str = "auto"  # auto | none | bf16 | fp16 ("auto": bf16 on CUDA, none on CPU)
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    teacher: str
+    student: str
+    sat_size: int
+    ground_size: tuple[int, int]  # (height, width) of the panorama
+    vigor_ground_size: tuple[int, int]
+    teacher_hp: HParams
+    distill_hp: HParams
+    teacher_kwargs: dict = field(default_factory=dict)
+    student_kwargs: dict = field(default_factory=dict)
+
+    def ground_size_for(self, dataset: str) -> tuple[int, int]:
+        return self.vigor_ground_size if dataset == "vigor" else self.ground_size
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        name="paper",
+        teacher="convnext_base",
+        student="fastervit_0",
+        sat_size=384,
+        ground_size=(140, 768),
+        vigor_ground_size=(384, 768),
+        teacher_hp=HParams(
+            epochs=40, batch_size=128, lr=1e-3, warmup_epochs=1.0, sim_update_every=4,
+            sim_neighbours=64, gps_neighbours=64, amp="auto",
+        ),
+        distill_hp=HParams(epochs=40, batch_size=128, lr=1e-3, warmup_epochs=1.0, amp="auto"),
+    ),
+    "edge-s": Preset(
+        name="edge-s",
+        teacher="resnet18",
+        student="fastervit_edge",
+        sat_size=128,
+        ground_size=(64, 256),
+        vigor_ground_size=(128, 256),
+        teacher_hp=HParams(
+            epochs=16, batch_size=64, lr=1e-3, warmup_epochs=1.0, sim_update_every=4,
+            sim_neighbours=8, gps_neighbours=8,
+        ),
+        distill_hp=HParams(epochs=12, batch_size=64, lr=2e-3, warmup_epochs=0.5),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown preset {name!r}.{hint} Choices: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
