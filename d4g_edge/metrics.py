@@ -108,7 +108,9 @@ class RetrievalMetrics:
     def format_table(self) -> str:
         """Two-column plain-text table for terminals and logs."""
         rows = [
-            (k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in self.to_dict().items()
+            (k, f"{v:.2f}" if isinstance(v, float) else str(v))
+            for k, v in self.to_dict().items()
+            if v is not None  # no hit rate outside VIGOR
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v:>10}" for k, v in rows)
