@@ -1,0 +1,95 @@
+"""Cross-view dataset loaders for CVUSA, CVACT and VIGOR in their official layouts.
+
+``load`` reads a release exactly as distributed (see each module's docstring for the
+layout) into a :class:`CrossViewSplit` of paths, ids and coordinates. This package imports
+numpy, Pillow and scipy only; the torch datasets live in :mod:`train.datasets.pairs` and
+are re-exported lazily, so ``import train.datasets`` never imports torch.
+
+Usage::
+
+    from train.datasets import load, PairAugment, PairDataset
+    split = load("cvusa", "/data/CVUSA", "train")
+    ds = PairDataset(split, sat_size=128, ground_size=(64, 256), augment=PairAugment(),
+                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import DatasetFormatError
+from ._files import read_image
+from ._split import CrossViewSplit
+from .augment import PairAugment
+from .cvact import load_cvact
+from .cvusa import load_cvusa
+from .vigor import load_vigor
+
+if TYPE_CHECKING:
+    from .pairs import PairDataset, ViewDataset
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "CrossViewSplit",
+    "DatasetFormatError",
+    "PairAugment",
+    "PairDataset",
+    "ViewDataset",
+    "load",
+    "read_image",
+]
+
+DATASETS = ("cvact", "cvusa", "vigor")
+SPLITS = {"cvact": ("train", "val", "test"), "cvusa": ("train", "test"), "vigor": ("train", "test")}
+
+
+def _choice_error(kind: str, value: str, valid: tuple[str, ...]) -> ValueError:
+    close = difflib.get_close_matches(value, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}{hint}")
+
+
+def load(
+    name: str,
+    root: str | Path,
+    split: str = "test",
+    *,
+    mode: str | None = None,
+    cities: tuple[str, ...] | None = None,
+    check_files: bool = True,
+    on_missing: str | None = None,
+) -> CrossViewSplit:
+    """Load ``split`` of dataset ``name`` from ``root``.
+
+    ``mode`` ("same" | "cross", default "same") and ``cities`` apply to VIGOR only.
+    ``check_files`` verifies that every listed image exists before returning.
+    ``on_missing`` applies to CVACT only: "skip" (default, as Sample4Geo: the release lacks
+    a few train images) or "error".
+    """
+    if name not in DATASETS:
+        raise _choice_error("dataset", name, DATASETS)
+    if split not in SPLITS[name]:
+        raise _choice_error(f"{name} split", split, SPLITS[name])
+    if name != "vigor" and (mode is not None or cities is not None):
+        raise ValueError(f"mode/cities select VIGOR's area protocol; {name} has none")
+    if name != "cvact" and on_missing is not None:
+        raise ValueError(
+            f"on_missing applies to CVACT only; {name} always errors on a missing image"
+        )
+    if name == "cvusa":
+        return load_cvusa(root, split, check_files=check_files)
+    if name == "cvact":
+        return load_cvact(root, split, check_files=check_files, on_missing=on_missing or "skip")
+    return load_vigor(root, split, mode=mode or "same", cities=cities, check_files=check_files)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy torch-side exports: importing train.datasets must not import torch.
+    if name in ("PairDataset", "ViewDataset"):
+        from . import pairs
+
+        return getattr(pairs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,197 @@
+"""CVACT loader: ``ACT_data.mat`` and the ANU image folders, read as distributed.
+
+Layout (root = the extracted CVACT folder)::
+
+    ACT_data.mat        panoIds (N pano id strings), utm (N x 2, easting/northing, zone 55S),
+                        trainSet.trainInd, valSet.valInd, valSetAll.valInd (1-based rows)
+    ANU_data_small/streetview/{id}_grdView.jpg
+    ANU_data_small/satview_polish/{id}_satView_polish.jpg
+    ANU_data_test/streetview/{id}_grdView.jpg, ANU_data_test/satview_polish/... (same names)
+
+Splits: ``train`` = trainSet and ``val`` = valSet (both in ANU_data_small), ``test`` =
+valSetAll in ANU_data_test (the CVACT_test benchmark). The id of a pair is its 1-based row
+in ``ACT_data.mat`` so the same place has the same id in ``val`` and ``test``.
+
+The official release lacks a few training images; like Sample4Geo, pairs with a missing
+image are skipped with a warning by default (``on_missing="skip"``). Pass
+``on_missing="error"`` to make any missing image an error instead.
+
+Usage::
+
+    split = load_cvact("/data/CVACT", "val")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from d4g_edge._log import logger
+
+from ._errors import DatasetFormatError, missing_file
+from ._files import FileChecker
+from ._split import CrossViewSplit
+from ._utm import CVACT_ZONE, utm_to_latlon
+
+MAT_FILE = "ACT_data.mat"
+# split -> (struct, index field, image folder)
+SPLITS = {
+    "train": ("trainSet", "trainInd", "ANU_data_small"),
+    "val": ("valSet", "valInd", "ANU_data_small"),
+    "test": ("valSetAll", "valInd", "ANU_data_test"),
+}
+
+
+def ground_relpath(folder: str, pano_id: str) -> str:
+    return f"{folder}/streetview/{pano_id}_grdView.jpg"
+
+
+def satellite_relpath(folder: str, pano_id: str) -> str:
+    return f"{folder}/satview_polish/{pano_id}_satView_polish.jpg"
+
+
+def _pano_ids(mat_path: Path, raw: np.ndarray) -> list[str]:
+    """Pano ids from a MATLAB char matrix (N x L) or a cell array of strings."""
+    flat = np.asarray(raw).ravel()
+    if flat.dtype.kind == "U":
+        return [str(s).rstrip() for s in flat]  # char matrices pad shorter rows with spaces
+    if flat.dtype == object:
+        out = []
+        for i, cell in enumerate(flat):
+            value = np.asarray(cell).ravel()
+            if value.size != 1 or value.dtype.kind != "U":
+                raise DatasetFormatError(
+                    mat_path, f"panoIds entry {i + 1} is {cell!r}, expected one string"
+                )
+            out.append(str(value[0]).strip())
+        return out
+    raise DatasetFormatError(
+        mat_path, f"panoIds has dtype {flat.dtype}, expected strings (char matrix or cell array)"
+    )
+
+
+def _indices(mat_path: Path, mat: dict, struct: str, field: str, n_rows: int) -> np.ndarray:
+    """0-based row indices stored 1-based in ``mat[struct].field``."""
+    if struct not in mat:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DatasetFormatError(
+            mat_path,
+            f"has no variable {struct!r} (found {found})",
+            hint="expected the official ACT_data.mat with trainSet, valSet and valSetAll",
+        )
+    value = mat[struct]
+    names = value.dtype.names or ()
+    if field not in names:
+        raise DatasetFormatError(
+            mat_path,
+            f"struct {struct!r} has fields {list(names)}, expected a field {field!r} "
+            "holding 1-based row indices into panoIds",
+        )
+    cell = np.asarray(value[field])
+    if cell.dtype == object:  # a 1x1 MATLAB struct: every field is a 1x1 object array
+        if cell.size != 1:
+            raise DatasetFormatError(
+                mat_path, f"{struct} is a {value.shape} struct array, expected 1x1"
+            )
+        cell = np.asarray(cell.ravel()[0])
+    raw = cell.ravel()
+    if raw.dtype.kind not in "iuf" or not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+        raise DatasetFormatError(
+            mat_path, f"{struct}.{field} must hold integer indices, got {raw.dtype}"
+        )
+    idx = raw.astype(np.int64)
+    bad = (idx < 1) | (idx > n_rows)
+    if bad.any():
+        raise DatasetFormatError(
+            mat_path,
+            f"{struct}.{field} has index {idx[bad][0]} outside 1..{n_rows} "
+            "(indices are 1-based MATLAB rows of panoIds)",
+        )
+    if len(np.unique(idx)) != len(idx):
+        raise DatasetFormatError(mat_path, f"{struct}.{field} repeats a row index")
+    return idx - 1
+
+
+def load_cvact(
+    root: str | Path, split: str, *, check_files: bool = True, on_missing: str = "skip"
+) -> CrossViewSplit:
+    """Read one CVACT split: ``train``, ``val`` or ``test`` (valSetAll on ANU_data_test)."""
+    if on_missing not in ("skip", "error"):
+        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
+    root = Path(root)
+    mat_path = root / MAT_FILE
+    if not mat_path.is_file():
+        raise FileNotFoundError(
+            2, "CVACT index file not found under the dataset root", str(mat_path)
+        )
+    try:
+        mat = scipy.io.loadmat(mat_path)
+    except Exception as exc:  # scipy raises assorted types (even IndexError) on corrupt files
+        raise DatasetFormatError(mat_path, f"not a readable MATLAB file ({exc})") from exc
+    for key in ("panoIds", "utm"):
+        if key not in mat:
+            raise DatasetFormatError(
+                mat_path,
+                f"has no variable {key!r}",
+                hint="expected panoIds, utm, trainSet, valSet, valSetAll",
+            )
+    pano_ids = _pano_ids(mat_path, mat["panoIds"])
+    utm = np.asarray(mat["utm"], dtype=np.float64)
+    if utm.shape != (len(pano_ids), 2):
+        raise DatasetFormatError(
+            mat_path, f"utm has shape {utm.shape}, expected ({len(pano_ids)}, 2) like panoIds"
+        )
+    struct, field, folder = SPLITS[split]
+    rows = _indices(mat_path, mat, struct, field, len(pano_ids))
+
+    if check_files:
+        checker, keep, missing = FileChecker(), [], []
+        for r in rows:
+            paths = (
+                root / ground_relpath(folder, pano_ids[r]),
+                root / satellite_relpath(folder, pano_ids[r]),
+            )
+            absent = [p for p in paths if not checker.exists(p)]
+            if not absent:
+                keep.append(r)
+            elif on_missing == "error":
+                raise missing_file(
+                    absent[0], referenced_by=f"{mat_path} ({struct}.{field}[{r + 1}])"
+                )
+            else:
+                missing.append(pano_ids[r])
+        if missing:
+            logger.warning(
+                "CVACT %s: skipping %d of %d pairs with a missing image (as Sample4Geo does), "
+                "e.g. %s",
+                split,
+                len(missing),
+                len(rows),
+                ", ".join(missing[:5]),
+            )
+        if not keep:
+            raise missing_file(root / folder, referenced_by=mat_path)
+        rows = np.asarray(keep, dtype=np.int64)
+
+    ids = rows + 1
+    zone, south = CVACT_ZONE
+    lat, lon = utm_to_latlon(utm[rows, 0], utm[rows, 1], zone=zone, south=south)
+    latlon = np.stack([lat, lon], axis=1)
+    names = tuple(pano_ids[r] for r in rows)
+    return CrossViewSplit(
+        dataset="cvact",
+        split=split,
+        root=root,
+        query_paths=tuple(root / ground_relpath(folder, n) for n in names),
+        reference_paths=tuple(root / satellite_relpath(folder, n) for n in names),
+        reference_ids=ids,
+        query_ids=ids.copy(),
+        positive_index=np.arange(len(rows), dtype=np.int64),
+        query_latlon=latlon,
+        reference_latlon=latlon.copy(),
+        reference_utm=utm[rows].copy(),
+        query_names=names,
+        reference_names=names,
+    )

@@ -1,0 +1,149 @@
+"""Torch datasets over a :class:`CrossViewSplit`: training pairs and single-view evaluation.
+
+Images are decoded once, resized to the training resolution and kept in RAM as uint8
+(``cache=True``), because on CPU decoding and resizing cost more than the small models'
+forward pass. Call :meth:`PairDataset.preload` before building a multi-worker DataLoader:
+the filled arrays are then shared copy-on-write by the forked workers instead of every
+worker decoding its own copy.
+
+Augmentation randomness is drawn from torch's generator, so ``torch.manual_seed`` makes a
+run reproducible and each DataLoader worker/epoch gets fresh draws.
+
+Usage::
+
+    ds = PairDataset(split, sat_size=128, ground_size=(64, 256), augment=PairAugment())
+    ds.preload()
+    ground, sat, ref_id = ds[0]        # 3x64x256, 3x128x128 float32, int64
+    view = ViewDataset(split.reference_paths, 128)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ._files import read_image
+from ._split import CrossViewSplit
+from .augment import PairAugment
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class _ImageCache:
+    """Decoded, resized uint8 images, filled lazily or all at once by :meth:`fill`."""
+
+    def __init__(self, paths: Sequence[Path], size: tuple[int, int], enabled: bool) -> None:
+        self.paths, self.size, self.enabled = tuple(paths), size, enabled
+        # np.empty only reserves address space; pages are committed as images arrive.
+        self._data = np.empty((len(self.paths), *size, 3), np.uint8) if enabled else None
+        self._filled = np.zeros(len(self.paths), dtype=bool)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._data is None:
+            return read_image(self.paths[i], self.size)
+        if not self._filled[i]:
+            self._data[i] = read_image(self.paths[i], self.size)
+            self._filled[i] = True
+        return self._data[i]
+
+    def fill(self, threads: int, desc: str) -> None:
+        if self._data is None:
+            return
+        todo = np.flatnonzero(~self._filled)
+        # Pillow releases the GIL while decoding, so threads give a real speed-up.
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for _ in tqdm(
+                pool.map(self.__getitem__, todo), total=len(todo), desc=desc, leave=False
+            ):
+                pass
+
+
+def _to_tensor(img: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """HWC uint8 or [0, 1] float -> normalised CHW float32."""
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    return x.sub_(mean).div_(std)
+
+
+def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"mean/std need 3 values each with std > 0, got {mean} / {std}")
+    as_t = lambda v: torch.tensor(v, dtype=torch.float32).view(3, 1, 1)  # noqa: E731
+    return as_t(mean), as_t(std)
+
+
+class PairDataset(Dataset):
+    """One (ground, positive satellite, reference id) training pair per query."""
+
+    def __init__(
+        self,
+        split: CrossViewSplit,
+        sat_size: int,
+        ground_size: tuple[int, int],
+        augment: PairAugment | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        cache: bool = True,
+    ) -> None:
+        self.split, self.augment = split, augment
+        self.mean, self.std = _check_stats(mean, std)
+        self._ground = _ImageCache(split.query_paths, _hw(ground_size), cache)
+        self._sat = _ImageCache(split.reference_paths, _hw(sat_size), cache)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def preload(self, threads: int = 4) -> PairDataset:
+        """Decode every image of the split now (see module docstring); returns self."""
+        self._ground.fill(threads, "decode ground")
+        needed = np.unique(self.split.positive_index)
+        if len(needed) == len(self._sat.paths):
+            self._sat.fill(threads, "decode satellite")
+        else:  # VIGOR: only positives are trained on, not all tiles
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                list(pool.map(self._sat.__getitem__, needed))
+        return self
+
+    def raw_pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached uint8 (ground, satellite) of pair ``i`` before augmentation."""
+        return self._ground[i], self._sat[int(self.split.positive_index[i])]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ground, sat = self.raw_pair(i)
+        if self.augment is not None:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            ground, sat = self.augment(ground, sat, rng)
+        ref_id = torch.tensor(int(self.split.query_ids[i]), dtype=torch.int64)
+        return _to_tensor(ground, self.mean, self.std), _to_tensor(sat, self.mean, self.std), ref_id
+
+
+class ViewDataset(Dataset):
+    """Images of one view for embedding at evaluation time: ``(tensor, index)``."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        size: int | tuple[int, int],
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        cache: bool = False,
+    ) -> None:
+        self.mean, self.std = _check_stats(mean, std)
+        self._images = _ImageCache([Path(p) for p in paths], _hw(size), cache)
+
+    def __len__(self) -> int:
+        return len(self._images.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return _to_tensor(self._images[i], self.mean, self.std), i
