@@ -45,7 +45,9 @@ class PreprocessConfig:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         missing = {"view", "input_size", "embed_dim", "model_id"} - set(known)
         if missing:
-            raise ValueError(f"preprocessing metadata lacks {sorted(missing)}; got keys {sorted(d)}")
+            raise ValueError(
+                f"preprocessing metadata lacks {sorted(missing)}; got keys {sorted(d)}"
+            )
         return cls(**known)
 
     def normalise(self, rgb: np.ndarray) -> np.ndarray:

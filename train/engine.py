@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Iterable
@@ -28,6 +27,12 @@ from torch import nn
 from tqdm import tqdm
 
 from d4g_edge._log import logger
+from train.checkpoint import (
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 from train.distributed import DistInfo, barrier, broadcast_object
 from train.presets import HParams
 from train.runlog import RunLog
@@ -62,7 +67,7 @@ class LoopConfig:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - libraries may still draw from the global RNG
     torch.manual_seed(seed)
 
 
@@ -101,12 +106,6 @@ def _param_groups(models: dict[str, nn.Module], weight_decay: float) -> list[dic
     ]
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
     """Train ``task`` for ``cfg.hp.epochs``; returns the best evaluation record."""
     hp, run_dir = cfg.hp, Path(cfg.run_dir)
@@ -114,9 +113,11 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
     seed_everything(hp.seed + info.rank)
     models = {k: m.to(info.device) for k, m in task.modules().items()}
     wrapped = {
-        k: nn.parallel.DistributedDataParallel(m, device_ids=None if info.device.type == "cpu"
-                                               else [info.device.index])
-        if info.enabled else m
+        k: nn.parallel.DistributedDataParallel(
+            m, device_ids=None if info.device.type == "cpu" else [info.device.index]
+        )
+        if info.enabled
+        else m
         for k, m in models.items()
     }
     opt = torch.optim.AdamW(_param_groups(models, hp.weight_decay), lr=hp.lr)
@@ -129,20 +130,22 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
 
     start, best = 1, {"epoch": 0, task.monitor: -math.inf}
     state_path = run_dir / STATE_FILE
+    # everything with a state_dict() that a resumed run must restore
+    stateful = {
+        "optimizer": opt,
+        "scheduler": sched,
+        "scaler": scaler,
+        "task": task,
+        **{f"model_{k}": m for k, m in models.items()},
+    }
     if cfg.resume:
         if not state_path.exists():
             raise FileNotFoundError(
                 f"--resume: no {STATE_FILE} in {run_dir}; start without --resume or point "
                 "--out at the run folder to continue"
             )
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        for k, m in models.items():
-            m.load_state_dict(state["models"][k])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        task.load_state_dict(state["task"])
-        torch.set_rng_state(state["torch_rng"])
+        state = load_training_state(state_path, into=stateful)
+        restore_rng_state(state["rng"])
         start, best = int(state["epoch"]) + 1, dict(state["best"])
         logger.info("resumed %s at epoch %d (best %s)", run_dir, start, best)
         if log:
@@ -153,11 +156,17 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
         for m in wrapped.values():
             m.train()
         t0, n, loss_sum, extra = time.time(), 0, 0.0, {}
-        bar = tqdm(task.train_batches(epoch), total=steps, desc=f"epoch {epoch}/{hp.epochs}",
-                   disable=not info.is_main, leave=False)
+        bar = tqdm(
+            task.train_batches(epoch),
+            total=steps,
+            desc=f"epoch {epoch}/{hp.epochs}",
+            disable=not info.is_main,
+            leave=False,
+        )
         for batch in bar:
-            with torch.autocast(info.device.type, dtype=dtype or torch.float32,
-                                enabled=dtype is not None):
+            with torch.autocast(
+                info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
                 loss, logs = task.training_step(batch, wrapped)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -177,8 +186,12 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
                 f"epoch {epoch} had no training batches: the training split is smaller than "
                 f"one batch ({hp.batch_size}); lower --batch-size"
             )
-        record = {"epoch": epoch, "loss": loss_sum / n, "lr": sched.get_last_lr()[0],
-                  "train_s": round(time.time() - t0, 2)}
+        record = {
+            "epoch": epoch,
+            "loss": loss_sum / n,
+            "lr": sched.get_last_lr()[0],
+            "train_s": round(time.time() - t0, 2),
+        }
         record.update({k: v / n for k, v in extra.items()})
         if epoch % hp.eval_every == 0 or epoch == hp.epochs:
             for m in wrapped.values():
@@ -192,21 +205,14 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
             if info.is_main:
                 task.save_best(run_dir, models, best)
         if info.is_main:
-            atomic_torch_save(
-                {
-                    "epoch": epoch,
-                    "best": best,
-                    "models": {k: m.state_dict() for k, m in models.items()},
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "task": task.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-                state_path,
+            save_training_state(
+                state_path, {**stateful, "epoch": epoch, "best": best, "rng": capture_rng_state()}
             )
             log.append(record)
-            logger.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
-                                                for k, v in record.items()})
+            logger.info(
+                "epoch %d: %s",
+                epoch,
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()},
+            )
         barrier(info)
     return best

@@ -50,7 +50,7 @@ class RunLog:
         ep = [r["epoch"] for r in recs]
         ax_loss.plot(ep, [r["loss"] for r in recs], marker="o")
         ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
-        for key in ("R@1", "R@5", "R@10", "R@1%", "hit_rate"):
+        for key in ("recall@1", "recall@5", "recall@10", "recall@1%", "hit_rate"):
             pts = [(r["epoch"], r[key]) for r in recs if key in r]
             if pts:
                 ax_r.plot(*zip(*pts, strict=True), marker="o", label=key)

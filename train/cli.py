@@ -1,0 +1,115 @@
+"""Build a command line from a config dataclass, so the CLI and the function cannot drift.
+
+Each step is ``run(cfg: SomeConfig)`` plus a thin ``main()``: the parser is generated from the
+dataclass fields (type, default, ``metadata={"help": ..., "choices": ...}``), and preset
+hyper-parameters (:class:`train.presets.HParams`) get one ``--flag`` each whose default
+``None`` means "take the preset's value".
+
+Usage::
+
+    parser = dataclass_parser(TeacherConfig, description=__doc__)
+    add_hparam_flags(parser)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TeacherConfig, args)
+    hp = resolve_hparams(preset.teacher_hp, args)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from train.presets import HParams
+
+_HP_HELP = {
+    "epochs": "training epochs",
+    "batch_size": "global batch size (split across torchrun ranks)",
+    "lr": "peak AdamW learning rate",
+    "weight_decay": "AdamW weight decay (not applied to norms, biases, logit_scale)",
+    "warmup_epochs": "linear warm-up length in epochs (fractions allowed), then cosine decay",
+    "grad_clip": "gradient-norm clipping threshold",
+    "label_smoothing": "InfoNCE label smoothing (teacher)",
+    "gps_neighbours": "GPS neighbours that seed each anchor's batch (teacher)",
+    "sim_update_every": "re-embed the training set for similarity sampling every N epochs, 0=off",
+    "sim_neighbours": "most similar non-matching references pulled into a batch (teacher)",
+    "eval_every": "evaluate every N epochs (the last epoch always)",
+    "workers": "DataLoader worker processes",
+    "amp": "mixed precision: auto (bf16 on CUDA, none on CPU), none, bf16, fp16",
+    "seed": "random seed",
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x256' -> (64, 256); a single number means a square."""
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH like 64x256, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _flag_type(tp: Any):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _flag_type(args[0])
+    if origin is tuple:
+        return parse_size
+    return {Path: Path, int: int, float: float, str: str}.get(tp, str)
+
+
+def dataclass_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        kw: dict[str, Any] = {"help": f.metadata.get("help", "")}
+        if hints[f.name] is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+            kw["default"] = f.default
+        else:
+            kw["type"] = _flag_type(hints[f.name])
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if required:
+                kw["required"] = True
+            else:
+                kw["default"] = f.default
+                kw["help"] += f" (default: {f.default})"
+        parser.add_argument(flag, **kw)
+    return parser
+
+
+def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hyper-parameters (default: the preset's value)")
+    for f in dataclasses.fields(HParams):
+        tp = {"int": int, "float": float, "str": str}[
+            f.type if isinstance(f.type, str) else f.type.__name__
+        ]
+        kw: dict[str, Any] = {"type": tp, "default": None, "help": _HP_HELP.get(f.name, "")}
+        if f.name == "amp":
+            kw["choices"] = ["auto", "none", "bf16", "fp16"]
+        group.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def config_from_args(cls: type, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def resolve_hparams(base: HParams, args: argparse.Namespace | dict) -> HParams:
+    given = vars(args) if isinstance(args, argparse.Namespace) else args
+    overrides = {
+        f.name: given[f.name] for f in dataclasses.fields(HParams) if given.get(f.name) is not None
+    }
+    return dataclasses.replace(base, **overrides)

@@ -1,0 +1,220 @@
+"""Train the Sample4Geo-style weight-sharing contrastive teacher.
+
+One backbone embeds both views (weight sharing); symmetric InfoNCE with label smoothing over
+batches built from GPS neighbours and, every ``--sim-update-every`` epochs, from the most
+similar non-matching references (dynamic similarity sampling). The best epoch by test
+recall@1 is saved as ``teacher.pt`` in Sample4Geo's key format (+ a JSON sidecar).
+
+Usage::
+
+    python -m train.teacher --dataset cvusa --data data/cvusa --preset edge-s --out runs/teacher
+    torchrun --nproc-per-node 2 -m train.teacher ... # DDP (gloo on CPU, nccl on GPU)
+    python -m train.teacher ... --out runs/teacher --resume   # continue a killed run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from d4g_edge._log import logger, setup_logging
+from train.cli import add_hparam_flags, config_from_args, dataclass_parser, resolve_hparams
+from train.datasets import DATASETS, PairAugment, PairDataset, load
+from train.distributed import DistInfo, init_distributed, shutdown_distributed
+from train.embed import unwrap
+from train.engine import LoopConfig, fit
+from train.evalsets import RetrievalSet
+from train.losses import InfoNCE
+from train.models import create_model, list_models
+from train.presets import PRESETS, HParams, Preset, get_preset
+from train.sampler import HardNegativeSampler
+
+TEACHER_FILE = "teacher.pt"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    dataset: str = field(metadata={"choices": DATASETS, "help": "dataset layout"})
+    data: Path = field(metadata={"help": "dataset root folder"})
+    out: Path = field(metadata={"help": "run folder (config, log, curves, checkpoints)"})
+    preset: str = field(
+        default="edge-s", metadata={"choices": sorted(PRESETS), "help": "model/input/recipe preset"}
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "teacher registry name (default: the preset's)"}
+    )
+    sat_size: int | None = field(default=None, metadata={"help": "satellite side in pixels"})
+    ground_size: tuple[int, int] | None = field(
+        default=None, metadata={"help": "panorama HxW, e.g. 64x256"}
+    )
+    vigor_mode: str = field(
+        default="cross",
+        metadata={"choices": ("same", "cross"), "help": "VIGOR same-area or cross-area"},
+    )
+    init: Path | None = field(
+        default=None,
+        metadata={"help": "initial weights: a teacher.pt or a published Sample4Geo .pth"},
+    )
+    resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+
+
+class DualView(nn.Module):
+    """Both views through the one shared backbone in a single forward (one DDP call)."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, ground: torch.Tensor, satellite: torch.Tensor):
+        return self.teacher(ground), self.teacher(satellite), self.teacher.logit_scale
+
+
+class TeacherTask:
+    monitor = "recall@1"
+
+    def __init__(self, cfg: TeacherConfig, preset: Preset, hp: HParams, info: DistInfo) -> None:
+        self.cfg, self.hp, self.info = cfg, hp, info
+        self.model_name = cfg.model or preset.teacher
+        self.sat_size = cfg.sat_size or preset.sat_size
+        self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
+        kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
+        train_split = load(cfg.dataset, cfg.data, "train", **kw)
+        self.train_pairs = PairDataset(
+            train_split, self.sat_size, self.ground_size, augment=PairAugment()
+        )
+        self.train_views = RetrievalSet(train_split, self.sat_size, self.ground_size)
+        self.test = RetrievalSet(
+            load(cfg.dataset, cfg.data, "test", **kw), self.sat_size, self.ground_size
+        )
+        self.sampler = HardNegativeSampler(
+            train_split,
+            batch_size=hp.batch_size,
+            gps_neighbours=hp.gps_neighbours,
+            sim_neighbours=hp.sim_neighbours,
+            seed=hp.seed,
+        )
+        if hp.batch_size % info.world_size:
+            raise ValueError(
+                f"--batch-size {hp.batch_size} must be divisible by the number "
+                f"of torchrun processes ({info.world_size})"
+            )
+        self.loss = InfoNCE(label_smoothing=hp.label_smoothing, gather=info.enabled)
+        teacher = create_model("teacher", self.model_name)
+        if cfg.init:
+            from train.checkpoint import load_teacher
+
+            teacher.load_state_dict(load_teacher(cfg.init, name=self.model_name)[0].state_dict())
+        self.net = DualView(teacher)
+        logger.info(
+            "teacher %s: %.2fM params, sat %d², ground %s, %d train pairs, "
+            "%d test queries / %d references",
+            self.model_name,
+            sum(p.numel() for p in teacher.parameters()) / 1e6,
+            self.sat_size,
+            self.ground_size,
+            len(train_split),
+            len(self.test.split),
+            self.test.split.num_references,
+        )
+
+    # -- Task protocol -------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"teacher": self.net}
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train_pairs) // self.hp.batch_size
+
+    def on_epoch_start(self, epoch: int, models: dict[str, nn.Module]) -> None:
+        every = self.hp.sim_update_every
+        if every and epoch > 1 and (epoch - 1) % every == 0:
+            teacher = unwrap(models["teacher"]).teacher
+            q, r = self.train_views.embed(teacher, self.info, self.hp.batch_size)
+            self.sampler.update_similarity(q, r)
+
+    def train_batches(self, epoch: int):
+        batches = self.sampler.epoch_batches(epoch)
+        mine = self.sampler.rank_slice(batches, self.info.rank, self.info.world_size)
+        return DataLoader(self.train_pairs, batch_sampler=mine, num_workers=self.hp.workers)
+
+    def training_step(self, batch, models):
+        ground, sat, _ = batch
+        dev = self.info.device
+        g, s, scale = models["teacher"](ground.to(dev), sat.to(dev))
+        loss = self.loss(g.float(), s.float(), scale.float())
+        return loss, {"logit_scale": float(scale.detach().exp())}
+
+    def evaluate(self, models, epoch: int) -> dict[str, float]:
+        teacher = unwrap(models["teacher"]).teacher
+        return self.test.evaluate(teacher, teacher, self.info, self.hp.batch_size)
+
+    def save_best(self, run_dir: Path, models, record: dict) -> None:
+        from train.checkpoint import save_checkpoint
+
+        save_checkpoint(
+            run_dir / TEACHER_FILE, unwrap(models["teacher"]).teacher, meta=self.metadata(record)
+        )
+
+    def metadata(self, record: dict) -> dict:
+        return {
+            "kind": "teacher",
+            "model": self.model_name,
+            "preset": self.cfg.preset,
+            "dataset": self.cfg.dataset,
+            "sat_size": self.sat_size,
+            "ground_size": list(self.ground_size),
+            "epoch": record.get("epoch"),
+            "metrics": record,
+        }
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+
+def run(cfg: TeacherConfig, hp: HParams | None = None) -> dict:
+    """Train a teacher; returns the best epoch's record."""
+    preset = get_preset(cfg.preset)
+    hp = hp or preset.teacher_hp
+    info = init_distributed(cfg.device)
+    try:
+        if info.is_main:
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            resolved = {
+                "argv": sys.argv,
+                "config": dataclasses.asdict(cfg),
+                "hparams": dataclasses.asdict(hp),
+                "world_size": info.world_size,
+            }
+            (cfg.out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+            logger.info("resolved config: %s", json.dumps(resolved, default=str))
+        torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))
+        task = TeacherTask(cfg, preset, hp, info)
+        return fit(task, LoopConfig(run_dir=cfg.out, hp=hp, resume=cfg.resume), info)
+    finally:
+        shutdown_distributed()
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = dataclass_parser(TeacherConfig, description=__doc__)
+    parser.epilog = "teacher models: " + ", ".join(list_models("teacher"))
+    add_hparam_flags(parser)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TeacherConfig, args)
+    best = run(cfg, resolve_hparams(get_preset(cfg.preset).teacher_hp, args))
+    logger.info("best epoch: %s", best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
