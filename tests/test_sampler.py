@@ -95,7 +95,7 @@ def test_rank_slices_partition_each_global_batch() -> None:
     per_rank = [HardNegativeSampler.rank_slice(real, r, 3) for r in range(3)]
     assert len({len(s) for s in per_rank}) == 1
     for i, batch in enumerate(real):
-        assert sum((s[i] for s in per_rank), []) == batch
+        assert [q for s in per_rank for q in s[i]] == batch
     with pytest.raises(ValueError, match="rank"):
         rank_slice(batches, 2, 2)
 
