@@ -1,0 +1,338 @@
+"""Distil the frozen teacher into independent ground / satellite students (Distill4Geo).
+
+Each student regresses the teacher's embedding of its own view with the cosine embedding
+loss ``1 - cos(student, teacher)``; with ``--view both`` the two terms are summed with equal
+weights (the dual loss), with ``--view ground`` or ``--view satellite`` one student trains
+alone, so the two can run in separate processes or machines. Teacher targets come from the
+memory-mapped cache (:mod:`train.teacher_cache`) unless ``--online-teacher``.
+
+Validation retrieval pairs each student with the teacher on the other side (or the two
+students with ``--view both``); ``retention`` = student recall@1 / teacher recall@1.
+
+Usage::
+
+    python -m train.distill --dataset cvusa --data data/cvusa --teacher runs/teacher/teacher.pt \\
+        --view ground --preset edge-s --out runs/student_ground
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from d4g_edge._log import logger, setup_logging
+from train.checkpoint import load_teacher, save_checkpoint
+from train.cli import add_hparam_flags, config_from_args, dataclass_parser, resolve_hparams
+from train.datasets import DATASETS, PairDataset, load
+from train.datasets.pairs import _to_tensor
+from train.distributed import DistInfo, init_distributed, shutdown_distributed
+from train.embed import embed_dataset, unwrap
+from train.engine import LoopConfig, fit
+from train.evalsets import RetrievalSet
+from train.losses import cosine_distillation_loss
+from train.models import create_model
+from train.perturb import MarginalPerturbation
+from train.presets import PRESETS, HParams, Preset, get_preset
+from train.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
+
+VIEW_CHOICES = ("ground", "satellite", "both")
+
+
+def student_file(view: str) -> str:
+    return f"student_{view}.pt"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    dataset: str = field(metadata={"choices": DATASETS, "help": "dataset layout"})
+    data: Path = field(metadata={"help": "dataset root folder"})
+    teacher: Path = field(metadata={"help": "teacher checkpoint (teacher.pt)"})
+    out: Path = field(metadata={"help": "run folder"})
+    view: str = field(
+        default="both", metadata={"choices": VIEW_CHOICES, "help": "which student(s) to train"}
+    )
+    preset: str = field(default="edge-s", metadata={"choices": sorted(PRESETS), "help": "preset"})
+    model: str | None = field(
+        default=None, metadata={"help": "student registry name (default: the preset's)"}
+    )
+    sat_size: int | None = field(default=None, metadata={"help": "student satellite side"})
+    ground_size: tuple[int, int] | None = field(
+        default=None, metadata={"help": "student panorama HxW"}
+    )
+    vigor_mode: str = field(
+        default="cross", metadata={"choices": ("same", "cross"), "help": "VIGOR same/cross-area"}
+    )
+    perturb: bool = field(
+        default=True,
+        metadata={
+            "help": "marginal perturbation of the student's input (--no-perturb for ablation)"
+        },
+    )
+    variants: int = field(
+        default=NUM_VARIANTS,
+        metadata={"help": "geometric variants (flip x quarter turns) in the cache"},
+    )
+    cache_dir: Path | None = field(
+        default=None, metadata={"help": "teacher-embedding cache (default: OUT/teacher_cache)"}
+    )
+    online_teacher: bool = field(
+        default=False, metadata={"help": "run the teacher every step instead of reading the cache"}
+    )
+    paper_head: bool = field(
+        default=False,
+        metadata={"help": "public code's Linear(1000, D) head, for fidelity comparisons"},
+    )
+    resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        return ("ground", "satellite") if self.view == "both" else (self.view,)
+
+
+class DistillPairs(Dataset):
+    """Student inputs (one geometric variant + optional marginal perturbation) and targets."""
+
+    def __init__(
+        self,
+        student: PairDataset,
+        views,
+        variants: int,
+        perturb: MarginalPerturbation | None,
+        cache: TeacherCache | None,
+        teacher_pairs: PairDataset | None,
+    ) -> None:
+        self.student, self.views, self.variants = student, views, variants
+        self.perturb, self.cache, self.teacher_pairs = perturb, cache, teacher_pairs
+
+    def __len__(self) -> int:
+        return len(self.student)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        v = int(rng.integers(0, self.variants))
+        g, s = apply_variant(*self.student.raw_pair(i), v)
+        images = {"ground": g, "satellite": s}
+        out = {}
+        for view in self.views:
+            img = images[view]
+            if self.perturb is not None:
+                img = getattr(self.perturb, view)(np.ascontiguousarray(img), rng)
+            out[view] = _to_tensor(img, self.student.mean, self.student.std)
+            if self.cache is not None:
+                out[f"target_{view}"] = torch.from_numpy(self.cache.lookup(view, v, i))
+        if self.teacher_pairs is not None:  # online teacher: its inputs of the same variant
+            tg, ts = apply_variant(*self.teacher_pairs.raw_pair(i), v)
+            for view, img in (("ground", tg), ("satellite", ts)):
+                if view in self.views:
+                    out[f"teacher_{view}"] = _to_tensor(
+                        img, self.teacher_pairs.mean, self.teacher_pairs.std
+                    )
+        return out
+
+
+class DistillTask:
+    monitor = "recall@1"
+
+    def __init__(self, cfg: DistillConfig, preset: Preset, hp: HParams, info: DistInfo) -> None:
+        self.cfg, self.hp, self.info = cfg, hp, info
+        self.teacher, self.teacher_meta = load_teacher(cfg.teacher)
+        self.teacher.requires_grad_(False)
+        t_sat = int(self.teacher_meta.get("sat_size") or preset.sat_size)
+        t_ground = tuple(
+            self.teacher_meta.get("ground_size") or preset.ground_size_for(cfg.dataset)
+        )
+        self.sat_size = cfg.sat_size or preset.sat_size
+        self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
+        self.sizes = {"ground": self.ground_size, "satellite": (self.sat_size, self.sat_size)}
+        kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
+        train_split = load(cfg.dataset, cfg.data, "train", **kw)
+        teacher_pairs = PairDataset(train_split, t_sat, t_ground).preload()
+        student_pairs = PairDataset(train_split, self.sat_size, self.ground_size).preload()
+        if hp.batch_size % info.world_size:
+            raise ValueError(
+                f"--batch-size {hp.batch_size} must be divisible by the number "
+                f"of torchrun processes ({info.world_size})"
+            )
+        cache = None
+        if not cfg.online_teacher:
+            key = {
+                "teacher_sha256": self.teacher_meta.get("sha256"),
+                "teacher_model": self.teacher_meta.get("model"),
+                "dataset": cfg.dataset,
+                "data": str(Path(cfg.data).resolve()),
+                "pairs": len(train_split),
+                "variants": cfg.variants,
+                "sat_size": t_sat,
+                "ground_size": list(t_ground),
+                "views": list(cfg.views),
+            }
+            cache = TeacherCache.build(
+                cfg.cache_dir or cfg.out / "teacher_cache",
+                self.teacher,
+                key,
+                teacher_pairs,
+                views=cfg.views,
+                info=info,
+                batch_size=hp.batch_size,
+                variants=cfg.variants,
+            )
+        self.train_set = DistillPairs(
+            student_pairs,
+            cfg.views,
+            cfg.variants,
+            MarginalPerturbation() if cfg.perturb else None,
+            cache,
+            teacher_pairs if cfg.online_teacher else None,
+        )
+        self.students = {
+            view: create_model(
+                "student",
+                cfg.model or preset.student,
+                embed_dim=self.teacher.embed_dim,
+                input_size=self.sizes[view],
+                **({"paper_head": True} if cfg.paper_head else {}),
+            )
+            for view in cfg.views
+        }
+        self.teacher.to(info.device)
+        # validation: each student against the teacher's other view (or the other student)
+        test = load(cfg.dataset, cfg.data, "test", **kw)
+        self.test_teacher = RetrievalSet(test, t_sat, t_ground)
+        self.test_student = RetrievalSet(test, self.sat_size, self.ground_size)
+        q, r = self.test_teacher.embed(self.teacher, None, info, hp.batch_size)
+        self.teacher_embeddings = {"ground": q, "satellite": r}
+        self.teacher_metrics = self.test_teacher.score(q, r).to_dict()
+        logger.info("teacher on test: recall@1 %.2f", self.teacher_metrics["recall@1"])
+
+    def modules(self) -> dict[str, nn.Module]:
+        return dict(self.students)
+
+    def _per_rank_batch(self) -> int:
+        return self.hp.batch_size // self.info.world_size
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train_set) // self.info.world_size // self._per_rank_batch()
+
+    def on_epoch_start(self, epoch: int, models) -> None:
+        pass
+
+    def train_batches(self, epoch: int):
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.info.world_size,
+            rank=self.info.rank,
+            shuffle=True,
+            seed=self.hp.seed,
+            drop_last=True,
+        )
+        sampler.set_epoch(epoch)
+        return DataLoader(
+            self.train_set,
+            batch_size=self._per_rank_batch(),
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.hp.workers,
+        )
+
+    def training_step(self, batch, models):
+        dev, total, logs = self.info.device, 0.0, {}
+        for view in self.cfg.views:
+            if self.cfg.online_teacher:
+                with torch.no_grad():
+                    target = self.teacher(batch[f"teacher_{view}"].to(dev))
+            else:
+                target = batch[f"target_{view}"].to(dev)
+            loss = cosine_distillation_loss(
+                models[view](batch[view].to(dev)).float(), target.float()
+            )
+            total = total + loss
+            logs[f"loss_{view}"] = float(loss.detach())
+        return total, logs
+
+    def evaluate(self, models, epoch: int) -> dict[str, float]:
+        emb = dict(self.teacher_embeddings)
+        sets = {"ground": self.test_student.queries, "satellite": self.test_student.references}
+        for view in self.cfg.views:
+            emb[view] = embed_dataset(
+                unwrap(models[view]),
+                sets[view],
+                self.info,
+                batch_size=self.hp.batch_size,
+                desc=f"test {view}",
+            )
+        metrics = self.test_student.score(emb["ground"], emb["satellite"]).to_dict()
+        out = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        out["teacher_recall@1"] = self.teacher_metrics["recall@1"]
+        out["retention"] = out["recall@1"] / max(1e-9, self.teacher_metrics["recall@1"])
+        return out
+
+    def save_best(self, run_dir: Path, models, record: dict) -> None:
+        for view in self.cfg.views:
+            s = unwrap(models[view])
+            save_checkpoint(
+                run_dir / student_file(view),
+                s,
+                meta={
+                    "kind": "student",
+                    "view": view,
+                    "preset": self.cfg.preset,
+                    "dataset": self.cfg.dataset,
+                    "input_size": list(s.input_size),
+                    "teacher_model": self.teacher_meta.get("model"),
+                    "teacher_sha256": self.teacher_meta.get("sha256"),
+                    "perturb": self.cfg.perturb,
+                    "epoch": record.get("epoch"),
+                    "metrics": record,
+                },
+            )
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def run(cfg: DistillConfig, hp: HParams | None = None) -> dict:
+    preset = get_preset(cfg.preset)
+    hp = hp or preset.distill_hp
+    info = init_distributed(cfg.device)
+    try:
+        if info.is_main:
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            resolved = {
+                "argv": sys.argv,
+                "config": dataclasses.asdict(cfg),
+                "hparams": dataclasses.asdict(hp),
+                "world_size": info.world_size,
+            }
+            (cfg.out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+            logger.info("resolved config: %s", json.dumps(resolved, default=str))
+        task = DistillTask(cfg, preset, hp, info)
+        return fit(task, LoopConfig(run_dir=cfg.out, hp=hp, resume=cfg.resume), info)
+    finally:
+        shutdown_distributed()
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = dataclass_parser(DistillConfig, description=__doc__)
+    add_hparam_flags(parser)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(DistillConfig, args)
+    best = run(cfg, resolve_hparams(get_preset(cfg.preset).distill_hp, args))
+    logger.info("best epoch: %s", best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Teacher-embedding cache: embed the training set once, then distil without the teacher.
+
+For every training pair and every geometric *variant* (flip x quarter turn: 8, applied to
+both views consistently, see :func:`apply_variant`) the frozen teacher's ground and satellite
+embeddings are stored in memory-mapped ``(V, N, D)`` float32 ``.npy`` files. Distillation then
+reads targets by ``(variant, pair)``, so a step costs only the student's forward/backward.
+
+The cache is keyed by the teacher weights' SHA-256, the split, the variants and the teacher's
+input sizes (``cache.json``, written last, marks a complete cache); any mismatch rebuilds it.
+Under torchrun every rank embeds every ``world_size``-th row into the shared files.
+
+Usage::
+
+    cache = TeacherCache.build(cache_dir, teacher, key, pairs, views=("ground",), info=info)
+    target = cache.lookup("ground", variant=3, index=17)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from d4g_edge._log import logger
+from train.datasets import PairDataset
+from train.datasets.augment import flip_pair, rotate_pair
+from train.datasets.pairs import _to_tensor
+from train.distributed import DistInfo, barrier
+
+NUM_VARIANTS = 8
+META_FILE = "cache.json"
+
+
+def apply_variant(ground: np.ndarray, sat: np.ndarray, variant: int):
+    """Variant ``v`` = flip ``v // 4`` then ``v % 4`` counter-clockwise quarter turns."""
+    if not 0 <= variant < NUM_VARIANTS:
+        raise ValueError(f"variant must be in [0, {NUM_VARIANTS}), got {variant}")
+    flip, k = divmod(variant, 4)
+    if flip:
+        ground, sat = flip_pair(ground, sat)
+    if k:
+        ground, sat = rotate_pair(ground, sat, k)
+    return ground, sat
+
+
+class TeacherInputs(Dataset):
+    """Teacher-resolution inputs of rows ``(variant, pair)`` for the requested views."""
+
+    def __init__(self, pairs: PairDataset, rows: np.ndarray, num_pairs: int) -> None:
+        self.pairs, self.rows, self.n = pairs, rows, num_pairs
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, j: int):
+        variant, index = divmod(int(self.rows[j]), self.n)
+        g, s = apply_variant(*self.pairs.raw_pair(index), variant)
+        m, sd = self.pairs.mean, self.pairs.std
+        return _to_tensor(g, m, sd), _to_tensor(s, m, sd), int(self.rows[j])
+
+
+class TeacherCache:
+    def __init__(self, directory: Path, views: Sequence[str]) -> None:
+        self.dir = Path(directory)
+        self.arrays = {v: np.load(self.dir / f"{v}.npy", mmap_mode="r") for v in views}
+
+    def lookup(self, view: str, variant: int, index: int) -> np.ndarray:
+        return np.asarray(self.arrays[view][variant, index])
+
+    @staticmethod
+    def is_valid(directory: Path, key: dict) -> bool:
+        meta = Path(directory) / META_FILE
+        return meta.is_file() and json.loads(meta.read_text()) == key
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        directory: Path,
+        teacher: nn.Module,
+        key: dict,
+        pairs: PairDataset,
+        *,
+        views: Sequence[str],
+        info: DistInfo,
+        batch_size: int = 64,
+        variants: int = NUM_VARIANTS,
+    ) -> TeacherCache:
+        """Open the cache in ``directory`` if it matches ``key``, else (re)build it."""
+        directory = Path(directory)
+        if cls.is_valid(directory, key):
+            logger.info("teacher cache %s is up to date", directory)
+            return cls(directory, views)
+        n, dim = len(pairs), int(teacher.embed_dim)
+        if info.is_main:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / META_FILE).unlink(missing_ok=True)  # incomplete until rewritten
+            for v in views:
+                np.lib.format.open_memmap(
+                    directory / f"{v}.npy", mode="w+", dtype=np.float32, shape=(variants, n, dim)
+                ).flush()
+        barrier(info)
+        out = {v: np.load(directory / f"{v}.npy", mmap_mode="r+") for v in views}
+        rows = np.arange(info.rank, variants * n, info.world_size)
+        loader = DataLoader(TeacherInputs(pairs, rows, n), batch_size=batch_size)
+        teacher = teacher.to(info.device).eval()
+        for g, s, flat in tqdm(loader, desc="teacher cache", disable=not info.is_main):
+            var, idx = np.divmod(flat.numpy(), n)
+            for view, x in (("ground", g), ("satellite", s)):
+                if view in out:
+                    out[view][var, idx] = teacher(x.to(info.device)).float().cpu().numpy()
+        for arr in out.values():
+            arr.flush()
+        del out
+        barrier(info)
+        if info.is_main:
+            tmp = directory / f".{META_FILE}.tmp"
+            tmp.write_text(json.dumps(key, indent=2, sort_keys=True))
+            os.replace(tmp, directory / META_FILE)
+            logger.info(
+                "teacher cache: %d variants x %d pairs x %s -> %s",
+                variants,
+                n,
+                list(views),
+                directory,
+            )
+        barrier(info)
+        return cls(directory, views)
