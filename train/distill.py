@@ -272,7 +272,8 @@ class DistillTask:
         metrics = self.test_student.score(emb["ground"], emb["satellite"]).to_dict()
         out = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
         out["teacher_recall@1"] = self.teacher_metrics["recall@1"]
-        out["retention"] = out["recall@1"] / max(1e-9, self.teacher_metrics["recall@1"])
+        if self.teacher_metrics["recall@1"] > 0:  # undefined for a teacher that finds nothing
+            out["retention"] = out["recall@1"] / self.teacher_metrics["recall@1"]
         return out
 
     def save_best(self, run_dir: Path, models, record: dict) -> None:

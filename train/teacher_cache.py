@@ -72,7 +72,7 @@ class TeacherCache:
         self.arrays = {v: np.load(self.dir / f"{v}.npy", mmap_mode="r") for v in views}
 
     def lookup(self, view: str, variant: int, index: int) -> np.ndarray:
-        return np.asarray(self.arrays[view][variant, index])
+        return np.array(self.arrays[view][variant, index])  # a writable copy off the memmap
 
     @staticmethod
     def is_valid(directory: Path, key: dict) -> bool:
