@@ -53,11 +53,17 @@ def test_save_writes_plain_weights_and_sidecar_only(tmp_path) -> None:
 def test_unserialisable_or_contradicting_meta_writes_nothing(tmp_path) -> None:
     with pytest.raises(ValueError, match="JSON"):
         save_checkpoint(tmp_path / "w.pt", Tiny(), meta={"when": object()})
-    with pytest.raises(ValueError, match="JSON"):
-        save_checkpoint(tmp_path / "w.pt", Tiny(), meta={"loss": float("nan")})
     with pytest.raises(ValueError, match="model"):
         save_checkpoint(tmp_path / "w.pt", Tiny(), meta={"model": "resnet18"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_metrics_are_stored_as_null(tmp_path, caplog) -> None:
+    meta = {"metrics": {"loss": float("nan"), "recall@1": 50.0}, "best": [float("-inf")]}
+    save_checkpoint(tmp_path / "w.pt", Tiny(), meta=meta)
+    side = read_checkpoint_meta(tmp_path / "w.pt")
+    assert side["metrics"] == {"loss": None, "recall@1": 50.0} and side["best"] == [None]
+    assert "meta.metrics.loss" in caplog.text
 
 
 def test_replaced_weights_are_detected_by_the_sidecar_hash(tmp_path) -> None:

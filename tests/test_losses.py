@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import pytest
 import torch
@@ -100,11 +98,13 @@ def test_cosine_loss_detaches_teacher_and_dual_sums_views() -> None:
     assert dual_cosine_loss(orth, -orth, orth, same).item() == pytest.approx(3.0, abs=1e-6)
 
 
-def _gather_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _gather_worker(rank: int, world: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # file rendezvous: no TCP port that another process on the machine could take meanwhile
+    dist.init_process_group(
+        "gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world
+    )
     gen = torch.Generator().manual_seed(1)
     g_all, s_all = torch.randn(4, 6, generator=gen), torch.randn(4, 6, generator=gen)
     g = g_all[rank * 2 : rank * 2 + 2].clone().requires_grad_(True)
@@ -117,10 +117,7 @@ def _gather_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.slow
 def test_gather_sees_global_batch(tmp_path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    torch.multiprocessing.spawn(_gather_worker, args=(2, port, str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(_gather_worker, args=(2, str(tmp_path)), nprocs=2)
     gen = torch.Generator().manual_seed(1)
     g_all = torch.randn(4, 6, generator=gen).requires_grad_(True)
     s_all = torch.randn(4, 6, generator=gen)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import re
@@ -128,18 +129,31 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, meta: Mapping[str, An
     clash = [k for k in _RESERVED if k in meta and meta[k] != ours[k] and k != "format"]
     if clash:
         raise ValueError(f"meta contradicts the model for key(s) {clash}; drop them from meta")
-    sidecar = {**meta, **ours}
+    sidecar = _finite({**meta, **ours}, "meta")
     try:
         text = json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"checkpoint metadata must be JSON-serialisable (str/number/list/dict, finite "
-            f"floats; model kwargs as strings, e.g. norm_layer='batchnorm2d'): {err}"
+            f"checkpoint metadata must be JSON-serialisable (str/number/list/dict; model kwargs "
+            f"as strings, e.g. norm_layer='batchnorm2d'): {err}"
         ) from err
     _atomic_write(path, weights)
     _atomic_write(_sidecar_path(path), (text + "\n").encode())
     logger.info("saved %s checkpoint %s (%.1f MB)", name, path, len(weights) / 1e6)
     return path
+
+
+def _finite(value: Any, where: str) -> Any:
+    """``value`` with NaN/inf floats as ``None``: strict JSON has no NaN, and a diverged or
+    undefined metric (e.g. a metre error without GPS) must not make the save fail."""
+    if isinstance(value, float) and not math.isfinite(value):
+        logger.warning("checkpoint metadata %s is %s; stored as null", where, value)
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def _sidecar_path(path: Path) -> Path:
