@@ -1,0 +1,105 @@
+"""The domain gap between the satellite capture and the street-level capture.
+
+Every rendered view gets its own :class:`DomainGap`; the *difference* between the two views'
+gaps is what a cross-view model has to bridge: season (vegetation colour), white balance,
+sun direction (shadows, facade shading), capture epoch (buildings and cars that appeared or
+disappeared in between), sensor noise, optical blur and exposure.
+
+Usage::
+
+    rng = np.random.default_rng(0)
+    sat_gap = DomainGap.sample(rng, strength=1.0)
+    grd_gap = DomainGap.sample(rng, strength=1.0)
+    tile = world.render_satellite((400.0, -300.0), gap=sat_gap, rng=rng)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+
+class DomainGapError(ValueError):
+    """A DomainGap parameter is outside its documented range."""
+
+
+@dataclass(frozen=True)
+class DomainGap:
+    """Capture conditions of one view. The default instance is the neutral capture.
+
+    Angles are degrees; the sun azimuth is clockwise from north in the *world* frame (so a
+    rotated/flipped world needs :meth:`rotated90` / :meth:`flipped` to keep its shadows).
+    """
+
+    season: float = 0.0  # 0 lush summer .. 0.5 dry late summer .. 1 late autumn
+    colour_shift: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gains (RGB)
+    sun_azimuth_deg: float = 135.0
+    sun_elevation_deg: float = 50.0
+    # Capture epoch in [0, 1]; each changeable object (building, car) flips presence at its own
+    # epoch, so two views whose time_gap differ by dt disagree on about dt of those objects.
+    time_gap: float = 0.0
+    noise_sigma: float = 0.0  # Gaussian sensor noise, in 0..255 units
+    blur_sigma: float = 0.0  # Gaussian optical blur, pixels
+    exposure: float = 1.0  # multiplicative brightness
+    saturation: float = 1.0  # 1 = unchanged, 0 = grey
+    visibility_m: float = 600.0  # distance haze e-folding length (ground views only)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "season": 0.0 <= self.season <= 1.0,
+            "sun_elevation_deg": 5.0 <= self.sun_elevation_deg <= 90.0,
+            "time_gap": 0.0 <= self.time_gap <= 1.0,
+            "noise_sigma": self.noise_sigma >= 0.0,
+            "blur_sigma": self.blur_sigma >= 0.0,
+            "exposure": self.exposure > 0.0,
+            "saturation": self.saturation >= 0.0,
+            "visibility_m": self.visibility_m > 0.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise DomainGapError(
+                    f"DomainGap.{name}={getattr(self, name)!r} is out of range; see the field "
+                    "comments in train/world/_gap.py for the valid range"
+                )
+        if len(self.colour_shift) != 3 or min(self.colour_shift) <= 0:
+            raise DomainGapError(
+                f"DomainGap.colour_shift must be 3 positive RGB gains, got {self.colour_shift!r}"
+            )
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, strength: float = 1.0) -> DomainGap:
+        """A random capture; ``strength`` 0 gives the neutral capture, 1 a realistic spread."""
+        if not 0.0 <= strength <= 2.0:
+            raise DomainGapError(f"strength must be in [0, 2], got {strength}")
+        s = strength
+        gains = 1.0 + rng.normal(0.0, 0.07 * s, size=3)
+        return cls(
+            season=float(np.clip(rng.uniform(0.0, 1.0) * s, 0.0, 1.0)),
+            colour_shift=tuple(float(g) for g in np.clip(gains, 0.6, 1.4)),
+            sun_azimuth_deg=float(rng.uniform(0.0, 360.0)) if s > 0 else 135.0,
+            sun_elevation_deg=float(np.clip(50.0 + rng.uniform(-25.0, 25.0) * s, 5.0, 90.0)),
+            time_gap=float(np.clip(rng.uniform(0.0, 0.35) * s, 0.0, 1.0)),
+            noise_sigma=float(rng.uniform(0.0, 5.0) * s),
+            blur_sigma=float(rng.uniform(0.0, 0.9) * s),
+            exposure=float(np.exp(rng.normal(0.0, 0.18 * s))),
+            saturation=float(np.clip(1.0 + rng.normal(0.0, 0.15 * s), 0.3, 1.6)),
+            visibility_m=float(600.0 * np.exp(rng.normal(0.0, 0.4 * s))),
+        )
+
+    # Geometry helpers: keep the sun fixed relative to a rotated/flipped scene ---------------
+    def rotated90(self, k: int = 1) -> DomainGap:
+        """The same capture for ``world.rotated90(k)`` (old east becomes new north for k=1)."""
+        return replace(self, sun_azimuth_deg=float((self.sun_azimuth_deg - 90.0 * k) % 360.0))
+
+    def flipped(self) -> DomainGap:
+        """The same capture for ``world.flipped()`` (east <-> west mirror)."""
+        return replace(self, sun_azimuth_deg=float((-self.sun_azimuth_deg) % 360.0))
+
+    def sun_vector(self) -> np.ndarray:
+        """Unit vector towards the sun as (east, north, up)."""
+        az, el = np.radians(self.sun_azimuth_deg), np.radians(self.sun_elevation_deg)
+        return np.array([np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)])
+
+
+NEUTRAL = DomainGap()
