@@ -97,8 +97,8 @@ class Teacher(nn.Module):
         cfg = self.model.pretrained_cfg
         self.mean: tuple[float, float, float] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std: tuple[float, float, float] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-        self.logit_scale = nn.Parameter(torch.ones([]) * _INIT_LOGIT_SCALE)
         # 0-d like Sample4Geo's, so its checkpoints load without reshaping.
+        self.logit_scale = nn.Parameter(torch.ones([]) * _INIT_LOGIT_SCALE)
 
     def forward(self, x: Tensor) -> Tensor:
         """Embed a batch ``(B, 3, H, W)`` of either view into ``(B, embed_dim)``, unit norm."""
