@@ -51,6 +51,7 @@ __all__ = [
     "CheckpointError",
     "apply_state_dict",
     "capture_rng_state",
+    "load_encoder",
     "load_teacher",
     "load_training_state",
     "read_checkpoint_meta",
@@ -120,7 +121,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, meta: Mapping[str, An
     ours = {
         "format": CHECKPOINT_FORMAT,
         "model": name,
-        "model_kwargs": dict(getattr(model, "timm_kwargs", {})),
+        # students record their factory kwargs as model_kwargs, teachers the timm ones
+        "model_kwargs": dict(
+            getattr(model, "model_kwargs", None) or getattr(model, "timm_kwargs", {})
+        ),
         "embed_dim": getattr(model, "embed_dim", None),
         "mean": list(getattr(model, "mean", ())) or None,
         "std": list(getattr(model, "std", ())) or None,
@@ -304,6 +308,37 @@ def load_teacher(
     teacher = create_model("teacher", name, **meta.get("model_kwargs", {}))
     apply_state_dict(teacher, state, name=name)
     return teacher.eval(), meta
+
+
+def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild any of our encoders (teacher or student, from the sidecar's ``kind``), in eval
+    mode. The meta gains ``sizes``: the (H, W) input each view is embedded at."""
+    from train.models import create_model
+
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    if meta is None or meta.get("kind", "teacher") == "teacher":
+        teacher, meta = load_teacher(path)
+        sizes = {}
+        if meta.get("sat_size"):
+            sizes["satellite"] = (int(meta["sat_size"]),) * 2
+        if meta.get("ground_size"):
+            sizes["ground"] = tuple(int(v) for v in meta["ground_size"])
+        return teacher, {**meta, "sizes": sizes}
+    if meta.get("kind") != "student" or "view" not in meta or "input_size" not in meta:
+        raise CheckpointError(
+            f"{_sidecar_path(path)} describes neither a teacher nor a student (kind "
+            f"{meta.get('kind')!r}, view {meta.get('view')!r}); re-save it with train.distill"
+        )
+    if (digest := meta.get("sha256")) and digest != _sha256(path):
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
+            "after saving); save the checkpoint again"
+        )
+    student = create_model("student", str(meta["model"]), **meta.get("model_kwargs", {}))
+    apply_state_dict(student, read_state_dict(path), name=str(meta["model"]))
+    sizes = {meta["view"]: tuple(int(v) for v in meta["input_size"])}
+    return student.eval(), {**meta, "sizes": sizes}
 
 
 def _sha256(path: Path) -> str:

@@ -60,7 +60,7 @@ class EmbeddingsFormatError(ValueError):
         super().__init__(f"{source}: {problem}")
 
 
-class ModelEvaluationUnavailable(RuntimeError):
+class ModelEvaluationUnavailable(RuntimeError):  # kept for callers catching it
     """Model-driven evaluation was requested but this checkout cannot run it yet."""
 
 
@@ -242,11 +242,57 @@ class EvaluateConfig:
 
 
 def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
-    """Model-driven mode: embed ``cfg.split`` of ``cfg.dataset`` with the two encoders."""
-    raise ModelEvaluationUnavailable(
-        "model-driven evaluation (--dataset/--data/--ground/--satellite) needs train.models; "
-        "not available in this checkout yet. Score saved embeddings with --embeddings FILE.npz"
-    )
+    """Model-driven mode: embed ``cfg.split`` of ``cfg.dataset`` with the two encoders.
+
+    Either side may be a teacher or a student checkpoint (its sidecar says which, and at
+    which input size it embeds); a teacher given for both sides is loaded once.
+    """
+    missing = [f"--{n}" for n in ("data", "ground", "satellite") if getattr(cfg, n) is None]
+    if missing:
+        raise ValueError(f"model-driven evaluation needs {', '.join(missing)}")
+    # torch and the model zoo are imported only in this mode: --embeddings stays light.
+    from train.checkpoint import load_encoder
+    from train.datasets import load
+    from train.distributed import init_distributed
+    from train.evalsets import RetrievalSet
+
+    loaded: dict[Path, tuple] = {}  # one load when both sides are the same teacher
+    encoders, sizes = {}, {}
+    for view in ("ground", "satellite"):
+        path = getattr(cfg, view)
+        if path not in loaded:
+            loaded[path] = load_encoder(path)
+        encoders[view], meta = loaded[path]
+        if view not in meta["sizes"]:
+            raise ValueError(
+                f"{path} is a {meta.get('view', '?')} {meta.get('kind', 'teacher')} encoder and "
+                f"cannot embed {view} images; pass a {view} student or a teacher"
+            )
+        sizes[view] = meta["sizes"][view]
+    split = load(cfg.dataset, cfg.data, cfg.split)
+    info = init_distributed("auto")
+    evalset = RetrievalSet(split, sizes["satellite"][0], sizes["ground"])
+    query, reference = evalset.embed(encoders["ground"], encoders["satellite"], info, 64)
+    if cfg.save_embeddings is not None:
+        optional = {
+            k: v
+            for k, v in {
+                "query_latlon": split.query_latlon,
+                "reference_latlon": split.reference_latlon,
+                "semi_positive_ids": split.semi_positive_ids,
+            }.items()
+            if v is not None
+        }
+        save_embeddings(
+            cfg.save_embeddings,
+            query,
+            reference,
+            split.query_ids,
+            split.reference_ids,
+            **optional,
+        )
+        logger.info("wrote embeddings to %s", cfg.save_embeddings)
+    return evalset.score(query, reference)
 
 
 def run(cfg: EvaluateConfig) -> RetrievalMetrics:
