@@ -20,7 +20,7 @@ from train.world._photometric import AMBIENT, SHADOW_TINT, apply_season, finish,
 from train.world._scene import Scene
 from train.world._shadow import lit_mask
 
-_MAX_SLOPE = 2.5  # clip the gradient so wall cells give a thin rim, not a black/white line
+_WALL_STEP_M = 1.0  # a jump larger than this between neighbouring cells is a wall, not a slope
 
 
 def tile_raster_coords(center_en, size_px: int, gsd_m: float, res_m: float):
@@ -32,6 +32,16 @@ def tile_raster_coords(center_en, size_px: int, gsd_m: float, res_m: float):
     east = center_en[0] + k * gsd_m
     north = center_en[1] - k * gsd_m
     return -north / res_m - 0.5, east / res_m - 0.5  # (rows,), (cols,)
+
+
+def _slope(h: np.ndarray, axis: int, res: float) -> np.ndarray:
+    """Surface slope along ``axis`` ignoring walls: one-sided differences that do not cross a
+    height jump, so roofs and the ground next to buildings are shaded as what they are."""
+    fwd = np.diff(h, axis=axis, append=np.take(h, [-1], axis=axis))
+    bwd = np.diff(h, axis=axis, prepend=np.take(h, [0], axis=axis))
+    ok_f, ok_b = np.abs(fwd) <= _WALL_STEP_M, np.abs(bwd) <= _WALL_STEP_M
+    total = np.where(ok_f, fwd, 0.0) + np.where(ok_b, bwd, 0.0)
+    return total / np.maximum(ok_f.astype(np.float32) + ok_b, 1.0) / res
 
 
 def _bilinear(img: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -62,11 +72,7 @@ def render_satellite(
     rgb, veg = lay.top_colour(r0, r1, c0, c1)
     rgb = apply_season(rgb, veg, gap.season)
 
-    gy, gx = np.gradient(h, res)  # d/drow (southwards), d/dcol (eastwards)
-    ge, gn = gx, -gy
-    mag = np.hypot(ge, gn)
-    scale = np.minimum(1.0, _MAX_SLOPE / np.maximum(mag, 1e-6))
-    ge, gn = ge * scale, gn * scale
+    ge, gn = _slope(h, 1, res), -_slope(h, 0, res)  # rows grow southwards
     sun = gap.sun_vector()
     ndots = (-ge * sun[0] - gn * sun[1] + sun[2]) / np.sqrt(1.0 + ge * ge + gn * gn)
     lit = lit_mask(lay.top_height, r0, r1, c0, c1, gap, res, max_rise_m)

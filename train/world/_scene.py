@@ -76,6 +76,11 @@ class Scene:
     street_dir: np.ndarray  # (P,) float64 road direction, radians counter-clockwise from east
     street_width: np.ndarray  # (P,) float32 road width
 
+    def __post_init__(self) -> None:
+        # renderers gather through ravel(): a non-contiguous raster would be copied per call
+        for name, arr in self._map_rasters(lambda a: a).items():
+            object.__setattr__(self, name, arr)
+
     @property
     def size_px(self) -> int:
         return int(self.terrain.shape[0])
