@@ -107,8 +107,7 @@ def test_cli_scores_a_file_and_writes_json(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dataset", "cvusa", "--data", "x", "--ground", "g", "--satellite", "s"],
-         "needs train.models; not available"),
+        (["--dataset", "cvusa", "--data", "x"], "needs --ground, --satellite"),
         (["--embeddings", "e.npz", "--dataset", "cvusa"], "not allowed with"),
         (["--embeddings", "e.npz", "--ground", "g.pt"], "only apply with --dataset"),
         (["--embeddings", "does/not/exist.npz"], "does not exist"),
