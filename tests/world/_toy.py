@@ -12,7 +12,7 @@ import numpy as np
 from d4g_edge.geo import GeoReference
 from train.world import World
 from train.world._objects import ObjectBuilder
-from train.world._scene import BUILDING, GRASS, STATIC, Scene
+from train.world._scene import BUILDING, GRASS, STATIC, Scene, Trees
 
 SIZE_M, RES_M = 300.0, 0.5
 GRASS_RGB = (90, 125, 60)
@@ -44,6 +44,8 @@ def toy_world(
         obj_h=obj_h,
         obj_rgb=obj_rgb,
         objects=objects,
+        tree_id=np.full((n, n), -1, np.int32),
+        trees=Trees(np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0)),
         street_pts=np.array([[SIZE_M / 2, -SIZE_M / 2]]),
         street_dir=np.zeros(1),
         street_width=np.full(1, 8.0, np.float32),

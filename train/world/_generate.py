@@ -16,9 +16,14 @@ from train.world._landcover import generate_landcover
 from train.world._noise import fbm
 from train.world._objects import ObjectBuilder, place_buildings, place_cars
 from train.world._roads import generate_roads, rasterize_roads
-from train.world._scene import FOREST, MARKING, ROAD, SIDEWALK, SOIL, TREE, WATER, Scene
+from train.world._scene import FOREST, MARKING, ROAD, SIDEWALK, SOIL, TREE, WATER, Scene, Trees
 from train.world._styles import get_style
-from train.world._trees import rasterize_trees, tree_colours, tree_positions
+from train.world._trees import (
+    crown_half_height,
+    rasterize_trees,
+    tree_colours,
+    tree_positions,
+)
 
 _ASPHALT = np.array([80, 80, 84], np.float32)
 _SIDEWALK = np.array([176, 173, 166], np.float32)
@@ -64,7 +69,7 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
     free &= (mat[row, col] != WATER) & (obj_id[row, col] == 0) & ~soil[row, col]
     xy = xy[free]
     radius = rng.uniform(*style.tree_radius_m, len(xy))
-    height = radius * rng.uniform(1.7, 2.8, len(xy)) + 1.5
+    height = radius * rng.uniform(1.5, 2.4, len(xy)) + rng.uniform(2.0, 4.0, len(xy))
     tree_h, owner = rasterize_trees(xy, radius, height, n, res_m)
     # street trees are pruned where they would overhang the carriageway
     cut = rr.surface & (rr.edge_dist < -0.8)
@@ -94,6 +99,8 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
         obj_h=obj_h,
         obj_rgb=obj_rgb,
         objects=objects,
+        tree_id=owner,
+        trees=Trees(xy, radius, height, crown_half_height(radius, height)),
         street_pts=rr.pts,
         street_dir=rr.dirs,
         street_width=rr.width,

@@ -61,13 +61,21 @@ class EpochLayers:
         is_obj = self.alive[oid]
         terrain = s.terrain.ravel()[flat]
         rel = np.maximum(s.base_h.ravel()[flat], np.where(is_obj, s.obj_h.ravel()[flat], 0.0))
-        return {"oid": np.where(is_obj, oid, 0), "terrain": terrain, "top": terrain + rel}
+        solid = terrain + np.where(is_obj, s.obj_h.ravel()[flat], 0.0)
+        return {
+            "oid": np.where(is_obj, oid, 0),
+            "terrain": terrain,
+            "top": terrain + rel,
+            "solid": solid,
+        }
 
-    def gather_height(self, flat: np.ndarray) -> np.ndarray:
+    def gather_heights(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(top of everything, top without tree crowns) at the cells ``flat``."""
         s = self.scene
         oh = s.obj_h.ravel()[flat]
         oh = np.where(self.alive[s.obj_id.ravel()[flat]], oh, 0.0)
-        return s.terrain.ravel()[flat] + np.maximum(s.base_h.ravel()[flat], oh)
+        ground = s.terrain.ravel()[flat]
+        return ground + np.maximum(s.base_h.ravel()[flat], oh), ground + oh
 
     def gather_colour(self, flat: np.ndarray, oid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.scene

@@ -10,6 +10,9 @@ Steps are 0.25 m near the camera and grow geometrically (2.5 %) with distance. C
 early once no remaining cell can rise above what they already see, using a per-world coarse
 max-height grid (:class:`MarchAccel`).
 
+Tree crowns float: a second running maximum without them (``k_solid``) tells where a ray that
+passes under a crown lands instead (on the ground or a building behind).
+
 Usage::
 
     accel = MarchAccel.build(scene)
@@ -71,7 +74,19 @@ class MarchAccel:
 @dataclass(frozen=True)
 class ColumnHits:
     k: np.ndarray  # (H, W) step index hit by each ray, len(DIST) = nothing (sky)
+    k_solid: np.ndarray  # (H, W) the same, ignoring tree crowns
     eye_z: float
+
+
+def _resolve(angles: np.ndarray, el: np.ndarray) -> np.ndarray:
+    """First step whose running max elevation reaches each ray's elevation, for all columns
+    in one searchsorted (columns are offset by _COL_STRIDE so the keys stay sorted)."""
+    w, k_total = angles.shape
+    running = np.maximum.accumulate(angles, axis=1)
+    off = _COL_STRIDE * np.arange(w)
+    keys = (running + off[:, None]).ravel()
+    idx = np.searchsorted(keys, (el + off[None, :]).ravel(), side="left").reshape(el.shape)
+    return idx - (np.arange(w) * k_total)[None, :]
 
 
 def march_columns(
@@ -86,6 +101,7 @@ def march_columns(
     w, k_total = len(az), len(DIST)
     sa, ca = np.sin(az), np.cos(az)
     angles = np.full((w, k_total), _BELOW)
+    solid = np.full((w, k_total), _BELOW)
     run = np.full(w, _BELOW)
     need = el.max(axis=0)  # a column is finished once its highest ray is occluded
     hb = accel.height_bound((ce, cn), DIST)
@@ -99,18 +115,18 @@ def march_columns(
         row = np.floor((-cn - ca[active, None] * d) / res).astype(np.int64)
         outside = (col < 0) | (col >= n) | (row < 0) | (row >= n)
         flat = np.clip(row, 0, n - 1) * n + np.clip(col, 0, n - 1)
-        h = lay.gather_height(flat)
+        h, hs = lay.gather_heights(flat)
         h = np.where(outside, terrain[flat], h)  # beyond the border: bare ground continues
-        a = np.arctan2(h - eye_z, d)
-        angles[active[:, None], np.arange(k0, k1)[None, :]] = a
+        hs = np.where(outside, terrain[flat], hs)
+        ix = (active[:, None], np.arange(k0, k1)[None, :])
+        angles[ix] = np.arctan2(h - eye_z, d)
+        a = np.arctan2(hs - eye_z, d)
+        solid[ix] = a
+        # termination looks at the solid pass: it is the lower of the two running maxima
         run[active] = np.maximum(run[active], a.max(axis=1))
         if k1 < k_total:
             r = run[active]
             active = active[(r < bound[k1]) & (r < need[active])]
             if active.size == 0:
                 break
-    running = np.maximum.accumulate(angles, axis=1)
-    off = _COL_STRIDE * np.arange(w)
-    keys = (running + off[:, None]).ravel()
-    idx = np.searchsorted(keys, (el + off[None, :]).ravel(), side="left").reshape(el.shape)
-    return ColumnHits(k=idx - (np.arange(w) * k_total)[None, :], eye_z=eye_z)
+    return ColumnHits(k=_resolve(angles, el), k_solid=_resolve(solid, el), eye_z=eye_z)

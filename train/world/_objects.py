@@ -180,10 +180,9 @@ def _try_building(
     shade = 1.0 + rng.normal(0, 0.035, len(rows))
     if gabled:
         shade -= 0.18 * (np.abs(lv) < 0.35)  # ridge cap
-    else:  # parapet rim and a rooftop unit or two
+    else:  # a lighter parapet rim
         rim = (np.abs(lu) > hu - 0.6) | (np.abs(lv) > hv - 0.6)
         shade += 0.12 * rim
-        heights = heights + 0.5 * rim
     rgb = roof[None, :] * shade[:, None]
     facade = tuple(
         int(v) for v in np.clip(pal_f[rng.integers(len(pal_f))] * rng.uniform(0.88, 1.1, 3), 0, 255)

@@ -60,6 +60,18 @@ class Objects:
 
 
 @dataclass(frozen=True)
+class Trees:
+    """Crowns are ellipsoids of horizontal radius ``radius`` and vertical half size ``crown``
+    centred ``height - crown`` above the terrain, on a trunk; the height field holds their top
+    surface, the ground renderer intersects the ellipsoid itself."""
+
+    centre: np.ndarray  # (T, 2) float64 east, north
+    radius: np.ndarray  # (T,) float64 crown radius
+    height: np.ndarray  # (T,) float64 tree height above terrain
+    crown: np.ndarray  # (T,) float64 vertical half size of the crown
+
+
+@dataclass(frozen=True)
 class Scene:
     """Rasters (N x N) and objects of one town."""
 
@@ -72,6 +84,8 @@ class Scene:
     obj_h: np.ndarray  # float32 object height above terrain (roof shape included)
     obj_rgb: np.ndarray  # uint8 (N, N, 3) top colour of objects (roofs, cars)
     objects: Objects
+    tree_id: np.ndarray  # int32 index into trees of the crown covering a cell (-1 = none)
+    trees: Trees
     street_pts: np.ndarray  # (P, 2) float64 road centreline samples (east, north)
     street_dir: np.ndarray  # (P,) float64 road direction, radians counter-clockwise from east
     street_width: np.ndarray  # (P,) float32 road width
@@ -123,10 +137,12 @@ class Scene:
             centre=self._transform_points(objs.centre, k, flip),
             angle=self._transform_angles(objs.angle, k, flip),
         )
+        trees = replace(self.trees, centre=self._transform_points(self.trees.centre, k, flip))
         return replace(
             self,
             **self._map_rasters(raster_fn),
             objects=new_objs,
+            trees=trees,
             street_pts=self._transform_points(self.street_pts, k, flip),
             street_dir=self._transform_angles(self.street_dir, k, flip),
         )

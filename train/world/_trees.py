@@ -56,11 +56,15 @@ def tree_positions(rng, style: TownStyle, rr: RoadRaster, mat, urban, buildings,
     return np.concatenate(pts) if pts else np.zeros((0, 2))
 
 
+def crown_half_height(radius: np.ndarray, height: np.ndarray) -> np.ndarray:
+    return np.minimum(radius * 1.1, height * 0.4)
+
+
 def rasterize_trees(xy, radius, height, n: int, res_m: float):
-    """Crown height raster (float32) and the index of the tree owning each cell (-1: none)."""
+    """Crown top raster (float32) and the index of the tree owning each cell (-1: none)."""
     key = np.full(n * n, -1, dtype=np.int64)
     rpx = np.maximum(np.round(radius / res_m).astype(np.int64), 1)
-    crown = np.minimum(radius * 1.2, height * 0.7)
+    crown = crown_half_height(radius, height)
     for rp in np.unique(rpx):
         sel = np.flatnonzero(rpx == rp)
         cxp, cyp = xy[sel, 0] / res_m, -xy[sel, 1] / res_m
@@ -75,7 +79,7 @@ def rasterize_trees(xy, radius, height, n: int, res_m: float):
                 t = sel[ok]
                 h = height[t] - crown[t] * (1.0 - np.sqrt(1.0 - d[ok] ** 2))
                 np.maximum.at(key, rr[ok] * n + cc[ok], (h * 1000).astype(np.int64) << 24 | t)
-    owner = np.where(key >= 0, key & ((1 << 24) - 1), -1).reshape(n, n)
+    owner = np.where(key >= 0, key & ((1 << 24) - 1), -1).reshape(n, n).astype(np.int32)
     tree_h = np.where(key >= 0, (key >> 24) / 1000.0, 0.0).astype(np.float32).reshape(n, n)
     return tree_h, owner
 
