@@ -162,7 +162,7 @@ def _latlon(name: str, x, length: int) -> np.ndarray:
     if not np.isfinite(arr).all() or np.abs(arr[:, 0]).max() > 90 or np.abs(arr[:, 1]).max() > 360:
         raise MetricsInputError(
             f"{name} must hold finite (lat, lon) in degrees (|lat| <= 90); got values out of "
-            "range: radians or (lon, lat) order?"
+            "range: are the columns swapped to (lon, lat)?"
         )
     return arr
 
@@ -300,6 +300,8 @@ def evaluate_scores(
     """Like :func:`evaluate_retrieval` for any scorer; higher score = better match."""
     reference_ids = _ids("reference_ids", reference_ids)
     query_ids = _ids("query_ids", query_ids)
+    if len(query_ids) == 0 or len(reference_ids) == 0:
+        raise MetricsInputError("need at least one query and one reference")
     positive = ids_to_index(query_ids, reference_ids)
     semi = None
     if semi_positive_ids is not None:

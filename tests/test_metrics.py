@@ -192,7 +192,7 @@ def test_bad_inputs_raise_clear_errors(kwargs, match):
 
 def test_latlon_out_of_range_is_rejected():
     ll = np.array([[0.0, 0.0], [95.0, 0.0]])
-    with pytest.raises(MetricsInputError, match="radians or"):
+    with pytest.raises(MetricsInputError, match="swapped"):
         evaluate_retrieval(
             np.eye(2), np.eye(2), [0, 1], [0, 1], query_latlon=ll, reference_latlon=ll
         )
