@@ -35,7 +35,7 @@ from train.datasets import DATASETS, PairDataset, load
 from train.datasets.pairs import _to_tensor
 from train.distributed import DistInfo, init_distributed, shutdown_distributed
 from train.embed import embed_dataset, unwrap
-from train.engine import LoopConfig, fit
+from train.engine import LoopConfig, fit, seed_everything
 from train.evalsets import RetrievalSet
 from train.losses import cosine_distillation_loss
 from train.models import create_model
@@ -318,6 +318,7 @@ def run(cfg: DistillConfig, hp: HParams | None = None) -> dict:
             }
             (cfg.out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
             logger.info("resolved config: %s", json.dumps(resolved, default=str))
+        seed_everything(hp.seed + info.rank)  # model initialisation is part of the run
         task = DistillTask(cfg, preset, hp, info)
         return fit(task, LoopConfig(run_dir=cfg.out, hp=hp, resume=cfg.resume), info)
     finally:

@@ -29,7 +29,7 @@ from train.cli import add_hparam_flags, config_from_args, dataclass_parser, reso
 from train.datasets import DATASETS, PairAugment, PairDataset, load
 from train.distributed import DistInfo, init_distributed, shutdown_distributed
 from train.embed import unwrap
-from train.engine import LoopConfig, fit
+from train.engine import LoopConfig, fit, seed_everything
 from train.evalsets import RetrievalSet
 from train.losses import InfoNCE
 from train.models import create_model, list_models
@@ -89,7 +89,7 @@ class TeacherTask:
         train_split = load(cfg.dataset, cfg.data, "train", **kw)
         self.train_pairs = PairDataset(
             train_split, self.sat_size, self.ground_size, augment=PairAugment()
-        )
+        ).preload()
         self.train_views = RetrievalSet(train_split, self.sat_size, self.ground_size)
         self.test = RetrievalSet(
             load(cfg.dataset, cfg.data, "test", **kw), self.sat_size, self.ground_size
@@ -136,7 +136,7 @@ class TeacherTask:
         every = self.hp.sim_update_every
         if every and epoch > 1 and (epoch - 1) % every == 0:
             teacher = unwrap(models["teacher"]).teacher
-            q, r = self.train_views.embed(teacher, self.info, self.hp.batch_size)
+            q, r = self.train_views.embed(teacher, None, self.info, self.hp.batch_size)
             self.sampler.update_similarity(q, r)
 
     def train_batches(self, epoch: int):
@@ -198,6 +198,7 @@ def run(cfg: TeacherConfig, hp: HParams | None = None) -> dict:
             (cfg.out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
             logger.info("resolved config: %s", json.dumps(resolved, default=str))
         torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))
+        seed_everything(hp.seed + info.rank)  # model initialisation is part of the run
         task = TeacherTask(cfg, preset, hp, info)
         return fit(task, LoopConfig(run_dir=cfg.out, hp=hp, resume=cfg.resume), info)
     finally:
