@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     add_hparam_flags(parser)
     args = parser.parse_args(argv)
     cfg = config_from_args(TeacherConfig, args)
-    best = run(cfg, resolve_hparams(get_preset(cfg.preset).teacher_hp, args))
+    try:
+        best = run(cfg, resolve_hparams(get_preset(cfg.preset).teacher_hp, args))
+    except (ValueError, FileNotFoundError) as err:  # user input: message, not traceback
+        parser.exit(2, f"error: {err}\n")
     logger.info("best epoch: %s", best)
     return 0
 

@@ -73,7 +73,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_cvusa, tmp_path):
 
 
 def test_resume_without_state_is_a_clear_error(tiny_cvusa, tmp_path):
-    with pytest.raises(AssertionError, match="no last.pt"):
+    with pytest.raises(AssertionError, match=r"no last\.pt"):
         run_module(*_teacher_cmd(tiny_cvusa, tmp_path / "fresh", 1), "--resume")
 
 
