@@ -80,3 +80,21 @@ def test_split_validates_shapes_and_id_consistency(tmp_path):
             positive_index=np.array([2, 0]),
             semi_positive_ids=np.zeros((2, 2), np.int64),
         )
+
+
+def test_planar_positions_are_locally_metric_across_cities():
+    from d4g_edge.geo import haversine_m
+    from train.datasets._split import planar_positions
+
+    rng = np.random.default_rng(0)
+    cities = [(47.61, -122.33), (41.88, -87.63), (40.71, -74.0), (37.77, -122.42)]
+    latlon = np.concatenate([c + rng.uniform(-0.01, 0.01, (20, 2)) for c in cities])
+    xy = planar_positions(latlon)
+    for a in range(len(latlon)):
+        for b in range(len(latlon)):
+            planar = np.linalg.norm(xy[a] - xy[b])
+            if a // 20 == b // 20:  # same city: within 0.1 % of the great-circle distance
+                true = haversine_m(*latlon[a], *latlon[b])
+                assert planar == pytest.approx(true, rel=1e-3, abs=1e-6)
+            else:  # different cities never look near
+                assert planar > 1e6

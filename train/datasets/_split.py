@@ -79,10 +79,7 @@ class CrossViewSplit:
     def neighbour_positions(self) -> np.ndarray:
         """(R, 2) planar metres of the references, for GPS-nearest hard negatives.
 
-        CVACT uses its UTM coordinates as they are. Otherwise lat/lon is mapped with a
-        sinusoidal projection (east scaled by the cosine of each point's own latitude): it
-        keeps neighbours within a city metrically right even when one split spans several
-        cities far apart (VIGOR), where one shared equirectangular origin would not.
+        CVACT uses its UTM coordinates as they are. Otherwise see :func:`planar_positions`.
         """
         if self.reference_utm is not None:
             return np.asarray(self.reference_utm, dtype=np.float64)
@@ -92,8 +89,44 @@ class CrossViewSplit:
                 "(for CVUSA, split_locations/all.csv is missing), so GPS neighbours are "
                 "unavailable; disable GPS-based sampling or add the locations file"
             )
-        lat = np.radians(self.reference_latlon[:, 0])
-        lon = np.radians(self.reference_latlon[:, 1])
-        north = EARTH_RADIUS_M * (lat - lat.mean())
-        east = EARTH_RADIUS_M * (lon - lon.mean()) * np.cos(lat)
-        return np.stack([east, north], axis=1)
+        return planar_positions(self.reference_latlon)
+
+
+_CELL_DEG = 0.5  # clustering cell; far larger than a city block, far smaller than a country
+_CLUSTER_GAP_M = 4.0e7  # beyond any distance on Earth: clusters never look like neighbours
+
+
+def planar_positions(latlon: np.ndarray) -> np.ndarray:
+    """(N, 2) east/north metres that keep *local* distances right across far-apart places.
+
+    Points are grouped into clusters (connected 0.5-degree cells, e.g. the four VIGOR
+    cities); each cluster gets its own equirectangular frame at its mean position, and
+    clusters are placed 40,000 km apart. One shared frame would stretch east-west distances
+    by cos(lat0)/cos(lat) (about 10 % in Seattle for a frame centred between the VIGOR
+    cities); within a cluster the error is that ratio over the cluster's own extent.
+    """
+    lat, lon = np.asarray(latlon, dtype=np.float64).T
+    cells = np.stack([np.floor(lat / _CELL_DEG), np.floor(lon / _CELL_DEG)], 1).astype(np.int64)
+    occupied = {tuple(c) for c in cells.tolist()}
+    label: dict[tuple[int, int], int] = {}
+    n_clusters = 0
+    for start in sorted(occupied):  # flood fill over the 8-neighbourhood of occupied cells
+        if start in label:
+            continue
+        label[start], stack = n_clusters, [start]
+        n_clusters += 1
+        while stack:
+            r, c = stack.pop()
+            for nb in ((r + dr, c + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)):
+                if nb in occupied and nb not in label:
+                    label[nb] = label[start]
+                    stack.append(nb)
+    cluster = np.array([label[tuple(c)] for c in cells.tolist()], dtype=np.int64)
+    out = np.empty((len(lat), 2))
+    for k in np.unique(cluster):
+        m = cluster == k
+        lat0, lon0 = lat[m].mean(), lon[m].mean()
+        out[m, 0] = np.radians(lon[m] - lon0) * EARTH_RADIUS_M * np.cos(np.radians(lat0))
+        out[m, 0] += k * _CLUSTER_GAP_M
+        out[m, 1] = np.radians(lat[m] - lat0) * EARTH_RADIUS_M
+    return out

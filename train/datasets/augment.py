@@ -68,14 +68,16 @@ class PairAugment:
     def photometric(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """uint8 or [0, 1] float HWC -> jittered float32 in [0, 1]."""
         x = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-        b, c, s = (
-            1.0 + rng.uniform(-m, m) for m in (self.brightness, self.contrast, self.saturation)
-        )
-        x = x * b
-        grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
-        x = (x - grey.mean()) * c + grey.mean()
-        grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        x = grey[..., None] + (x - grey[..., None]) * s
+        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
+        # Each jitter is skipped at magnitude 0, so a disabled jitter is an exact identity.
+        if self.brightness:
+            x = x * np.float32(1.0 + rng.uniform(-self.brightness, self.brightness))
+        if self.contrast:
+            mean = np.float32((x @ luma).mean())
+            x = (x - mean) * np.float32(1.0 + rng.uniform(-self.contrast, self.contrast)) + mean
+        if self.saturation:
+            grey = (x @ luma)[..., None]
+            x = grey + (x - grey) * np.float32(1.0 + rng.uniform(-self.saturation, self.saturation))
         return np.clip(x, 0.0, 1.0, out=x)
 
     def __call__(

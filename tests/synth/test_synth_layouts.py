@@ -1,0 +1,180 @@
+"""Every writer + loader pair on tiny world-rendered datasets, checked against geometry.
+
+The datasets are written once per module (6 train / 4 test pairs, 64 px tiles, 32x128
+panoramas, small towns) and read back with train.datasets.load. Expected values come from
+the layout definitions and from geodesy (d4g_edge.geo), not from the writers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from d4g_edge.geo import GeoReference, haversine_m
+from train.datasets import load, read_image
+from train.datasets._utm import latlon_to_utm
+from train.datasets.vigor import parse_panorama_name, parse_satellite_name
+from train.synth import SynthConfig, synthesize
+
+TILE_M, SAT, PANO = 45.0, 64, (32, 128)  # small towns keep the test fast
+GSD = TILE_M / SAT
+
+
+def tiny(layout: str, out, **kw) -> SynthConfig:
+    base = dict(
+        train=6,
+        test=4,
+        seed=11,
+        sat_size=SAT,
+        pano_size=PANO,
+        tile_m=TILE_M,
+        town_size_m=300.0,
+        pairs_per_town=4,
+    )
+    return SynthConfig(layout, out, **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    out = {
+        "cvusa": synthesize(tiny("cvusa", root / "cvusa")),
+        "cvact": synthesize(tiny("cvact", root / "cvact")),
+        "vigor": synthesize(tiny("vigor", root / "vigor")),
+        "vigor_alt": synthesize(tiny("vigor", root / "vigor_alt", vigor_layout="alt")),
+    }
+    return out
+
+
+def test_cvusa_ids_locations_and_images(written):
+    root = written["cvusa"]
+    train, test = load("cvusa", root, "train"), load("cvusa", root, "test")
+    assert len(train) == 6 and len(test) == 4
+    # ids are the integers 1..10, each used once, and row id-1 of all.csv holds id's GPS
+    ids = np.concatenate([train.query_ids, test.query_ids])
+    assert sorted(ids.tolist()) == list(range(1, 11))
+    rows = np.loadtxt(root / "split_locations/all.csv", delimiter=",")
+    assert rows.shape == (10, 5)
+    np.testing.assert_array_equal(train.query_latlon, rows[train.query_ids - 1, 2:4])
+    np.testing.assert_array_equal(rows[:, 0:2], rows[:, 2:4])  # tiles centred on the panorama
+    # cross-area: every test place is far from every train place (different towns)
+    d = haversine_m(
+        train.query_latlon[:, None, 0],
+        train.query_latlon[:, None, 1],
+        test.query_latlon[None, :, 0],
+        test.query_latlon[None, :, 1],
+    )
+    assert d.min() > 1000.0
+    assert read_image(train.reference_paths[0]).shape == (SAT, SAT, 3)
+    assert read_image(train.query_paths[0]).shape == (*PANO, 3)
+    for i in ids:  # the annotation column points at real files too
+        assert (root / f"streetview/annotations/{i:07d}.png").is_file()
+    lines = (root / "splits/train-19zl.csv").read_text().splitlines()
+    assert lines[0].count(",") == 2 and lines[0].startswith("bingmap/19/")
+
+
+def test_cvact_mat_indices_and_folders(written):
+    root = written["cvact"]
+    mat = scipy.io.loadmat(root / "ACT_data.mat")
+    assert mat["utm"].shape == (10, 2) and mat["panoIds"].shape == (10,)
+    assert mat["trainSet"].dtype.names[1] == "trainInd"  # the index is the second field
+    assert mat["valSetAll"].dtype.names[1] == "valInd"
+    train_rows = mat["trainSet"]["trainInd"][0, 0].ravel()
+    all_rows = mat["valSetAll"]["valInd"][0, 0].ravel()
+    val_rows = mat["valSet"]["valInd"][0, 0].ravel()
+    # 1-based: together the splits use rows 1..10 exactly once; val is a subset of valSetAll
+    assert sorted(np.concatenate([train_rows, all_rows]).tolist()) == list(range(1, 11))
+    assert set(val_rows) < set(all_rows) and len(val_rows) == 2
+
+    train, val, test = (
+        load("cvact", root, s, on_missing="error") for s in ("train", "val", "test")
+    )
+    assert sorted(train.query_ids.tolist()) == sorted(train_rows.astype(int).tolist())
+    assert (len(train), len(val), len(test)) == (6, 2, 4)
+    # CVACT lives in Canberra: zone 55S UTM of the recovered lat/lon reproduces the file
+    assert np.all(np.abs(test.query_latlon - [-35.3, 149.1]) < 0.5)
+    e, n = latlon_to_utm(test.query_latlon[:, 0], test.query_latlon[:, 1], zone=55, south=True)
+    np.testing.assert_allclose(np.stack([e, n], 1), mat["utm"][test.query_ids - 1], atol=1e-6)
+    # val pairs are stored in ANU_data_small and, identically, in ANU_data_test
+    name = val.query_names[0]
+    small = root / f"ANU_data_small/satview_polish/{name}_satView_polish.jpg"
+    assert (
+        small.read_bytes()
+        == (root / f"ANU_data_test/satview_polish/{name}_satView_polish.jpg").read_bytes()
+    )
+    d = haversine_m(
+        train.query_latlon[:, None, 0],
+        train.query_latlon[:, None, 1],
+        test.query_latlon[None, :, 0],
+        test.query_latlon[None, :, 1],
+    )
+    assert d.min() > 1000.0
+
+
+@pytest.mark.parametrize("mode", ["cross", "same"])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_vigor_positive_holds_pano_in_central_quarter(written, mode, split):
+    data = load("vigor", written["vigor"], split, mode=mode)
+    assert len(data) > 0
+    for i in range(len(data)):
+        _, plat, plon = parse_panorama_name(data.query_names[i])
+        tiles = [int(data.positive_index[i]), *data.semi_positive_ids[i].tolist()]
+        for rank, t in enumerate(tiles):
+            tlat, tlon = parse_satellite_name(data.reference_names[t])
+            east, north = GeoReference(tlat, tlon).latlon_to_metres(plat, plon)
+            limit = TILE_M / 4 if rank == 0 else TILE_M / 2  # central quarter / inside the tile
+            assert abs(east) <= limit + 1e-3 and abs(north) <= limit + 1e-3
+            # VIGOR's offset: tile centre minus panorama, [north, east], in tile pixels
+            np.testing.assert_allclose(
+                data.positive_offsets_px[i, rank], [-north / GSD, -east / GSD], atol=0.01
+            )
+        # 50 % overlap: exactly four listed tiles of its city contain the panorama
+        city = data.query_paths[i].parent.parent.name
+        inside = 0
+        for name, path in zip(data.reference_names, data.reference_paths, strict=True):
+            if path.parent.parent.name != city:
+                continue
+            east, north = GeoReference(*parse_satellite_name(name)).latlon_to_metres(plat, plon)
+            inside += abs(east) < TILE_M / 2 and abs(north) < TILE_M / 2
+        assert inside == 4
+
+
+def test_vigor_cities_splits_and_both_layouts(written):
+    official, alt = written["vigor"], written["vigor_alt"]
+    cross_train = load("vigor", official, "train", mode="cross")
+    cross_test = load("vigor", official, "test", mode="cross")
+    assert len(cross_train) == 6 and len(cross_test) == 4
+    assert {p.parent.parent.name for p in cross_train.query_paths} == {"NewYork", "Seattle"}
+    assert {p.parent.parent.name for p in cross_test.query_paths} == {"Chicago", "SanFrancisco"}
+    same_train = load("vigor", official, "train", mode="same")
+    same_test = load("vigor", official, "test", mode="same")
+    assert set(same_train.query_names).isdisjoint(same_test.query_names)
+    assert set(same_train.query_names) | set(same_test.query_names) == set(
+        cross_train.query_names + cross_test.query_names
+    )
+    # the alt folder layout holds the same dataset (same seed), just elsewhere on disk
+    alt_test = load("vigor", alt, "test", mode="cross")
+    assert alt_test.query_names == cross_test.query_names
+    assert alt_test.reference_names == cross_test.reference_names
+    assert alt_test.reference_paths[0].parent == alt / "satellite" / "Chicago"
+    assert (official / "Chicago/satellite" / cross_test.reference_names[0]).is_file()
+    assert read_image(alt_test.reference_paths[0]).shape == (SAT, SAT, 3)
+    # Seattle's panoramas are near Seattle
+    seattle = [
+        ll
+        for ll, p in zip(cross_train.query_latlon, cross_train.query_paths, strict=True)
+        if "Seattle" in str(p)
+    ]
+    assert haversine_m(*seattle[0], 47.61, -122.33) < 5000
+
+
+def test_info_records_towns(written):
+    info = json.loads((written["cvusa"] / "synth_info.json").read_text())
+    assert info["status"] == "complete" and info["layout"] == "cvusa"
+    splits = [t["split"] for t in info["towns"]]
+    assert splits.count("train") == 2 and splits.count("test") == 1  # 6 / 4 pairs, 4 per town
+    styles = {t["style"] for t in info["towns"]}
+    assert len(styles) > 1

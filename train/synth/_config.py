@@ -1,0 +1,121 @@
+"""Configuration of one synthetic dataset: :class:`SynthConfig` (frozen, validated).
+
+The command line is built from this dataclass (see ``__main__``), so the CLI and
+:func:`train.synth.synthesize` cannot drift apart.
+
+Usage::
+
+    cfg = SynthConfig(layout="cvusa", out=Path("data/cvusa"), train=200, test=50, seed=1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LAYOUTS = ("cvact", "cvusa", "vigor")
+VIGOR_LAYOUTS = ("official", "alt")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"128x512"`` -> (128, 512) as (height, width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like HEIGHTxWIDTH, e.g. 128x512; got {text!r}") from None
+    return h, w
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines the files written (plus how to run: workers, preview)."""
+
+    layout: str
+    out: Path
+    train: int = field(default=1000, metadata={"help": "training pairs (panoramas)"})
+    test: int = field(default=200, metadata={"help": "test pairs (panoramas)"})
+    seed: int = field(default=0, metadata={"help": "master seed; same seed, same bytes"})
+    sat_size: int = field(default=256, metadata={"help": "satellite tile side in pixels"})
+    pano_size: tuple[int, int] = field(
+        default=(128, 512), metadata={"help": "panorama HEIGHTxWIDTH (width a multiple of 4)"}
+    )
+    tile_m: float = field(
+        default=90.0,
+        metadata={"help": "ground footprint of a tile side in metres (GSD = tile_m / sat_size)"},
+    )
+    gap_strength: float = field(
+        default=1.0, metadata={"help": "scale of the per-view domain gap, 0 (none) .. 2"}
+    )
+    pairs_per_town: int = field(
+        default=250, metadata={"help": "CVUSA/CVACT: pairs drawn from one town before the next"}
+    )
+    town_size_m: float = field(default=1200.0, metadata={"help": "side of each town in metres"})
+    vigor_layout: str = field(
+        default="official",
+        metadata={"help": "VIGOR folders: official ({city}/satellite) or alt (satellite/{city})"},
+    )
+    jpeg_quality: int = field(default=92, metadata={"help": "JPEG quality of written images"})
+    workers: int = field(default=1, metadata={"help": "rendering processes", "run": True})
+    preview: Path | None = field(
+        default=None, metadata={"help": "also write a contact sheet PNG here", "run": True}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace a different dataset already in --out", "run": True},
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if self.preview is not None:
+            object.__setattr__(self, "preview", Path(self.preview))
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.vigor_layout not in VIGOR_LAYOUTS:
+            raise ValueError(
+                f"vigor_layout must be one of {VIGOR_LAYOUTS}, got {self.vigor_layout!r}"
+            )
+        if self.train < 1 or self.test < 1:
+            raise ValueError(
+                f"train and test need at least 1 pair each, got {self.train}/{self.test}"
+            )
+        if self.layout == "vigor" and (self.train < 2 or self.test < 2):
+            raise ValueError("VIGOR spreads pairs over two cities per split: train and test >= 2")
+        h, w = self.pano_size
+        if h < 8 or w < 16 or w % 4:
+            raise ValueError(
+                f"pano_size {h}x{w}: need height >= 8 and a width >= 16 divisible by 4 "
+                "(90-degree rotation augmentation rolls the panorama by width/4)"
+            )
+        if self.sat_size < 8:
+            raise ValueError(f"sat_size must be >= 8 pixels, got {self.sat_size}")
+        if not 10.0 <= self.tile_m <= 1000.0:
+            raise ValueError(f"tile_m must be in [10, 1000] metres, got {self.tile_m}")
+        if self.town_size_m < 6 * self.tile_m:
+            raise ValueError(
+                f"town_size_m ({self.town_size_m}) must be at least 6 tiles ({6 * self.tile_m} m)"
+            )
+        if not 0.0 <= self.gap_strength <= 2.0:
+            raise ValueError(f"gap_strength must be in [0, 2], got {self.gap_strength}")
+        if self.pairs_per_town < 1 or self.workers < 1:
+            raise ValueError("pairs_per_town and workers must be >= 1")
+        if not 100.0 <= self.town_size_m <= 10_000.0:
+            raise ValueError(f"town_size_m must be in [100, 10000], got {self.town_size_m}")
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [50, 100], got {self.jpeg_quality}")
+
+    @property
+    def gsd_m(self) -> float:
+        """Metres per satellite pixel."""
+        return self.tile_m / self.sat_size
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that determine the bytes written (not how the run is executed)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "out" or f.metadata.get("run"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
