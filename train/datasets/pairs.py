@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,12 +29,24 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from d4g_edge._log import logger
+
 from ._files import read_image
 from ._split import CrossViewSplit
 from .augment import PairAugment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# A cache larger than this share of physical RAM (real VIGOR at paper resolution is ~90 GB)
+# is not allocated: the dataset then decodes on every access instead of failing.
+_CACHE_RAM_FRACTION = 0.4  # per cache: ground and satellite each
+
+
+def _physical_ram() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume enough
+        return 1 << 62
 
 
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -44,7 +57,18 @@ class _ImageCache:
     """Decoded, resized uint8 images, filled lazily or all at once by :meth:`fill`."""
 
     def __init__(self, paths: Sequence[Path], size: tuple[int, int], enabled: bool) -> None:
-        self.paths, self.size, self.enabled = tuple(paths), size, enabled
+        self.paths, self.size = tuple(paths), size
+        nbytes = len(self.paths) * size[0] * size[1] * 3
+        if enabled and nbytes > _CACHE_RAM_FRACTION * _physical_ram():
+            logger.warning(
+                "not caching %d images of %dx%d: %.1f GB exceeds %.0f%% of RAM; decoding per step",
+                len(self.paths),
+                *size,
+                nbytes / 1e9,
+                100 * _CACHE_RAM_FRACTION,
+            )
+            enabled = False
+        self.enabled = enabled
         # np.empty only reserves address space; pages are committed as images arrive.
         self._data = np.empty((len(self.paths), *size, 3), np.uint8) if enabled else None
         self._filled = np.zeros(len(self.paths), dtype=bool)
@@ -69,8 +93,8 @@ class _ImageCache:
                 pass
 
 
-def _to_tensor(img: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """HWC uint8 or [0, 1] float -> normalised CHW float32."""
+def to_tensor(img: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """HWC uint8 or [0, 1] float -> CHW float32 normalised by (3, 1, 1) ``mean``/``std``."""
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
     return x.sub_(mean).div_(std)
@@ -81,6 +105,9 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
         raise ValueError(f"mean/std need 3 values each with std > 0, got {mean} / {std}")
     as_t = lambda v: torch.tensor(v, dtype=torch.float32).view(3, 1, 1)  # noqa: E731
     return as_t(mean), as_t(std)
+
+
+_to_tensor = to_tensor  # the earlier private name, still imported by train.distill/teacher_cache
 
 
 class PairDataset(Dataset):
@@ -125,7 +152,7 @@ class PairDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
             ground, sat = self.augment(ground, sat, rng)
         ref_id = torch.tensor(int(self.split.query_ids[i]), dtype=torch.int64)
-        return _to_tensor(ground, self.mean, self.std), _to_tensor(sat, self.mean, self.std), ref_id
+        return to_tensor(ground, self.mean, self.std), to_tensor(sat, self.mean, self.std), ref_id
 
 
 class ViewDataset(Dataset):
@@ -146,4 +173,4 @@ class ViewDataset(Dataset):
         return len(self._images.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return _to_tensor(self._images[i], self.mean, self.std), i
+        return to_tensor(self._images[i], self.mean, self.std), i
