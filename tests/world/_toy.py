@@ -40,6 +40,7 @@ def toy_world(
         base_h=np.zeros((n, n), np.float32),
         base_rgb=np.broadcast_to(np.asarray(GRASS_RGB, np.uint8), (n, n, 3)).copy(),
         base_mat=np.full((n, n), GRASS, np.uint8),
+        field_id=np.zeros((n, n), np.uint16),
         obj_id=obj_id,
         obj_h=obj_h,
         obj_rgb=obj_rgb,

@@ -44,6 +44,13 @@ class DomainGap:
     exposure: float = 1.0  # multiplicative brightness
     saturation: float = 1.0  # 1 = unchanged, 0 = grey
     visibility_m: float = 600.0  # distance haze e-folding length (ground views only)
+    # Each field/lawn/forest varies on its own between captures (harvest, mowing, drought):
+    # up to +-0.5 season and +-25 % brightness per field.
+    field_variation: float = 0.0
+    # Each material looks different per sensor/capture (fresh vs worn asphalt, wet vs dry
+    # ground, a satellite's tone curve): log-brightness sd 0.35 and chroma sd 0.08 at 1.0.
+    material_variation: float = 0.0
+    variation_seed: int = 0  # draws the per-field and per-material variations
 
     def __post_init__(self) -> None:
         checks = {
@@ -55,6 +62,8 @@ class DomainGap:
             "exposure": self.exposure > 0.0,
             "saturation": self.saturation >= 0.0,
             "visibility_m": self.visibility_m > 0.0,
+            "field_variation": 0.0 <= self.field_variation <= 1.0,
+            "material_variation": 0.0 <= self.material_variation <= 1.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -85,6 +94,9 @@ class DomainGap:
             exposure=float(np.exp(rng.normal(0.0, 0.18 * s))),
             saturation=float(np.clip(1.0 + rng.normal(0.0, 0.15 * s), 0.3, 1.6)),
             visibility_m=float(600.0 * np.exp(rng.normal(0.0, 0.4 * s))),
+            field_variation=float(np.clip(rng.uniform(0.5, 1.0) * s, 0.0, 1.0)),
+            material_variation=float(np.clip(rng.uniform(0.5, 1.0) * s, 0.0, 1.0)),
+            variation_seed=int(rng.integers(0, 2**31)),
         )
 
     # Geometry helpers: keep the sun fixed relative to a rotated/flipped scene ---------------
@@ -95,6 +107,14 @@ class DomainGap:
     def flipped(self) -> DomainGap:
         """The same capture for ``world.flipped()`` (east <-> west mirror)."""
         return replace(self, sun_azimuth_deg=float((-self.sun_azimuth_deg) % 360.0))
+
+    def material_gains(self) -> np.ndarray:
+        """(256, 3) float32 RGB gain per base-layer material for this capture."""
+        if self.material_variation <= 0.0:
+            return np.ones((256, 3), np.float32)
+        z = np.random.default_rng([self.variation_seed, 1]).normal(size=(256, 4))
+        v = self.material_variation
+        return np.exp(0.35 * v * z[:, :1] + 0.08 * v * z[:, 1:]).astype(np.float32)
 
     def sun_vector(self) -> np.ndarray:
         """Unit vector towards the sun as (east, north, up)."""

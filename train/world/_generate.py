@@ -95,6 +95,7 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
         base_h=tree_h,
         base_rgb=np.clip(rgb, 0, 255).astype(np.uint8),
         base_mat=mat,
+        field_id=lc.field,
         obj_id=obj_id,
         obj_h=obj_h,
         obj_rgb=obj_rgb,

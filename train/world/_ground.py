@@ -66,7 +66,7 @@ def render_view(
     max_rise_m: float,
 ) -> np.ndarray:
     """Colour of rays ``(az[c], el[r, c])`` (radians) seen from ``pos`` at ``eye_h``; uint8 HWC."""
-    lay = EpochLayers(scene, gap.time_gap)
+    lay = EpochLayers(scene, gap)
     hits = march_columns(lay, accel, pos, az, el, eye_h)
     res = scene.res_m
     r0 = int(-pos[1] / res - _SHADOW_RADIUS_M / res)
@@ -150,11 +150,12 @@ def _surface(view: _View, az, el, k, with_trees: bool):
         t = np.clip((top[flat_top] - eye_z) / tan_el[flat_top], d_prev[flat_top], d[flat_top])
         e = view.pos[0] + np.sin(az[flat_top]) * t
         nn = view.pos[1] + np.cos(az[flat_top]) * t
-        rgb[flat_top] = _ground_colour(view, e, nn)
+        gain = lay.material_gain[scene.base_mat.ravel()[flat[flat_top]]]
+        rgb[flat_top] = _ground_colour(view, e, nn) * gain
         dist[flat_top] = t
     if not with_trees:  # ground under a crown is in its shade
         rgb[scene.tree_id.ravel()[flat] >= 0] *= 0.55
-    rgb = apply_season(rgb, veg, gap.season)
+    rgb = apply_season(rgb, veg, gap)
     wr, wc = row - view.lit_origin[0], col - view.lit_origin[1]
     span = view.lit.shape[0]
     inside = (wr >= 0) & (wr < span) & (wc >= 0) & (wc < span)

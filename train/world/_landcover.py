@@ -32,6 +32,7 @@ class LandCover:
     rgb: np.ndarray  # float32 (N, N, 3) summer colour, 0..255
     land: np.ndarray  # bool, False on water
     urban: np.ndarray  # float32 in [0, 1]: how built-up an area is (building density)
+    field: np.ndarray  # uint16 parcel id
 
 
 def _coords(n: int, res_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -134,4 +135,11 @@ def generate_landcover(
     depth = np.clip(shore[~land] / 150.0, 0.0, 1.0)[:, None]
     water = np.array([62, 105, 120], np.float32) * (1 - depth) + np.array([28, 58, 85]) * depth
     rgb[~land] = water * (1.0 + 0.05 * fine[~land, None])
-    return LandCover(terrain=terrain, mat=mat, rgb=rgb, land=land, urban=urban.astype(np.float32))
+    return LandCover(
+        terrain=terrain,
+        mat=mat,
+        rgb=rgb,
+        land=land,
+        urban=urban.astype(np.float32),
+        field=(cell % 65536).astype(np.uint16),
+    )

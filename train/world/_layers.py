@@ -5,7 +5,7 @@ satellite tile, the shadows and the panorama alike.
 
 Usage::
 
-    lay = EpochLayers(scene, epoch=gap.time_gap)
+    lay = EpochLayers(scene, gap)
     h = lay.top_height(r0, r1, c0, c1)      # window, clipped at the world border
     h = lay.top_height_at(rows, cols)       # gathered cells
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.world._scene import VEGETATION, Scene
+from train.world._gap import DomainGap
+from train.world._scene import MARKING, VEGETATION, Scene
 
 _VEG_LUT = np.zeros(256, dtype=bool)
 _VEG_LUT[list(VEGETATION)] = True
@@ -31,11 +32,13 @@ def window(arr: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
 
 
 class EpochLayers:
-    """The scene as captured at one epoch (objects present or not)."""
+    """The scene as captured by one view: objects present at its epoch, material tones."""
 
-    def __init__(self, scene: Scene, epoch: float) -> None:
+    def __init__(self, scene: Scene, gap: DomainGap) -> None:
         self.scene = scene
-        self.alive = scene.objects.present(epoch)
+        self.alive = scene.objects.present(gap.time_gap)
+        self.material_gain = gap.material_gains()
+        self.material_gain[MARKING] = 1.0  # paint stays paint
 
     # windows --------------------------------------------------------------------------
     def top_height(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
@@ -45,14 +48,16 @@ class EpochLayers:
         return window(s.terrain, r0, r1, c0, c1) + np.maximum(window(s.base_h, r0, r1, c0, c1), oh)
 
     def top_colour(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        """float32 RGB of the visible top surface, and the vegetation mask (for the season)."""
+        """float32 RGB of the visible top surface, and field id + 1 on vegetation (else 0)."""
         s = self.scene
         is_obj = self.alive[window(s.obj_id, r0, r1, c0, c1)]
-        rgb = np.where(
-            is_obj[..., None], window(s.obj_rgb, r0, r1, c0, c1), window(s.base_rgb, r0, r1, c0, c1)
-        ).astype(np.float32)
-        veg = _VEG_LUT[window(s.base_mat, r0, r1, c0, c1)] & ~is_obj
-        return rgb, veg
+        mat = window(s.base_mat, r0, r1, c0, c1)
+        base = window(s.base_rgb, r0, r1, c0, c1) * self.material_gain[mat]
+        rgb = np.where(is_obj[..., None], window(s.obj_rgb, r0, r1, c0, c1), base).astype(
+            np.float32
+        )
+        veg = _VEG_LUT[mat] & ~is_obj
+        return rgb, np.where(veg, window(s.field_id, r0, r1, c0, c1).astype(np.int64) + 1, 0)
 
     # gathered cells (flat indices into the N x N rasters) ---------------------------------
     def gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,8 +85,8 @@ class EpochLayers:
     def gather_colour(self, flat: np.ndarray, oid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.scene
         is_obj = oid > 0
-        rgb = np.where(
-            is_obj[:, None], s.obj_rgb.reshape(-1, 3)[flat], s.base_rgb.reshape(-1, 3)[flat]
-        ).astype(np.float32)
-        veg = _VEG_LUT[s.base_mat.ravel()[flat]] & ~is_obj
-        return rgb, veg
+        mat = s.base_mat.ravel()[flat]
+        base = s.base_rgb.reshape(-1, 3)[flat] * self.material_gain[mat]
+        rgb = np.where(is_obj[:, None], s.obj_rgb.reshape(-1, 3)[flat], base).astype(np.float32)
+        veg = _VEG_LUT[mat] & ~is_obj
+        return rgb, np.where(veg, s.field_id.ravel()[flat].astype(np.int64) + 1, 0)

@@ -66,3 +66,14 @@ def fbm(
         total += amp
         amp *= gain
     return out / total
+
+
+def hash01(*ints: np.ndarray) -> np.ndarray:
+    """A uniform [0, 1] float32 per element, a deterministic hash of integer arrays."""
+    h = np.zeros_like(ints[0], dtype=np.uint64)
+    for i, v in enumerate(ints):
+        h ^= (v.astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B9 + i)) * np.uint64(
+            0x85EBCA6B
+        )
+        h = (h ^ (h >> np.uint64(13))) * np.uint64(0xC2B2AE35)
+    return ((h >> np.uint64(40)) & np.uint64(0xFFFF)).astype(np.float32) / 65535.0

@@ -67,10 +67,10 @@ def render_satellite(
     ys, xs = tile_raster_coords(center_en, size_px, gsd_m, res)
     r0, r1 = int(np.floor(ys.min())) - 2, int(np.floor(ys.max())) + 4
     c0, c1 = int(np.floor(xs.min())) - 2, int(np.floor(xs.max())) + 4
-    lay = EpochLayers(scene, gap.time_gap)
+    lay = EpochLayers(scene, gap)
     h = lay.top_height(r0, r1, c0, c1)
     rgb, veg = lay.top_colour(r0, r1, c0, c1)
-    rgb = apply_season(rgb, veg, gap.season)
+    rgb = apply_season(rgb, veg, gap)
 
     ge, gn = _slope(h, 1, res), -_slope(h, 0, res)  # rows grow southwards
     sun = gap.sun_vector()

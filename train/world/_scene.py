@@ -80,6 +80,7 @@ class Scene:
     base_h: np.ndarray  # float32 tree crown height above terrain (0 elsewhere)
     base_rgb: np.ndarray  # uint8 (N, N, 3) summer colour of the base layer
     base_mat: np.ndarray  # uint8 material
+    field_id: np.ndarray  # uint16 land-cover parcel (per-field variation between captures)
     obj_id: np.ndarray  # int32 index into objects (0 = none)
     obj_h: np.ndarray  # float32 object height above terrain (roof shape included)
     obj_rgb: np.ndarray  # uint8 (N, N, 3) top colour of objects (roofs, cars)

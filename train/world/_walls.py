@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from train.world._gap import DomainGap
+from train.world._noise import hash01
 from train.world._photometric import AMBIENT, flat_irradiance
 from train.world._scene import Objects
 
@@ -50,16 +51,6 @@ def _box_entry(objects: Objects, oid, pos, az):
     return t_in, valid, normal, along, half_len, gable
 
 
-def _hash01(*ints: np.ndarray) -> np.ndarray:
-    h = np.zeros_like(ints[0], dtype=np.uint64)
-    for i, v in enumerate(ints):
-        h ^= (v.astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B9 + i)) * np.uint64(
-            0x85EBCA6B
-        )
-        h = (h ^ (h >> np.uint64(13))) * np.uint64(0xC2B2AE35)
-    return ((h >> np.uint64(40)) & np.uint64(0xFFFF)).astype(np.float32) / 65535.0
-
-
 def building_walls(
     objects: Objects,
     oid,
@@ -90,7 +81,7 @@ def building_walls(
     window = (fz > _WIN_ROWS[0]) & (fz < _WIN_ROWS[1]) & (fx < _WIN_FRAC / 2) & (z < wall_h - 0.4)
     window &= np.abs(along) < half_len - 0.7
     # per-window reflections/curtains so facades are not perfectly regular
-    var = _hash01(oid, np.floor(storey), np.floor(q))
+    var = hash01(oid, np.floor(storey), np.floor(q))
     glass = _GLASS[None, :] * (0.7 + 0.8 * var[:, None]) + 25.0 * np.clip(z / 30.0, 0, 1)[:, None]
     plinth = np.where(z < 0.5, 0.75, 1.0)[:, None]
     wall = facade * plinth
