@@ -12,7 +12,9 @@ import pytest
 
 from train.world import DomainGap
 
-GAP = DomainGap(sun_azimuth_deg=120.0, sun_elevation_deg=40.0)
+GAP = DomainGap(
+    sun_azimuth_deg=120.0, sun_elevation_deg=40.0, off_nadir_deg=15.0, off_nadir_azimuth_deg=200.0
+)
 H, W = 64, 256
 
 

@@ -51,6 +51,10 @@ class DomainGap:
     # ground, a satellite's tone curve): log-brightness sd 0.35 and chroma sd 0.08 at 1.0.
     material_variation: float = 0.0
     variation_seed: int = 0  # draws the per-field and per-material variations
+    # Satellite only: view angle from nadir and the azimuth towards the satellite; tall
+    # objects lean away from it and the walls facing it show.
+    off_nadir_deg: float = 0.0
+    off_nadir_azimuth_deg: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -64,6 +68,7 @@ class DomainGap:
             "visibility_m": self.visibility_m > 0.0,
             "field_variation": 0.0 <= self.field_variation <= 1.0,
             "material_variation": 0.0 <= self.material_variation <= 1.0,
+            "off_nadir_deg": 0.0 <= self.off_nadir_deg <= 45.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -97,16 +102,26 @@ class DomainGap:
             field_variation=float(np.clip(rng.uniform(0.5, 1.0) * s, 0.0, 1.0)),
             material_variation=float(np.clip(rng.uniform(0.5, 1.0) * s, 0.0, 1.0)),
             variation_seed=int(rng.integers(0, 2**31)),
+            off_nadir_deg=float(np.clip(rng.uniform(0.0, 20.0) * s, 0.0, 45.0)),
+            off_nadir_azimuth_deg=float(rng.uniform(0.0, 360.0)),
         )
 
     # Geometry helpers: keep the sun fixed relative to a rotated/flipped scene ---------------
     def rotated90(self, k: int = 1) -> DomainGap:
         """The same capture for ``world.rotated90(k)`` (old east becomes new north for k=1)."""
-        return replace(self, sun_azimuth_deg=float((self.sun_azimuth_deg - 90.0 * k) % 360.0))
+        return replace(
+            self,
+            sun_azimuth_deg=float((self.sun_azimuth_deg - 90.0 * k) % 360.0),
+            off_nadir_azimuth_deg=float((self.off_nadir_azimuth_deg - 90.0 * k) % 360.0),
+        )
 
     def flipped(self) -> DomainGap:
         """The same capture for ``world.flipped()`` (east <-> west mirror)."""
-        return replace(self, sun_azimuth_deg=float((-self.sun_azimuth_deg) % 360.0))
+        return replace(
+            self,
+            sun_azimuth_deg=float((-self.sun_azimuth_deg) % 360.0),
+            off_nadir_azimuth_deg=float((-self.off_nadir_azimuth_deg) % 360.0),
+        )
 
     def material_gains(self) -> np.ndarray:
         """(256, 3) float32 RGB gain per base-layer material for this capture."""

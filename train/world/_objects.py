@@ -176,7 +176,7 @@ def _try_building(
     roof_h = hv * np.tan(np.radians(rng.uniform(22.0, 38.0))) if gabled else 0.0
     rows, cols, lu, lv = ob.footprint(cx, cy, hu, hv, angle)
     heights = wall_h + roof_h * (1.0 - np.abs(lv) / hv)
-    roof = pal_r[rng.integers(len(pal_r))] * rng.uniform(0.85, 1.12, 3)
+    roof = pal_r[rng.integers(len(pal_r))] * rng.uniform(0.85, 1.12) * rng.uniform(0.96, 1.04, 3)
     shade = 1.0 + rng.normal(0, 0.035, len(rows))
     if gabled:
         shade -= 0.18 * (np.abs(lv) < 0.35)  # ridge cap

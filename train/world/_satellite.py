@@ -15,7 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from train.world._gap import DomainGap
-from train.world._layers import EpochLayers
+from train.world._layers import EpochLayers, window
+from train.world._oblique import margins, oblique_hits, view_steps, wall_colours
 from train.world._photometric import AMBIENT, SHADOW_TINT, apply_season, finish, flat_irradiance
 from train.world._scene import Scene
 from train.world._shadow import lit_mask
@@ -68,18 +69,31 @@ def render_satellite(
     r0, r1 = int(np.floor(ys.min())) - 2, int(np.floor(ys.max())) + 4
     c0, c1 = int(np.floor(xs.min())) - 2, int(np.floor(xs.max())) + 4
     lay = EpochLayers(scene, gap)
-    h = lay.top_height(r0, r1, c0, c1)
-    rgb, veg = lay.top_colour(r0, r1, c0, c1)
+    steps = view_steps(gap, res, max_rise_m)
+    m0, m1, m2, m3 = margins(steps)
+    er0, er1, ec0, ec1 = r0 - m0, r1 + m1, c0 - m2, c1 + m3  # window plus the lean
+    h = lay.top_height(er0, er1, ec0, ec1)
+    rgb, veg = lay.top_colour(er0, er1, ec0, ec1)
     rgb = apply_season(rgb, veg, gap)
 
     ge, gn = _slope(h, 1, res), -_slope(h, 0, res)  # rows grow southwards
     sun = gap.sun_vector()
     ndots = (-ge * sun[0] - gn * sun[1] + sun[2]) / np.sqrt(1.0 + ge * ge + gn * gn)
-    lit = lit_mask(lay.top_height, r0, r1, c0, c1, gap, res, max_rise_m)
+    lit = lit_mask(lay.top_height, er0, er1, ec0, ec1, gap, res, max_rise_m)
     irradiance = AMBIENT + (1.0 - AMBIENT) * np.maximum(ndots, 0.0) * lit
     shade = (irradiance / flat_irradiance(gap)).astype(np.float32)
     tint = 1.0 + (SHADOW_TINT - 1.0) * (1.0 - lit)[..., None]
     img = rgb * (shade[..., None] * tint)
+    if steps is not None:
+        terrain = window(scene.terrain, r0, r1, c0, c1)
+        hits = oblique_hits(h, terrain, (m0, m2), steps)
+        img = img[hits.iy, hits.ix]
+        if hits.side.any():
+            iy, ix = hits.iy[hits.side], hits.ix[hits.side]
+            oid = window(scene.obj_id, er0, er1, ec0, ec1)[iy, ix]
+            oid = np.where(lay.alive[oid], oid, 0)
+            z_rel = hits.z[hits.side] - window(scene.terrain, er0, er1, ec0, ec1)[iy, ix]
+            img[hits.side] = wall_colours(scene.objects, oid, rgb[iy, ix], z_rel, steps.toward, gap)
 
     ratio = gsd_m / res
     if ratio > 1.3:  # anti-alias before decimating the raster

@@ -36,7 +36,9 @@ def lit_mask(
     tan_el = np.tan(np.radians(gap.sun_elevation_deg))
     length_px = int(min(max_rise_m / tan_el, _MAX_SHADOW_M) / res_m) + 1
     az = np.radians(gap.sun_azimuth_deg)
-    dr, dc = -np.cos(az), np.sin(az)  # towards the sun in raster (row, col)
+    # towards the sun in raster (row, col); snapped so that cos(300 deg) = 0.5 exactly and the
+    # rounding of half-cell steps stays symmetric under rotations and mirroring of the world
+    dr, dc = np.round(-np.cos(az), 9), np.round(np.sin(az), 9)
     steps = _steps(length_px)
     sr, sc = np.round(steps * dr).astype(np.int64), np.round(steps * dc).astype(np.int64)
     pr0, pr1 = min(0, sr.min(initial=0)), max(0, sr.max(initial=0))
