@@ -32,7 +32,7 @@ from d4g_edge._log import logger, setup_logging
 from train.checkpoint import load_teacher, save_checkpoint
 from train.cli import add_hparam_flags, config_from_args, dataclass_parser, resolve_hparams
 from train.datasets import DATASETS, PairDataset, load
-from train.datasets.pairs import _to_tensor
+from train.datasets.pairs import to_tensor
 from train.distributed import DistInfo, init_distributed, shutdown_distributed
 from train.embed import embed_dataset, unwrap
 from train.engine import LoopConfig, fit, seed_everything
@@ -126,14 +126,14 @@ class DistillPairs(Dataset):
             img = images[view]
             if self.perturb is not None:
                 img = getattr(self.perturb, view)(np.ascontiguousarray(img), rng)
-            out[view] = _to_tensor(img, self.student.mean, self.student.std)
+            out[view] = to_tensor(img, self.student.mean, self.student.std)
             if self.cache is not None:
                 out[f"target_{view}"] = torch.from_numpy(self.cache.lookup(view, v, i))
         if self.teacher_pairs is not None:  # online teacher: its inputs of the same variant
             tg, ts = apply_variant(*self.teacher_pairs.raw_pair(i), v)
             for view, img in (("ground", tg), ("satellite", ts)):
                 if view in self.views:
-                    out[f"teacher_{view}"] = _to_tensor(
+                    out[f"teacher_{view}"] = to_tensor(
                         img, self.teacher_pairs.mean, self.teacher_pairs.std
                     )
         return out

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from d4g_edge._log import logger
 from train.datasets import PairDataset
 from train.datasets.augment import flip_pair, rotate_pair
-from train.datasets.pairs import _to_tensor
+from train.datasets.pairs import to_tensor
 from train.distributed import DistInfo, barrier
 
 NUM_VARIANTS = 8
@@ -63,7 +63,7 @@ class TeacherInputs(Dataset):
         variant, index = divmod(int(self.rows[j]), self.n)
         g, s = apply_variant(*self.pairs.raw_pair(index), variant)
         m, sd = self.pairs.mean, self.pairs.std
-        return _to_tensor(g, m, sd), _to_tensor(s, m, sd), int(self.rows[j])
+        return to_tensor(g, m, sd), to_tensor(s, m, sd), int(self.rows[j])
 
 
 class TeacherCache:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.io
 
+from d4g_edge.geo import latlon_to_utm
 from tests.datasets.conftest import CVACT_IDS, write_act_mat
 from train.datasets import DatasetFormatError, load, read_image
-from train.datasets._utm import latlon_to_utm
 
 
 def test_train_uses_one_based_rows(cvact_root):
@@ -41,9 +41,7 @@ def test_val_and_test_splits(cvact_root):
 def test_latlon_from_utm_zone_55_south(cvact_root):
     split = load("cvact", cvact_root, "train")
     # map the loader's lat/lon back to UTM 55S: must reproduce the file's easting/northing
-    e, n = latlon_to_utm(
-        split.reference_latlon[:, 0], split.reference_latlon[:, 1], zone=55, south=True
-    )
+    e, n, _ = latlon_to_utm(split.reference_latlon[:, 0], split.reference_latlon[:, 1], "55s")
     np.testing.assert_allclose(np.stack([e, n], 1), split.reference_utm, atol=1e-6)
     assert np.all((-36 < split.reference_latlon[:, 0]) & (split.reference_latlon[:, 0] < -35))
 

@@ -10,7 +10,7 @@ import torch
 
 from train.checkpoint import load_encoder, read_checkpoint_meta, save_checkpoint
 from train.datasets import PairDataset, load
-from train.datasets.pairs import _to_tensor
+from train.datasets.pairs import to_tensor
 from train.distill import DistillPairs, student_file
 from train.distributed import DistInfo
 from train.models import create_model
@@ -69,7 +69,7 @@ def test_cache_equals_teacher_run_online(tiny_cvusa, teacher_ckpt, tmp_path):
         for variant, index in [(0, 0), (3, 5), (4, 23), (7, 11)]:
             g, s = apply_variant(*pairs.raw_pair(index), variant)
             for view, img in (("ground", g), ("satellite", s)):
-                online = teacher(_to_tensor(img, pairs.mean, pairs.std)[None])[0].numpy()
+                online = teacher(to_tensor(img, pairs.mean, pairs.std)[None])[0].numpy()
                 np.testing.assert_allclose(
                     cache.lookup(view, variant, index),
                     online,

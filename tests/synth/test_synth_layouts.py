@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from d4g_edge.geo import GeoReference, haversine_m
+from d4g_edge.geo import GeoReference, haversine_m, latlon_to_utm
 from train.datasets import load, read_image
-from train.datasets._utm import latlon_to_utm
 from train.datasets.vigor import parse_panorama_name, parse_satellite_name
 from train.synth import SynthConfig, synthesize
 
@@ -96,7 +95,7 @@ def test_cvact_mat_indices_and_folders(written):
     assert (len(train), len(val), len(test)) == (6, 2, 4)
     # CVACT lives in Canberra: zone 55S UTM of the recovered lat/lon reproduces the file
     assert np.all(np.abs(test.query_latlon - [-35.3, 149.1]) < 0.5)
-    e, n = latlon_to_utm(test.query_latlon[:, 0], test.query_latlon[:, 1], zone=55, south=True)
+    e, n, _ = latlon_to_utm(test.query_latlon[:, 0], test.query_latlon[:, 1], "55s")
     np.testing.assert_allclose(np.stack([e, n], 1), mat["utm"][test.query_ids - 1], atol=1e-6)
     # val pairs are stored in ANU_data_small and, identically, in ANU_data_test
     name = val.query_names[0]

@@ -29,11 +29,13 @@ import numpy as np
 import scipy.io
 
 from d4g_edge._log import logger
+from d4g_edge.geo import UTMZone, utm_to_latlon
 
 from ._errors import DatasetFormatError, missing_file
 from ._files import FileChecker
 from ._split import CrossViewSplit
-from ._utm import CVACT_ZONE, utm_to_latlon
+
+CVACT_ZONE = UTMZone(55, north=False)  # Canberra
 
 MAT_FILE = "ACT_data.mat"
 # split -> (struct, index field, image folder)
@@ -176,8 +178,7 @@ def load_cvact(
         rows = np.asarray(keep, dtype=np.int64)
 
     ids = rows + 1
-    zone, south = CVACT_ZONE
-    lat, lon = utm_to_latlon(utm[rows, 0], utm[rows, 1], zone=zone, south=south)
+    lat, lon = utm_to_latlon(utm[rows, 0], utm[rows, 1], CVACT_ZONE)
     latlon = np.stack([lat, lon], axis=1)
     names = tuple(pano_ids[r] for r in rows)
     return CrossViewSplit(

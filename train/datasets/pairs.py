@@ -107,7 +107,6 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
     return as_t(mean), as_t(std)
 
 
-_to_tensor = to_tensor  # the earlier private name, still imported by train.distill/teacher_cache
 
 
 class PairDataset(Dataset):

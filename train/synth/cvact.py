@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.io
 
-from train.datasets._utm import CVACT_ZONE, latlon_to_utm
-from train.datasets.cvact import ground_relpath, satellite_relpath
+from d4g_edge.geo import latlon_to_utm
+from train.datasets.cvact import CVACT_ZONE, ground_relpath, satellite_relpath
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_VIEWS, pair_jobs, plan_pairs, town_records
@@ -91,8 +91,7 @@ def write_cvact(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> l
     utm = np.zeros((len(pairs), 2))
     lat = np.array([p.lat for p in pairs])
     lon = np.array([p.lon for p in pairs])
-    zone, south = CVACT_ZONE
-    utm[rows, 0], utm[rows, 1] = latlon_to_utm(lat, lon, zone=zone, south=south)
+    utm[rows, 0], utm[rows, 1], _ = latlon_to_utm(lat, lon, CVACT_ZONE)
 
     def matlab_rows(ks) -> np.ndarray:  # sorted 1-based rows as a MATLAB double column
         return np.sort(rows[list(ks)] + 1).astype(np.float64).reshape(-1, 1)
