@@ -44,6 +44,7 @@ def toy_world(
         obj_id=obj_id,
         obj_h=obj_h,
         obj_rgb=obj_rgb,
+        crown_rgb=np.zeros((n, n, 3), np.uint8),
         objects=objects,
         tree_id=np.full((n, n), -1, np.int32),
         trees=Trees(np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0)),

@@ -16,7 +16,7 @@ from train.world._landcover import generate_landcover
 from train.world._noise import fbm
 from train.world._objects import ObjectBuilder, place_buildings, place_cars
 from train.world._roads import generate_roads, rasterize_roads
-from train.world._scene import FOREST, MARKING, ROAD, SIDEWALK, SOIL, TREE, WATER, Scene, Trees
+from train.world._scene import FOREST, MARKING, ROAD, SIDEWALK, SOIL, WATER, Scene, Trees
 from train.world._styles import get_style
 from train.world._trees import (
     crown_half_height,
@@ -71,14 +71,15 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
     radius = rng.uniform(*style.tree_radius_m, len(xy))
     height = radius * rng.uniform(1.5, 2.4, len(xy)) + rng.uniform(2.0, 4.0, len(xy))
     tree_h, owner = rasterize_trees(xy, radius, height, n, res_m)
-    # street trees are pruned where they would overhang the carriageway
-    cut = rr.surface & (rr.edge_dist < -0.8)
+    # crowns may overhang the kerb side of a road (the satellite sees them over the asphalt)
+    # but street trees are pruned above the driving lanes
+    cut = rr.surface & (rr.edge_dist < -2.5)
     tree_h[cut], owner[cut] = 0.0, -1
     crowns = owner >= 0
     leaf = fbm(rng, (n, n), 1.2 / res_m, 2)
-    mat[crowns] = TREE
     greens = tree_colours(rng, len(xy))
-    rgb[crowns] = greens[owner[crowns]] * (
+    crown_rgb = np.zeros((n, n, 3), np.float32)
+    crown_rgb[crowns] = greens[owner[crowns]] * (
         1.0 + 0.22 * leaf[crowns, None] + 0.06 * grain[crowns, None]
     )
     logger.debug(
@@ -99,6 +100,7 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
         obj_id=obj_id,
         obj_h=obj_h,
         obj_rgb=obj_rgb,
+        crown_rgb=np.clip(crown_rgb, 0, 255).astype(np.uint8),
         objects=objects,
         tree_id=owner,
         trees=Trees(xy, radius, height, crown_half_height(radius, height)),

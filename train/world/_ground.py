@@ -72,7 +72,7 @@ def render_view(
     r0 = int(-pos[1] / res - _SHADOW_RADIUS_M / res)
     c0 = int(pos[0] / res - _SHADOW_RADIUS_M / res)
     span = int(2 * _SHADOW_RADIUS_M / res)
-    lit = lit_mask(lay.top_height, r0, r0 + span, c0, c0 + span, gap, res, max_rise_m)
+    lit = lit_mask(lay, r0, r0 + span, c0, c0 + span, gap, res, max_rise_m)
     view = _View(lay, (float(pos[0]), float(pos[1])), hits.eye_z, gap, pixel_rad, lit, (r0, c0))
 
     azf = np.broadcast_to(az[None, :], el.shape)
@@ -110,6 +110,23 @@ def _cells(view: _View, az: np.ndarray, d: np.ndarray):
     return row, col, east, north
 
 
+def _lit_at(view: _View, east, north) -> np.ndarray:
+    """Bilinear sunlit fraction at points; 1 outside the shadow window around the camera."""
+    res = view.lay.scene.res_m
+    y = -north / res - 0.5 - view.lit_origin[0]
+    x = east / res - 0.5 - view.lit_origin[1]
+    span = view.lit.shape[0]
+    out = np.ones(len(east), np.float32)
+    ok = (y >= 0) & (y < span - 1) & (x >= 0) & (x < span - 1)
+    y0, x0 = y[ok].astype(np.int64), x[ok].astype(np.int64)
+    fy, fx = (y[ok] - y0).astype(np.float32), (x[ok] - x0).astype(np.float32)
+    m = view.lit
+    top = m[y0, x0] * (1 - fx) + m[y0, x0 + 1] * fx
+    bot = m[y0 + 1, x0] * (1 - fx) + m[y0 + 1, x0 + 1] * fx
+    out[ok] = top * (1 - fy) + bot * fy
+    return out
+
+
 def _crown_tree(view: _View, az, k) -> np.ndarray:
     row, col, _, _ = _cells(view, az, DIST[k])
     return view.lay.scene.tree_id[row, col]
@@ -141,11 +158,12 @@ def _surface(view: _View, az, el, k, with_trees: bool):
     top = g["top"] if with_trees else g["solid"]
     tan_el = np.tan(el)
     side = eye_z + d_prev * tan_el < top - 1e-3  # the ray was already below the top
-    rgb, veg = lay.gather_colour(flat, g["oid"])
+    rgb, veg = lay.gather_colour(flat, g["oid"], crowns=with_trees)
     dist = d.copy()
 
     # tops: exact ground intersection, flat lighting, cast shadows near the camera
-    flat_top = ~side & (g["oid"] == 0) & (el < 0)
+    on_crown = scene.tree_id.ravel()[flat] >= 0
+    flat_top = ~side & (g["oid"] == 0) & (el < 0) & ~(on_crown & with_trees)
     if flat_top.any():
         t = np.clip((top[flat_top] - eye_z) / tan_el[flat_top], d_prev[flat_top], d[flat_top])
         e = view.pos[0] + np.sin(az[flat_top]) * t
@@ -154,13 +172,12 @@ def _surface(view: _View, az, el, k, with_trees: bool):
         rgb[flat_top] = _ground_colour(view, e, nn) * gain
         dist[flat_top] = t
     if not with_trees:  # ground under a crown is in its shade
-        rgb[scene.tree_id.ravel()[flat] >= 0] *= 0.55
+        rgb[on_crown & (g["oid"] == 0)] *= 0.55
     rgb = apply_season(rgb, veg, gap)
-    wr, wc = row - view.lit_origin[0], col - view.lit_origin[1]
-    span = view.lit.shape[0]
-    inside = (wr >= 0) & (wr < span) & (wc >= 0) & (wc < span)
-    lit = np.ones(len(k), np.float32)
-    lit[inside] = view.lit[wr[inside], wc[inside]]
+    res = scene.res_m
+    lit = _lit_at(view, (col + 0.5) * res, -(row + 0.5) * res)
+    if flat_top.any():  # exact ground points: soft shadow edges
+        lit[flat_top] = _lit_at(view, e, nn)
     sun_el = np.radians(gap.sun_elevation_deg)
     shade = (AMBIENT + (1.0 - AMBIENT) * np.sin(sun_el) * lit) / flat_irradiance(gap)
     out = rgb * (shade[:, None] * (1.0 + (SHADOW_TINT - 1.0) * (1.0 - lit)[:, None]))

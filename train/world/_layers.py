@@ -7,7 +7,7 @@ Usage::
 
     lay = EpochLayers(scene, gap)
     h = lay.top_height(r0, r1, c0, c1)      # window, clipped at the world border
-    h = lay.top_height_at(rows, cols)       # gathered cells
+    rgb, veg = lay.gather_colour(flat, oid)  # cells gathered by flat index
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from train.world._gap import DomainGap
-from train.world._scene import MARKING, VEGETATION, Scene
+from train.world._scene import MARKING, TREE, VEGETATION, Scene
 
 _VEG_LUT = np.zeros(256, dtype=bool)
 _VEG_LUT[list(VEGETATION)] = True
@@ -47,17 +47,43 @@ class EpochLayers:
         oh = np.where(self.alive[oid], window(s.obj_h, r0, r1, c0, c1), 0.0)
         return window(s.terrain, r0, r1, c0, c1) + np.maximum(window(s.base_h, r0, r1, c0, c1), oh)
 
+    def underside_height(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Bottom of what occupies each cell: the terrain, or a floating crown's underside."""
+        s = self.scene
+        win = (r0, r1, c0, c1)
+        low = window(s.terrain, *win).copy()
+        tid = window(s.tree_id, *win)
+        crown = (tid >= 0) & ~self.alive[window(s.obj_id, *win)]
+        if crown.any():
+            rows, cols = np.nonzero(crown)
+            res = s.res_m
+            east = (cols + c0 + 0.5) * res
+            north = -(rows + r0 + 0.5) * res
+            low[crown] += s.trees.underside(tid[crown], east, north)
+        return low
+
     def top_colour(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         """float32 RGB of the visible top surface, and field id + 1 on vegetation (else 0)."""
         s = self.scene
-        is_obj = self.alive[window(s.obj_id, r0, r1, c0, c1)]
-        mat = window(s.base_mat, r0, r1, c0, c1)
-        base = window(s.base_rgb, r0, r1, c0, c1) * self.material_gain[mat]
-        rgb = np.where(is_obj[..., None], window(s.obj_rgb, r0, r1, c0, c1), base).astype(
-            np.float32
+        win = (r0, r1, c0, c1)
+        is_obj = self.alive[window(s.obj_id, *win)]
+        crown = (window(s.tree_id, *win) >= 0) & ~is_obj
+        mat = window(s.base_mat, *win)
+        rgb = self._compose(
+            window(s.base_rgb, *win),
+            mat,
+            window(s.crown_rgb, *win),
+            crown,
+            window(s.obj_rgb, *win),
+            is_obj,
         )
-        veg = _VEG_LUT[mat] & ~is_obj
-        return rgb, np.where(veg, window(s.field_id, r0, r1, c0, c1).astype(np.int64) + 1, 0)
+        veg = (_VEG_LUT[mat] | crown) & ~is_obj
+        return rgb, np.where(veg, window(s.field_id, *win).astype(np.int64) + 1, 0)
+
+    def _compose(self, base, mat, crown_rgb, crown, obj_rgb, is_obj) -> np.ndarray:
+        rgb = base * self.material_gain[mat]
+        rgb = np.where(crown[..., None], crown_rgb * self.material_gain[TREE], rgb)
+        return np.where(is_obj[..., None], obj_rgb, rgb).astype(np.float32)
 
     # gathered cells (flat indices into the N x N rasters) ---------------------------------
     def gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
@@ -82,11 +108,21 @@ class EpochLayers:
         ground = s.terrain.ravel()[flat]
         return ground + np.maximum(s.base_h.ravel()[flat], oh), ground + oh
 
-    def gather_colour(self, flat: np.ndarray, oid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gather_colour(
+        self, flat: np.ndarray, oid: np.ndarray, crowns: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`top_colour` for gathered cells; ``crowns=False``: the ground under them."""
         s = self.scene
         is_obj = oid > 0
+        crown = (s.tree_id.ravel()[flat] >= 0) & ~is_obj & crowns
         mat = s.base_mat.ravel()[flat]
-        base = s.base_rgb.reshape(-1, 3)[flat] * self.material_gain[mat]
-        rgb = np.where(is_obj[:, None], s.obj_rgb.reshape(-1, 3)[flat], base).astype(np.float32)
-        veg = _VEG_LUT[mat] & ~is_obj
+        rgb = self._compose(
+            s.base_rgb.reshape(-1, 3)[flat],
+            mat,
+            s.crown_rgb.reshape(-1, 3)[flat],
+            crown,
+            s.obj_rgb.reshape(-1, 3)[flat],
+            is_obj,
+        )
+        veg = (_VEG_LUT[mat] | crown) & ~is_obj
         return rgb, np.where(veg, s.field_id.ravel()[flat].astype(np.int64) + 1, 0)

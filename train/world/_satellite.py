@@ -79,7 +79,7 @@ def render_satellite(
     ge, gn = _slope(h, 1, res), -_slope(h, 0, res)  # rows grow southwards
     sun = gap.sun_vector()
     ndots = (-ge * sun[0] - gn * sun[1] + sun[2]) / np.sqrt(1.0 + ge * ge + gn * gn)
-    lit = lit_mask(lay.top_height, er0, er1, ec0, ec1, gap, res, max_rise_m)
+    lit = lit_mask(lay, er0, er1, ec0, ec1, gap, res, max_rise_m)
     irradiance = AMBIENT + (1.0 - AMBIENT) * np.maximum(ndots, 0.0) * lit
     shade = (irradiance / flat_irradiance(gap)).astype(np.float32)
     tint = 1.0 + (SHADOW_TINT - 1.0) * (1.0 - lit)[..., None]

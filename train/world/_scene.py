@@ -23,6 +23,7 @@ import numpy as np
 
 # land-cover materials of the base layer (uint8)
 GRASS, CROP, FOREST, SAND, WATER, ROAD, MARKING, SIDEWALK, TREE, SOIL, PAVED = range(11)
+# TREE is not stored in base_mat (that keeps the ground under crowns); it keys crown tones
 VEGETATION = (GRASS, CROP, FOREST, TREE)
 
 # object kinds and change kinds (uint8)
@@ -70,6 +71,13 @@ class Trees:
     height: np.ndarray  # (T,) float64 tree height above terrain
     crown: np.ndarray  # (T,) float64 vertical half size of the crown
 
+    def underside(self, tid: np.ndarray, east: np.ndarray, north: np.ndarray) -> np.ndarray:
+        """Height above terrain of the crown's underside at (east, north) for trees ``tid``."""
+        c, r = self.centre[tid], self.radius[tid]
+        d2 = ((east - c[:, 0]) ** 2 + (north - c[:, 1]) ** 2) / (r * r)
+        cz = self.crown[tid]
+        return self.height[tid] - cz - cz * np.sqrt(np.clip(1.0 - d2, 0.0, 1.0))
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -78,12 +86,13 @@ class Scene:
     res_m: float
     terrain: np.ndarray  # float32 ground elevation
     base_h: np.ndarray  # float32 tree crown height above terrain (0 elsewhere)
-    base_rgb: np.ndarray  # uint8 (N, N, 3) summer colour of the base layer
+    base_rgb: np.ndarray  # uint8 (N, N, 3) summer colour of the ground (also under crowns)
     base_mat: np.ndarray  # uint8 material
     field_id: np.ndarray  # uint16 land-cover parcel (per-field variation between captures)
     obj_id: np.ndarray  # int32 index into objects (0 = none)
     obj_h: np.ndarray  # float32 object height above terrain (roof shape included)
     obj_rgb: np.ndarray  # uint8 (N, N, 3) top colour of objects (roofs, cars)
+    crown_rgb: np.ndarray  # uint8 (N, N, 3) colour of tree crowns seen from above (tree_id >= 0)
     objects: Objects
     tree_id: np.ndarray  # int32 index into trees of the crown covering a cell (-1 = none)
     trees: Trees

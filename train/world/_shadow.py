@@ -1,12 +1,14 @@
 """Cast shadows from the height field for one sun direction, over a raster window.
 
-A cell is in shadow when, marching from it towards the sun, some cell rises above the sun
-ray. The march shifts the whole window at once (one array comparison per step); steps grow
-with distance because long shadows come from tall, wide buildings.
+A cell is in shadow when, marching from it towards the sun, the sun ray passes through some
+cell's occupied height interval (ground or building up to its top; a tree crown only between
+its underside and top, so crown shadows fall away from the trunk). The march shifts the
+whole window at once (one array comparison per step); steps grow with distance because
+long shadows come from tall, wide buildings.
 
 Usage::
 
-    lit = lit_mask(height_fn, r0, r1, c0, c1, gap, res_m=0.5, max_rise_m=20.0)
+    lit = lit_mask(layers, r0, r1, c0, c1, gap, res_m=0.5, max_rise_m=20.0)
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ def _steps(length_px: int) -> np.ndarray:
 
 
 def lit_mask(
-    height_fn, r0: int, r1: int, c0: int, c1: int, gap: DomainGap, res_m: float, max_rise_m: float
+    layers, r0: int, r1: int, c0: int, c1: int, gap: DomainGap, res_m: float, max_rise_m: float
 ):
     """float32 (r1-r0, c1-c0): 1 where the sun reaches the surface, 0 in shadow.
 
-    ``height_fn(r0, r1, c0, c1)`` returns top heights for any window (clipped at the border).
+    ``layers`` (an EpochLayers) gives ``top_height`` and ``underside_height`` of any window.
     """
     tan_el = np.tan(np.radians(gap.sun_elevation_deg))
     length_px = int(min(max_rise_m / tan_el, _MAX_SHADOW_M) / res_m) + 1
@@ -43,12 +45,14 @@ def lit_mask(
     sr, sc = np.round(steps * dr).astype(np.int64), np.round(steps * dc).astype(np.int64)
     pr0, pr1 = min(0, sr.min(initial=0)), max(0, sr.max(initial=0))
     pc0, pc1 = min(0, sc.min(initial=0)), max(0, sc.max(initial=0))
-    ext = height_fn(r0 + pr0, r1 + pr1, c0 + pc0, c1 + pc1)
+    win = (r0 + pr0, r1 + pr1, c0 + pc0, c1 + pc1)
+    ext, low = layers.top_height(*win), layers.underside_height(*win)
     h, w = r1 - r0, c1 - c0
     target = ext[-pr0 : -pr0 + h, -pc0 : -pc0 + w]
     shadow = np.zeros((h, w), dtype=bool)
     drop = steps * res_m * tan_el
     for k in range(len(steps)):
         y, x = sr[k] - pr0, sc[k] - pc0
-        shadow |= ext[y : y + h, x : x + w] > target + drop[k]
+        ray = target + drop[k]
+        shadow |= (ext[y : y + h, x : x + w] > ray) & (low[y : y + h, x : x + w] < ray)
     return (~shadow).astype(np.float32)
