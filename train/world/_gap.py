@@ -48,13 +48,14 @@ class DomainGap:
     # up to +-0.5 season and +-25 % brightness per field.
     field_variation: float = 0.0
     # Each material looks different per sensor/capture (fresh vs worn asphalt, wet vs dry
-    # ground, a satellite's tone curve): log-brightness sd 0.35 and chroma sd 0.08 at 1.0.
+    # ground, a satellite's tone curve): log-brightness sd 0.35 and chroma sd 0.04 at 1.0.
     material_variation: float = 0.0
     variation_seed: int = 0  # draws the per-field and per-material variations
     # Satellite only: view angle from nadir and the azimuth towards the satellite; tall
     # objects lean away from it and the walls facing it show.
     off_nadir_deg: float = 0.0
     off_nadir_azimuth_deg: float = 0.0
+    cloud_cover: float = 0.0  # satellite only: share of the tile under soft cloud shadow
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +70,7 @@ class DomainGap:
             "field_variation": 0.0 <= self.field_variation <= 1.0,
             "material_variation": 0.0 <= self.material_variation <= 1.0,
             "off_nadir_deg": 0.0 <= self.off_nadir_deg <= 45.0,
+            "cloud_cover": 0.0 <= self.cloud_cover <= 1.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -104,6 +106,7 @@ class DomainGap:
             variation_seed=int(rng.integers(0, 2**31)),
             off_nadir_deg=float(np.clip(rng.uniform(0.0, 20.0) * s, 0.0, 45.0)),
             off_nadir_azimuth_deg=float(rng.uniform(0.0, 360.0)),
+            cloud_cover=float(np.clip(rng.uniform(-0.3, 0.5) * s, 0.0, 1.0)),
         )
 
     # Geometry helpers: keep the sun fixed relative to a rotated/flipped scene ---------------
@@ -129,7 +132,7 @@ class DomainGap:
             return np.ones((256, 3), np.float32)
         z = np.random.default_rng([self.variation_seed, 1]).normal(size=(256, 4))
         v = self.material_variation
-        return np.exp(0.35 * v * z[:, :1] + 0.08 * v * z[:, 1:]).astype(np.float32)
+        return np.exp(0.35 * v * z[:, :1] + 0.04 * v * z[:, 1:]).astype(np.float32)
 
     def sun_vector(self) -> np.ndarray:
         """Unit vector towards the sun as (east, north, up)."""

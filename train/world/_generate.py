@@ -16,7 +16,7 @@ from train.world._landcover import generate_landcover
 from train.world._noise import fbm
 from train.world._objects import ObjectBuilder, place_buildings, place_cars
 from train.world._roads import generate_roads, rasterize_roads
-from train.world._scene import FOREST, MARKING, ROAD, SIDEWALK, SOIL, WATER, Scene, Trees
+from train.world._scene import FOREST, GRASS, MARKING, ROAD, SIDEWALK, SOIL, WATER, Scene, Trees
 from train.world._styles import get_style
 from train.world._trees import (
     crown_half_height,
@@ -30,6 +30,23 @@ _SIDEWALK = np.array([176, 173, 166], np.float32)
 _WHITE = np.array([228, 228, 222], np.float32)
 _YELLOW = np.array([222, 185, 70], np.float32)
 _SOIL = np.array([146, 120, 88], np.float32)
+
+
+_LOT_ID0 = 1024  # lot ids start above any land-cover parcel id
+
+
+def _stamp_lots(rng, placed, ob: ObjectBuilder, mat, rgb, field) -> np.ndarray:
+    """Give each building's lawn its own parcel id and tint: gardens differ from each other
+    and, through DomainGap.field_variation, between captures (mowing, watering)."""
+    field = field.copy()
+    for i, (cx, cy, half_depth, front, nrm) in enumerate(placed):
+        along = np.arctan2(nrm[0], -nrm[1])
+        rows, cols, _, _ = ob.footprint(cx, cy, front / 2.0, half_depth + 6.0, along)
+        lawn = mat[rows, cols] == GRASS
+        rows, cols = rows[lawn], cols[lawn]
+        field[rows, cols] = (_LOT_ID0 + i) % 65536
+        rgb[rows, cols] *= rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3)
+    return field
 
 
 def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> Scene:
@@ -59,6 +76,7 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
     placed = place_buildings(rng, style, rr, lc, blocked, ob, soil)
     mat[soil] = SOIL
     rgb[soil] = _SOIL * (1.0 + 0.1 * fine[soil, None])
+    field = _stamp_lots(rng, placed, ob, mat, rgb, lc.field)
     place_cars(rng, style, rr, net.arterial, ~rr.surface | rr.junction | (ob.obj_id > 0), ob)
     objects, obj_id, obj_h, obj_rgb = ob.finish()
 
@@ -96,7 +114,7 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
         base_h=tree_h,
         base_rgb=np.clip(rgb, 0, 255).astype(np.uint8),
         base_mat=mat,
-        field_id=lc.field,
+        field_id=field,
         obj_id=obj_id,
         obj_h=obj_h,
         obj_rgb=obj_rgb,

@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from train.world._gap import DomainGap
 from train.world._layers import EpochLayers, window
+from train.world._noise import fbm
 from train.world._oblique import margins, oblique_hits, view_steps, wall_colours
 from train.world._photometric import AMBIENT, SHADOW_TINT, apply_season, finish, flat_irradiance
 from train.world._scene import Scene
@@ -100,4 +101,15 @@ def render_satellite(
         s = 0.45 * ratio
         img = ndimage.gaussian_filter(img, (s, s, 0), mode="nearest")
     img = _bilinear(img, ys - r0, xs - c0)
+    if gap.cloud_cover > 0.0:
+        img = img * _cloud_shadow(rng, size_px, gsd_m, gap)[..., None]
     return finish(img, gap, rng)
+
+
+def _cloud_shadow(rng: np.random.Generator, size_px: int, gsd_m: float, gap: DomainGap):
+    """Soft-edged cloud shadows covering about ``gap.cloud_cover`` of the tile: the direct sun
+    is blocked there, only sky light remains."""
+    f = fbm(rng, (size_px, size_px), 60.0 / gsd_m, 3)
+    thr = np.quantile(f, 1.0 - gap.cloud_cover)
+    cover = np.clip((f - thr) / 0.15 + 0.5, 0.0, 1.0)
+    return 1.0 - (1.0 - AMBIENT / flat_irradiance(gap)) * cover
