@@ -12,9 +12,10 @@ import zlib
 import numpy as np
 
 from d4g_edge._log import logger
+from train.world._buildings import BuildingPlacer, Lot
 from train.world._landcover import generate_landcover
 from train.world._noise import fbm
-from train.world._objects import ObjectBuilder, place_buildings, place_cars
+from train.world._objects import ObjectBuilder, place_cars
 from train.world._roads import generate_roads, rasterize_roads
 from train.world._scene import FOREST, GRASS, MARKING, ROAD, SIDEWALK, SOIL, WATER, Scene, Trees
 from train.world._styles import get_style
@@ -35,13 +36,15 @@ _SOIL = np.array([146, 120, 88], np.float32)
 _LOT_ID0 = 1024  # lot ids start above any land-cover parcel id
 
 
-def _stamp_lots(rng, placed, ob: ObjectBuilder, mat, rgb, field) -> np.ndarray:
+def _stamp_lots(rng, placed: list[Lot], ob: ObjectBuilder, mat, rgb, field) -> np.ndarray:
     """Give each building's lawn its own parcel id and tint: gardens differ from each other
     and, through DomainGap.field_variation, between captures (mowing, watering)."""
     field = field.copy()
-    for i, (cx, cy, half_depth, front, nrm) in enumerate(placed):
-        along = np.arctan2(nrm[0], -nrm[1])
-        rows, cols, _, _ = ob.footprint(cx, cy, front / 2.0, half_depth + 6.0, along)
+    for i, lot in enumerate(placed):
+        along = np.arctan2(lot.normal[0], -lot.normal[1])
+        rows, cols, _, _ = ob.footprint(
+            lot.cx, lot.cy, lot.front / 2.0, lot.half_depth + 6.0, along
+        )
         lawn = mat[rows, cols] == GRASS
         rows, cols = rows[lawn], cols[lawn]
         field[rows, cols] = (_LOT_ID0 + i) % 65536
@@ -73,7 +76,7 @@ def generate_scene(seed: int, style_name: str, size_m: float, res_m: float) -> S
     ob = ObjectBuilder(n, res_m)
     blocked = rr.surface | rr.sidewalk | ~lc.land | (mat == FOREST)
     soil = np.zeros((n, n), dtype=bool)
-    placed = place_buildings(rng, style, rr, lc, blocked, ob, soil)
+    placed = BuildingPlacer(rng, style, lc, blocked, ob, soil).place(rr)
     mat[soil] = SOIL
     rgb[soil] = _SOIL * (1.0 + 0.1 * fine[soil, None])
     field = _stamp_lots(rng, placed, ob, mat, rgb, lc.field)

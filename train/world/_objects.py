@@ -1,4 +1,4 @@
-"""Buildings and parked cars: placement along the roads and rasterisation as oriented boxes.
+"""The object layer: oriented boxes (buildings, cars) rasterised next to their table; parked cars.
 
 Each object is an oriented rectangle (centre, half extents along its u/v axes, angle) with a
 height profile (flat or gabled roof, car cabin). The table is kept next to the rasters so the
@@ -7,18 +7,19 @@ ground renderer can intersect walls analytically (exact facades and window rows)
 Usage::
 
     ob = ObjectBuilder(n=2400, res_m=0.5)
-    place_buildings(rng, style, rr, lc, blocked, ob)
-    place_cars(rng, style, rr, blocked, ob)
+    ob.add(ObjectSpec(kind=CAR, ...), rows, cols, heights, rgb)
+    place_cars(rng, style, rr, arterial_of_road, blocked_cars, ob)
     objects, obj_id, obj_h, obj_rgb = ob.finish()
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from train.world._landcover import LandCover
 from train.world._roads import RoadRaster
-from train.world._scene import APPEARS, BUILDING, CAR, DISAPPEARS, STATIC, Objects
+from train.world._scene import APPEARS, CAR, DISAPPEARS, STATIC, Objects
 from train.world._styles import TownStyle
 
 _CAR_COLOURS = np.array(
@@ -35,6 +36,27 @@ _CAR_COLOURS = np.array(
     dtype=np.float32,
 )
 _WINDOW_RGB = np.array([40, 48, 60], np.float32)
+
+
+class ObjectSpec(NamedTuple):
+    """One row of the object table (see :class:`train.world._scene.Objects`)."""
+
+    kind: int
+    cx: float
+    cy: float
+    hu: float
+    hv: float
+    angle: float
+    wall_h: float
+    roof_h: float
+    facade: tuple[int, int, int]
+    floor_h: float
+    win_spacing: float
+    change_u: float
+    change_kind: int
+
+
+_SENTINEL = ObjectSpec(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, (0, 0, 0), 3.0, 3.0, 1.0, STATIC)
 
 
 class ObjectBuilder:
@@ -67,7 +89,7 @@ class ObjectBuilder:
         inside = (np.abs(lu) <= hu + pad) & (np.abs(lv) <= hv + pad)
         return rr[inside], cc[inside], lu[inside], lv[inside]
 
-    def add(self, row: tuple, rows, cols, heights, rgb) -> int:
+    def add(self, row: ObjectSpec, rows, cols, heights, rgb) -> int:
         oid = len(self.rows)
         self.rows.append(row)
         self.obj_id[rows, cols] = oid
@@ -94,122 +116,19 @@ class ObjectBuilder:
         return objects, self.obj_id, self.obj_h, rgb
 
 
-def _change(rng, frac: float) -> tuple[float, int]:
+def draw_change(rng, frac: float) -> tuple[float, int]:
+    """(change epoch, change kind): a share ``frac`` of objects appears or disappears."""
     if rng.uniform() >= frac:
         return 1.0, STATIC
     return float(rng.uniform(0.02, 1.0)), int(rng.choice([DISAPPEARS, APPEARS]))
 
 
-def _road_runs(rr: RoadRaster):
+def road_runs(rr: RoadRaster):
     """(indices of the samples of one road) for each road, in order along the road."""
     if len(rr.road_id) == 0:
         return []
     cut = np.flatnonzero(np.diff(rr.road_id)) + 1
     return np.split(np.arange(len(rr.road_id)), cut)
-
-
-def place_buildings(rng, style: TownStyle, rr: RoadRaster, lc: LandCover, blocked, ob, soil):
-    """Lots along both sides of every road; a lot holds a building if it fits and is drawn."""
-    pad = 0.4 if style.setback_m[1] < 3 else 1.5  # downtown rows nearly touch
-    pal_r = np.asarray(style.roof_palette, np.float32)
-    pal_f = np.asarray(style.facade_palette, np.float32)
-    placed = []
-    for run in _road_runs(rr):
-        step_s = 4  # samples are 0.25 m apart
-        i = int(rng.integers(0, 40))
-        while i < len(run):
-            front = rng.uniform(*style.lot_frontage_m)
-            k = run[i]
-            i += max(int(front / 0.25 / step_s) * step_s, 4)
-            p, a, w = rr.pts[k], rr.dirs[k], float(rr.width[k])
-            for side in (1.0, -1.0):
-                _try_building(
-                    rng,
-                    style,
-                    p,
-                    a,
-                    w,
-                    side,
-                    front,
-                    lc,
-                    blocked,
-                    ob,
-                    soil,
-                    pal_r,
-                    pal_f,
-                    pad,
-                    placed,
-                )
-    return placed
-
-
-def _try_building(
-    rng, style, p, a, w, side, front, lc, blocked, ob, soil, pal_r, pal_f, pad, placed
-):
-    res = ob.res
-    depth = rng.uniform(*style.lot_depth_m)
-    width = front * (rng.uniform(0.85, 0.97) if style.setback_m[1] < 3 else rng.uniform(0.45, 0.75))
-    hu, hv = width / 2.0, depth / 2.0
-    off = w / 2.0 + style.sidewalk_m + rng.uniform(*style.setback_m) + hv
-    nrm = np.array([-np.sin(a), np.cos(a)]) * side
-    cx, cy = p + nrm * off
-    ci, ri = int(cx / res), int(-cy / res)
-    if not (0 <= ci < ob.n and 0 <= ri < ob.n):
-        return
-    urban = float(lc.urban[ri, ci])
-    if rng.uniform() > style.building_prob * (0.25 + 0.75 * urban) ** 0.7:
-        return
-    rows, cols, _, _ = ob.footprint(cx, cy, hu, hv, a, pad)
-    if (
-        len(rows) == 0
-        or blocked[rows, cols].any()
-        or len(rows) < (2 * hu + 2 * pad) * (2 * hv + 2 * pad) / res**2 * 0.9
-    ):
-        return  # blocked, or partly outside the world
-    lo, hi = style.floors
-    floors = lo + round((hi - lo) * np.clip(rng.beta(1.3, 2.5) + 0.6 * (urban - 0.5), 0, 1))
-    wall_h = floors * style.floor_h_m + rng.uniform(0.3, 1.0)
-    angle = a
-    gabled = rng.uniform() < style.gabled_prob
-    if gabled and hu < hv:  # the ridge runs along the long axis (u)
-        hu, hv, angle = hv, hu, a + np.pi / 2
-    roof_h = hv * np.tan(np.radians(rng.uniform(22.0, 38.0))) if gabled else 0.0
-    rows, cols, lu, lv = ob.footprint(cx, cy, hu, hv, angle)
-    heights = wall_h + roof_h * (1.0 - np.abs(lv) / hv)
-    roof = pal_r[rng.integers(len(pal_r))] * rng.uniform(0.85, 1.12) * rng.uniform(0.96, 1.04, 3)
-    shade = 1.0 + rng.normal(0, 0.035, len(rows))
-    if gabled:
-        shade -= 0.18 * (np.abs(lv) < 0.35)  # ridge cap
-    else:  # a lighter parapet rim
-        rim = (np.abs(lu) > hu - 0.6) | (np.abs(lv) > hv - 0.6)
-        shade += 0.12 * rim
-    rgb = roof[None, :] * shade[:, None]
-    facade = tuple(
-        int(v) for v in np.clip(pal_f[rng.integers(len(pal_f))] * rng.uniform(0.88, 1.1, 3), 0, 255)
-    )
-    spacing = rng.uniform(1.8, 3.0) if style.floor_h_m > 3.2 else rng.uniform(2.4, 4.0)
-    u, kind = _change(rng, style.dynamic_building_frac)
-    row = (
-        BUILDING,
-        cx,
-        cy,
-        hu,
-        hv,
-        angle,
-        wall_h,
-        roof_h,
-        facade,
-        style.floor_h_m,
-        spacing,
-        u,
-        kind,
-    )
-    ob.add(row, rows, cols, heights, rgb)
-    if kind == APPEARS:
-        soil[rows, cols] = True
-    prow, pcol, _, _ = ob.footprint(cx, cy, hu, hv, angle, pad)
-    blocked[prow, pcol] = True
-    placed.append((cx, cy, depth / 2.0, front, nrm))
 
 
 def place_cars(rng, style: TownStyle, rr: RoadRaster, arterial_of_road, blocked_cars, ob):
@@ -218,7 +137,7 @@ def place_cars(rng, style: TownStyle, rr: RoadRaster, arterial_of_road, blocked_
         return
     mean_gap = 100.0 / style.cars_per_100m
     n = ob.n
-    for run in _road_runs(rr):
+    for run in road_runs(rr):
         if arterial_of_road[rr.road_id[run[0]]]:
             continue
         for side in (1.0, -1.0):
@@ -242,20 +161,10 @@ def place_cars(rng, style: TownStyle, rr: RoadRaster, arterial_of_road, blocked_
                 glass = (np.abs(lu) >= 1.15) & (np.abs(lu) < 1.75)
                 rgb = np.where(glass[:, None], _WINDOW_RGB, colour[None, :])
                 kind = int(rng.choice([DISAPPEARS, APPEARS]))
-                row = (
-                    CAR,
-                    c[0],
-                    c[1],
-                    hu,
-                    hv,
-                    a,
-                    0.85,
-                    0.0,
-                    tuple(int(v) for v in colour),
-                    1.0,
-                    1.0,
-                    float(rng.uniform(0.02, 1.0)),
-                    kind,
-                )
+                row = ObjectSpec(
+                    kind=CAR, cx=c[0], cy=c[1], hu=hu, hv=hv, angle=a, wall_h=0.85, roof_h=0.0,
+                    facade=tuple(int(v) for v in colour), floor_h=1.0, win_spacing=1.0,
+                    change_u=float(rng.uniform(0.02, 1.0)), change_kind=kind,
+                )  # fmt: skip
                 ob.add(row, rows, cols, heights, rgb)
                 blocked_cars[rows, cols] = True

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from train.world._gap import DomainGap
-from train.world._objects import BUILDING, CAR
 from train.world._photometric import AMBIENT, flat_irradiance
-from train.world._scene import Objects
+from train.world._scene import BUILDING, CAR, Objects
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ _GREENS = np.array(
 )
 
 
-def tree_positions(rng, style: TownStyle, rr: RoadRaster, mat, urban, buildings, res_m):
+def tree_positions(rng, style: TownStyle, rr: RoadRaster, mat, urban, lots, res_m):
     """(K, 2) east/north tree positions from all sources (before collision filtering)."""
     pts = []
     if style.street_tree_spacing_m > 0 and len(rr.pts):
@@ -34,14 +34,15 @@ def tree_positions(rng, style: TownStyle, rr: RoadRaster, mat, urban, buildings,
             off = side * (w / 2.0 + style.sidewalk_m + 1.3)
             p = rr.pts[idx] + np.stack([-np.sin(a), np.cos(a)], axis=1) * off[:, None]
             pts.append(p[rng.uniform(size=len(p)) > 0.25])
-    for cx, cy, half_depth, front, nrm in buildings:
+    for lot in lots:
         k = rng.poisson(style.yard_trees_per_lot)
         if k:
-            hv = half_depth
-            along = np.array([-nrm[1], nrm[0]])
-            t = rng.uniform(-front / 2.0, front / 2.0, k)
-            d = rng.uniform(hv + 3.0, hv + 9.0, k) * rng.choice([-1.0, 1.0], k)
-            pts.append(np.array([cx, cy]) + np.outer(t, along) + np.outer(d, nrm))
+            along = np.array([-lot.normal[1], lot.normal[0]])
+            t = rng.uniform(-lot.front / 2.0, lot.front / 2.0, k)
+            d = rng.uniform(lot.half_depth + 3.0, lot.half_depth + 9.0, k) * rng.choice(
+                [-1.0, 1.0], k
+            )
+            pts.append(np.array([lot.cx, lot.cy]) + np.outer(t, along) + np.outer(d, lot.normal))
     n = mat.shape[0]
     for m, density in ((FOREST, 1.0 / 22.0), (GRASS, 1.0 / 900.0)):
         cells = np.flatnonzero((mat == m).ravel())
