@@ -70,8 +70,20 @@ def test_domain_gap_sample_and_validation():
         DomainGap(season=1.5)
     with pytest.raises(DomainGapError, match="colour_shift"):
         DomainGap(colour_shift=(1.0, 0.0, 1.0))
-    assert DomainGap(sun_azimuth_deg=30.0).rotated90(1).sun_azimuth_deg == 300.0
-    assert DomainGap(sun_azimuth_deg=30.0).flipped().sun_azimuth_deg == 330.0
+    with pytest.raises(DomainGapError, match="off_nadir_deg"):
+        DomainGap(off_nadir_deg=60.0)
+    with pytest.raises(DomainGapError, match="cloud_cover"):
+        DomainGap(cloud_cover=-0.1)
+    # old east becomes new north: an azimuth measured from north drops by 90 degrees
+    turned = DomainGap(sun_azimuth_deg=30.0, off_nadir_azimuth_deg=100.0).rotated90(1)
+    assert (turned.sun_azimuth_deg, turned.off_nadir_azimuth_deg) == (300.0, 10.0)
+    mirrored = DomainGap(sun_azimuth_deg=30.0, off_nadir_azimuth_deg=100.0).flipped()
+    assert (mirrored.sun_azimuth_deg, mirrored.off_nadir_azimuth_deg) == (330.0, 260.0)
+    # per-capture material tones are reproducible from the seed and differ between seeds
+    a, b = DomainGap(material_variation=1.0, variation_seed=1), DomainGap(material_variation=1.0)
+    np.testing.assert_array_equal(a.material_gains(), a.material_gains())
+    assert not np.allclose(a.material_gains(), b.material_gains())
+    assert np.all(DomainGap().material_gains() == 1.0)
 
 
 def test_gap_changes_the_views(small_world):

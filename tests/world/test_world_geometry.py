@@ -105,3 +105,40 @@ def test_georef_round_trip_of_rendered_position(small_world):
     x, y = small_world.georef.latlon_to_pixel(lat, lon)
     np.testing.assert_allclose(x, pts[:, 0] / 0.5, atol=1e-6)
     np.testing.assert_allclose(y, -pts[:, 1] / 0.5, atol=1e-6)
+
+
+def test_off_nadir_roof_leans_away_from_the_satellite():
+    """A 20 m roof seen 20 deg off nadir from the south appears 20 * tan(20 deg) = 7.28 m
+    (14.6 px at 0.5 m) north of its footprint; the south wall shows below it."""
+    world = toy_world(building_en=CENTRE, wall_h=20.0)
+    kw = {"size_px": 128, "gsd_m": 0.5}
+    nadir = world.render_satellite(CENTRE, gap=HIGH_SUN, **kw)
+    oblique = world.render_satellite(
+        CENTRE, gap=DomainGap(sun_elevation_deg=90.0, off_nadir_deg=20.0), **kw
+    )  # off_nadir_azimuth_deg=0 would be north; use south:
+    south = world.render_satellite(
+        CENTRE,
+        gap=DomainGap(sun_elevation_deg=90.0, off_nadir_deg=20.0, off_nadir_azimuth_deg=180.0),
+        **kw,
+    )
+    r_nadir = np.nonzero(_red_mask(nadir))[0].mean()
+    r_south = np.nonzero(_red_mask(south))[0].mean()
+    r_north = np.nonzero(_red_mask(oblique))[0].mean()
+    assert abs((r_nadir - r_south) - 14.6) < 1.0  # moved up (north), rows grow south
+    assert abs((r_north - r_nadir) - 14.6) < 1.0
+    # the wall facing the satellite fills the gap between roof and footprint
+    cols = slice(60, 68)
+    below_roof = south[int(r_south) + 11 : int(r_nadir) + 10, cols]
+    assert not (_red_mask(below_roof)).any()
+    assert np.abs(below_roof.astype(int) - nadir[0, 0]).sum(axis=2).min() > 30  # not grass
+
+
+def test_cloud_shadows_darken_part_of_the_tile_only():
+    world = toy_world(None)
+    clear = world.render_satellite(CENTRE, 64, 0.5, gap=HIGH_SUN)
+    cloudy = world.render_satellite(
+        CENTRE, 64, 0.5, gap=DomainGap(sun_elevation_deg=90.0, cloud_cover=0.4),
+        rng=np.random.default_rng(0),
+    )  # fmt: skip
+    darker = cloudy.astype(int).sum(axis=2) < clear.astype(int).sum(axis=2) - 30
+    assert 0.2 < darker.mean() < 0.6

@@ -4,12 +4,12 @@ Real satellite imagery is taken up to ~30 degrees off nadir and orthorectified t
 only, so tall things lean away from the satellite: roofs are displaced from their footprints
 and the walls facing the satellite show. For every ground cell, the ray towards the
 satellite is marched over the height field (one whole-window comparison per step, as for
-shadows); the farthest cell that rises above the ray is what the satellite sees there.
+shadows); the first cell, coming from the satellite, that reaches the ray is what it sees.
 
 Usage::
 
     steps = view_steps(gap, res_m, max_rise_m)          # None when looking straight down
-    hits = oblique_hits(h_ext, terrain, (oy, ox), steps, res_m)
+    hits = oblique_hits(h_ext, terrain, (oy, ox), steps)
 """
 
 from __future__ import annotations
@@ -71,24 +71,32 @@ def margins(steps: ViewSteps | None) -> tuple[int, int, int, int]:
 
 def oblique_hits(h_ext: np.ndarray, terrain: np.ndarray, origin, steps: ViewSteps) -> ObliqueHits:
     """March every target cell towards the satellite; the target window sits at ``origin``
-    (row, col) inside the extended window ``h_ext``; ``terrain`` is the target's DEM."""
+    (row, col) inside the extended window ``h_ext``; ``terrain`` is the target's DEM.
+
+    Steps run from the satellite's side inwards, so the first hit is what the satellite sees;
+    it is a wall when the ray entered the cell below its top from a lower cell."""
     h, w = terrain.shape
     oy, ox = origin
     iy = np.broadcast_to(np.arange(h)[:, None] + oy, (h, w)).copy()
     ix = np.broadcast_to(np.arange(w)[None, :] + ox, (h, w)).copy()
     side = np.zeros((h, w), dtype=bool)
     z = h_ext[oy : oy + h, ox : ox + w].copy()
-    for k in range(len(steps.dist_px)):  # farther steps overwrite: first hit from the sky
-        y, x = oy + steps.dr[k], ox + steps.dc[k]
+    found = np.zeros((h, w), dtype=bool)
+    prev = np.full((h, w), -np.inf, dtype=h_ext.dtype)  # the cell one step nearer the satellite
+    dist = np.concatenate([[0.0], steps.dist_px])  # step 0: the cell itself (a wall's foot)
+    dr, dc = np.concatenate([[0], steps.dr]), np.concatenate([[0], steps.dc])
+    for k in range(len(dist) - 1, -1, -1):
+        y, x = oy + dr[k], ox + dc[k]
         hk = h_ext[y : y + h, x : x + w]
-        z_at = terrain + steps.dist_px[k] * steps.rise_per_px
-        hit = hk >= z_at
-        if not hit.any():
-            continue
-        z_in = z_at + 0.5 * steps.rise_per_px  # ray height where it enters the cell
-        iy[hit], ix[hit] = y + np.nonzero(hit)[0], x + np.nonzero(hit)[1]
-        side[hit] = hk[hit] > z_in[hit]
-        z[hit] = np.minimum(z_in[hit], hk[hit])
+        z_in = terrain + (dist[k] + 0.5) * steps.rise_per_px  # entering this cell
+        hit = (hk >= z_in - 0.5 * steps.rise_per_px) & ~found
+        if hit.any():
+            rr, cc = np.nonzero(hit)
+            iy[hit], ix[hit] = y + rr, x + cc
+            side[hit] = (hk[hit] > z_in[hit]) & (prev[hit] < z_in[hit])
+            z[hit] = np.minimum(z_in[hit], hk[hit])
+            found |= hit
+        prev = hk
     return ObliqueHits(iy, ix, side, z)
 
 
