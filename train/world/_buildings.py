@@ -33,13 +33,14 @@ class Lot(NamedTuple):
 
 
 class BuildingPlacer:
-    """Draws and rasterises buildings; marks their padded footprints in ``blocked``, and the
-    future construction sites (buildings that appear later) in ``soil``."""
+    """Draws and rasterises buildings; marks their footprints in ``blocked`` (for trees and
+    cars), and the future construction sites (buildings that appear later) in ``soil``."""
 
     def __init__(self, rng, style: TownStyle, lc: LandCover, blocked, ob: ObjectBuilder, soil):
         self.rng, self.style, self.lc = rng, style, lc
         self.blocked, self.ob, self.soil = blocked, ob, soil
         self.pad = 0.4 if style.setback_m[1] < 3 else 1.5  # downtown rows nearly touch
+        self.occupied = np.zeros_like(blocked)
         self.roofs = np.asarray(style.roof_palette, np.float32)
         self.facades = np.asarray(style.facade_palette, np.float32)
         self.lots: list[Lot] = []
@@ -47,11 +48,13 @@ class BuildingPlacer:
     def place(self, rr: RoadRaster) -> list[Lot]:
         rng = self.rng
         for run in road_runs(rr):
-            i = int(rng.integers(0, 40))
-            while i < len(run):
+            i, prev = int(rng.integers(0, 40)), 0.0
+            while True:  # consecutive lots share a boundary: centres (prev + front) / 2 apart
                 front = rng.uniform(*self.style.lot_frontage_m)
-                k = run[i]
-                i += max(int(front / 0.25), 4)  # road samples are 0.25 m apart
+                i += max(int((prev + front) / 2 / 0.25), 4)  # road samples are 0.25 m apart
+                if i >= len(run):
+                    break
+                k, prev = run[i], front
                 for side in (1.0, -1.0):
                     self._try(rr.pts[k], rr.dirs[k], float(rr.width[k]), side, front)
         return self.lots
@@ -59,7 +62,7 @@ class BuildingPlacer:
     def _try(self, p, a: float, road_w: float, side: float, front: float) -> None:
         rng, style, ob = self.rng, self.style, self.ob
         depth = rng.uniform(*style.lot_depth_m)
-        share = rng.uniform(0.85, 0.97) if style.setback_m[1] < 3 else rng.uniform(0.45, 0.75)
+        share = rng.uniform(0.9, 0.99) if style.setback_m[1] < 3 else rng.uniform(0.45, 0.75)
         hu, hv = front * share / 2.0, depth / 2.0
         off = road_w / 2.0 + style.sidewalk_m + rng.uniform(*style.setback_m) + hv
         nrm = np.array([-np.sin(a), np.cos(a)]) * side
@@ -68,15 +71,24 @@ class BuildingPlacer:
         if not (0 <= ci < ob.n and 0 <= ri < ob.n):
             return
         urban = float(self.lc.urban[ri, ci])
-        if rng.uniform() > style.building_prob * (0.25 + 0.75 * urban) ** 0.7:
+        density = 1.0 - style.urban_weight + style.urban_weight * (0.25 + 0.75 * urban) ** 0.7
+        if rng.uniform() > style.building_prob * density:
             return
-        pad = self.pad
-        rows, cols, _, _ = ob.footprint(cx, cy, hu, hv, a, pad)
-        full = (2 * hu + 2 * pad) * (2 * hv + 2 * pad) / ob.res**2 * 0.9
-        if len(rows) < full or self.blocked[rows, cols].any():
-            return  # blocked, or partly outside the world
-        self._build(cx, cy, hu, hv, a, urban)
-        self.lots.append(Lot(cx, cy, hv, front, nrm))
+        for shrink in (1.0, 0.6, 0.4):  # near corners a narrower building may still fit
+            if self._fits(cx, cy, hu * shrink, hv, a):
+                self._build(cx, cy, hu * shrink, hv, a, urban)
+                self.lots.append(Lot(cx, cy, hv, front, nrm))
+                return
+
+    def _fits(self, cx, cy, hu, hv, a) -> bool:
+        ob = self.ob
+        # the padding keeps buildings apart; roads and sidewalks only need the bare footprint
+        rows, cols, _, _ = ob.footprint(cx, cy, hu, hv, a, self.pad)
+        full = (2 * hu + 2 * self.pad) * (2 * hv + 2 * self.pad) / ob.res**2 * 0.9
+        if len(rows) < full or self.occupied[rows, cols].any():
+            return False  # another building, or partly outside the world
+        rows, cols, _, _ = ob.footprint(cx, cy, hu, hv, a)
+        return not self.blocked[rows, cols].any()  # road, sidewalk, water or forest
 
     def _build(self, cx, cy, hu, hv, angle, urban) -> None:
         rng, style, ob = self.rng, self.style, self.ob
@@ -109,4 +121,5 @@ class BuildingPlacer:
         if kind == APPEARS:  # a construction site until the building appears
             self.soil[rows, cols] = True
         prow, pcol, _, _ = ob.footprint(cx, cy, hu, hv, angle, self.pad)
-        self.blocked[prow, pcol] = True
+        self.occupied[prow, pcol] = True
+        self.blocked[rows, cols] = True

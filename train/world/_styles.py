@@ -40,6 +40,7 @@ class TownStyle:
     lot_depth_m: tuple[float, float]
     setback_m: tuple[float, float]
     building_prob: float
+    urban_weight: float  # how much the built-up field thins buildings out (0: not at all)
     floors: tuple[int, int]
     floor_h_m: float
     gabled_prob: float
@@ -107,6 +108,7 @@ STYLES: dict[str, TownStyle] = {
         lot_depth_m=(9.0, 14.0),
         setback_m=(5.0, 9.0),
         building_prob=0.8,
+        urban_weight=1.0,
         floors=(1, 2),
         floor_h_m=3.0,
         gabled_prob=0.75,
@@ -133,9 +135,10 @@ STYLES: dict[str, TownStyle] = {
         arterial_width_m=(18.0, 24.0),
         sidewalk_m=3.5,
         lot_frontage_m=(14.0, 34.0),
-        lot_depth_m=(14.0, 28.0),
+        lot_depth_m=(18.0, 32.0),
         setback_m=(0.5, 2.0),
         building_prob=0.93,
+        urban_weight=0.3,
         floors=(3, 14),
         floor_h_m=3.5,
         gabled_prob=0.05,
@@ -165,6 +168,7 @@ STYLES: dict[str, TownStyle] = {
         lot_depth_m=(10.0, 24.0),
         setback_m=(8.0, 25.0),
         building_prob=0.3,
+        urban_weight=1.0,
         floors=(1, 2),
         floor_h_m=3.2,
         gabled_prob=0.85,
@@ -194,6 +198,7 @@ STYLES: dict[str, TownStyle] = {
         lot_depth_m=(9.0, 16.0),
         setback_m=(3.0, 6.0),
         building_prob=0.85,
+        urban_weight=1.0,
         floors=(1, 4),
         floor_h_m=3.0,
         gabled_prob=0.35,
