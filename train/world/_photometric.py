@@ -65,5 +65,5 @@ def finish(img: np.ndarray, gap: DomainGap, rng: np.random.Generator) -> np.ndar
     if gap.blur_sigma > 0.05:
         img = ndimage.gaussian_filter(img, (gap.blur_sigma, gap.blur_sigma, 0), mode="nearest")
     if gap.noise_sigma > 0.0:
-        img = img + rng.normal(0.0, gap.noise_sigma, img.shape).astype(np.float32)
+        img = img + np.float32(gap.noise_sigma) * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
