@@ -17,6 +17,9 @@ from typing import Any
 
 LAYOUTS = ("cvact", "cvusa", "vigor")
 VIGOR_LAYOUTS = ("official", "alt")
+# Vertical field of view of each release's panoramas: CVUSA's 1232x224 panoramas span about
+# 65 degrees around the horizon (224 / 1232 * 360); CVACT and VIGOR keep the full sphere.
+LAYOUT_PANO_VFOV = {"cvusa": 65.0, "cvact": 180.0, "vigor": 180.0}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -40,6 +43,14 @@ class SynthConfig:
     sat_size: int = field(default=256, metadata={"help": "satellite tile side in pixels"})
     pano_size: tuple[int, int] = field(
         default=(128, 512), metadata={"help": "panorama HEIGHTxWIDTH (width a multiple of 4)"}
+    )
+    pano_vfov: float = field(
+        default=0.0,
+        metadata={
+            "help": "vertical field of view of the panoramas in degrees, centred on the "
+            "horizon; 0 = the layout's own: CVUSA 65 (its panoramas are cropped around the "
+            "horizon), CVACT and VIGOR 180 (full sphere)"
+        },
     )
     tile_m: float = field(
         default=90.0,
@@ -88,6 +99,8 @@ class SynthConfig:
                 f"pano_size {h}x{w}: need height >= 8 and a width >= 16 divisible by 4 "
                 "(90-degree rotation augmentation rolls the panorama by width/4)"
             )
+        if self.pano_vfov and not 10.0 <= self.pano_vfov <= 180.0:
+            raise ValueError(f"pano_vfov must be 0 or in [10, 180] degrees, got {self.pano_vfov}")
         if self.sat_size < 8:
             raise ValueError(f"sat_size must be >= 8 pixels, got {self.sat_size}")
         if not 10.0 <= self.tile_m <= 1000.0:
@@ -119,3 +132,8 @@ class SynthConfig:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+    @property
+    def pano_vfov_deg(self) -> float:
+        """The panoramas' vertical field of view: ``pano_vfov`` or the layout's convention."""
+        return self.pano_vfov or LAYOUT_PANO_VFOV[self.layout]

@@ -89,6 +89,7 @@ def pair_jobs(
         ViewJob(
             kind="panorama",
             size=cfg.pano_size,
+            vfov_deg=cfg.pano_vfov_deg,
             gsd_m=cfg.gsd_m,
             seed=derived_seed(seed, 1),
             paths=pano_paths,

@@ -42,6 +42,7 @@ class ViewJob:
     paths: tuple[str, ...]  # every path receives the same bytes
     gap_strength: float = 1.0
     jpeg_quality: int = 92
+    vfov_deg: float = 180.0  # panoramas: vertical field of view, centred on the horizon
 
 
 def save_image_atomic(path: Path, image: np.ndarray, quality: int = 92) -> None:
@@ -83,9 +84,15 @@ def render(job: ViewJob) -> np.ndarray:
             job.position_en, size_px=job.size[0], gsd_m=job.gsd_m, gap=gap, rng=rng
         )
     if job.kind == "panorama":
-        return world.render_panorama(
-            job.position_en, height=job.size[0], width=job.size[1], gap=gap, rng=rng
+        # A narrower field of view is the middle band of a taller full-sphere panorama, so
+        # the angular resolution stays that of ``size`` and the horizon stays centred.
+        height = job.size[0]
+        full = max(height, round(height * 180.0 / job.vfov_deg))
+        pano = world.render_panorama(
+            job.position_en, height=full, width=job.size[1], gap=gap, rng=rng
         )
+        top = (full - height) // 2
+        return np.ascontiguousarray(pano[top : top + height])
     raise ValueError(f"unknown job kind {job.kind!r}; expected one of {KINDS}")
 
 
