@@ -20,10 +20,11 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from train.presets import HParams
+from train.presets import HParams, Preset, get_preset
 
 _HP_HELP = {
     "epochs": "training epochs",
@@ -113,3 +114,30 @@ def resolve_hparams(base: HParams, args: argparse.Namespace | dict) -> HParams:
         f.name: given[f.name] for f in dataclasses.fields(HParams) if given.get(f.name) is not None
     }
     return dataclasses.replace(base, **overrides)
+
+
+def step_main(
+    cls: type,
+    run: Callable[[Any, HParams], dict],
+    preset_hparams: Callable[[Preset], HParams],
+    argv: list[str] | None,
+    *,
+    description: str | None,
+    epilog: str | None = None,
+) -> int:
+    """``main()`` of a training step: parse flags into ``cls`` + resolved hyper-parameters,
+    run, and turn user errors into a message and exit status 2 instead of a traceback."""
+    from d4g_edge._log import logger, setup_logging
+
+    setup_logging()
+    parser = dataclass_parser(cls, description=description)
+    parser.epilog = epilog
+    add_hparam_flags(parser)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(cls, args)
+    try:
+        best = run(cfg, resolve_hparams(preset_hparams(get_preset(cfg.preset)), args))
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    logger.info("best epoch: %s", best)
+    return 0

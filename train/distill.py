@@ -17,8 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +26,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge._log import logger
 from train.checkpoint import load_teacher, save_checkpoint
-from train.cli import add_hparam_flags, config_from_args, dataclass_parser, resolve_hparams
+from train.cli import step_main
 from train.datasets import DATASETS, PairDataset, load
 from train.datasets.pairs import to_tensor
-from train.distributed import DistInfo, init_distributed, shutdown_distributed
+from train.distributed import DistInfo
 from train.embed import embed_dataset, unwrap
-from train.engine import LoopConfig, fit, seed_everything
+from train.engine import launch
 from train.evalsets import RetrievalSet
 from train.losses import cosine_distillation_loss
-from train.models import create_model
+from train.models import create_model, list_models
 from train.perturb import MarginalPerturbation
 from train.presets import PRESETS, HParams, Preset, get_preset
 from train.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
@@ -304,39 +302,28 @@ class DistillTask:
 
 
 def run(cfg: DistillConfig, hp: HParams | None = None) -> dict:
+    """Train the student(s) of ``cfg.view``; returns the best epoch's record."""
     preset = get_preset(cfg.preset)
     hp = hp or preset.distill_hp
-    info = init_distributed(cfg.device)
-    try:
-        if info.is_main:
-            cfg.out.mkdir(parents=True, exist_ok=True)
-            resolved = {
-                "argv": sys.argv,
-                "config": dataclasses.asdict(cfg),
-                "hparams": dataclasses.asdict(hp),
-                "world_size": info.world_size,
-            }
-            (cfg.out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
-            logger.info("resolved config: %s", json.dumps(resolved, default=str))
-        seed_everything(hp.seed + info.rank)  # model initialisation is part of the run
-        task = DistillTask(cfg, preset, hp, info)
-        return fit(task, LoopConfig(run_dir=cfg.out, hp=hp, resume=cfg.resume), info)
-    finally:
-        shutdown_distributed()
+    return launch(
+        lambda info: DistillTask(cfg, preset, hp, info),
+        cfg,
+        hp,
+        out=cfg.out,
+        device=cfg.device,
+        resume=cfg.resume,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    parser = dataclass_parser(DistillConfig, description=__doc__)
-    add_hparam_flags(parser)
-    args = parser.parse_args(argv)
-    cfg = config_from_args(DistillConfig, args)
-    try:
-        best = run(cfg, resolve_hparams(get_preset(cfg.preset).distill_hp, args))
-    except (ValueError, FileNotFoundError) as err:  # user input: message, not traceback
-        parser.exit(2, f"error: {err}\n")
-    logger.info("best epoch: %s", best)
-    return 0
+    return step_main(
+        DistillConfig,
+        run,
+        lambda p: p.distill_hp,
+        argv,
+        description=__doc__,
+        epilog="student models: " + ", ".join(list_models("student")),
+    )
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import random
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +36,13 @@ from train.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
-from train.distributed import DistInfo, barrier, broadcast_object
+from train.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown_distributed,
+)
 from train.presets import HParams
 from train.runlog import RunLog
 
@@ -216,3 +225,34 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
             )
         barrier(info)
     return best
+
+
+def launch(
+    make_task: Callable[[DistInfo], Task],
+    cfg: Any,
+    hp: HParams,
+    *,
+    out: Path,
+    device: str,
+    resume: bool,
+) -> dict:
+    """Run one training step's CLI config end to end: join torchrun's process group, save the
+    resolved config, seed (model initialisation is part of the run), build the task, fit."""
+    info = init_distributed(device)
+    try:
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            resolved = {
+                "argv": sys.argv,
+                "config": dataclasses.asdict(cfg),
+                "hparams": dataclasses.asdict(hp),
+                "world_size": info.world_size,
+            }
+            (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+            logger.info("resolved config: %s", json.dumps(resolved, default=str))
+        # ranks on one machine share its cores
+        torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))
+        seed_everything(hp.seed + info.rank)
+        return fit(make_task(info), LoopConfig(run_dir=out, hp=hp, resume=resume), info)
+    finally:
+        shutdown_distributed()

@@ -14,8 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +22,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from d4g_edge._log import logger, setup_logging
-from train.cli import add_hparam_flags, config_from_args, dataclass_parser, resolve_hparams
+from d4g_edge._log import logger
+from train.cli import step_main
 from train.datasets import DATASETS, PairAugment, PairDataset, load
-from train.distributed import DistInfo, init_distributed, shutdown_distributed
+from train.distributed import DistInfo
 from train.embed import unwrap
-from train.engine import LoopConfig, fit, seed_everything
+from train.engine import launch
 from train.evalsets import RetrievalSet
 from train.losses import InfoNCE
 from train.models import create_model, list_models
@@ -185,39 +183,25 @@ def run(cfg: TeacherConfig, hp: HParams | None = None) -> dict:
     """Train a teacher; returns the best epoch's record."""
     preset = get_preset(cfg.preset)
     hp = hp or preset.teacher_hp
-    info = init_distributed(cfg.device)
-    try:
-        if info.is_main:
-            cfg.out.mkdir(parents=True, exist_ok=True)
-            resolved = {
-                "argv": sys.argv,
-                "config": dataclasses.asdict(cfg),
-                "hparams": dataclasses.asdict(hp),
-                "world_size": info.world_size,
-            }
-            (cfg.out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
-            logger.info("resolved config: %s", json.dumps(resolved, default=str))
-        torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))
-        seed_everything(hp.seed + info.rank)  # model initialisation is part of the run
-        task = TeacherTask(cfg, preset, hp, info)
-        return fit(task, LoopConfig(run_dir=cfg.out, hp=hp, resume=cfg.resume), info)
-    finally:
-        shutdown_distributed()
+    return launch(
+        lambda info: TeacherTask(cfg, preset, hp, info),
+        cfg,
+        hp,
+        out=cfg.out,
+        device=cfg.device,
+        resume=cfg.resume,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    parser = dataclass_parser(TeacherConfig, description=__doc__)
-    parser.epilog = "teacher models: " + ", ".join(list_models("teacher"))
-    add_hparam_flags(parser)
-    args = parser.parse_args(argv)
-    cfg = config_from_args(TeacherConfig, args)
-    try:
-        best = run(cfg, resolve_hparams(get_preset(cfg.preset).teacher_hp, args))
-    except (ValueError, FileNotFoundError) as err:  # user input: message, not traceback
-        parser.exit(2, f"error: {err}\n")
-    logger.info("best epoch: %s", best)
-    return 0
+    return step_main(
+        TeacherConfig,
+        run,
+        lambda p: p.teacher_hp,
+        argv,
+        description=__doc__,
+        epilog="teacher models: " + ", ".join(list_models("teacher")),
+    )
 
 
 if __name__ == "__main__":
