@@ -1,0 +1,1 @@
+"""Short runnable scripts to copy from (run with ``python -m examples.<name>``)."""
