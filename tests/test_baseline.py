@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from d4g_edge.polar import polar_transform
 from train.baseline import (
     BaselineConfig,
     describe,
     pano_descriptor,
-    polar_transform,
     run,
     shift_invariant_scores,
     tile_descriptor,
