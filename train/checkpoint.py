@@ -325,6 +325,8 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if meta.get("ground_size"):
             sizes["ground"] = tuple(int(v) for v in meta["ground_size"])
         return teacher, {**meta, "sizes": sizes}
+    # A satellite student reads square tiles of ``sat_size`` (polar-transformed to its input
+    # where ``sat_polar`` is set); a ground student reads panoramas at its input size.
     if meta.get("kind") != "student" or "view" not in meta or "input_size" not in meta:
         raise CheckpointError(
             f"{_sidecar_path(path)} describes neither a teacher nor a student (kind "
@@ -337,8 +339,10 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         )
     student = create_model("student", str(meta["model"]), **meta.get("model_kwargs", {}))
     apply_state_dict(student, read_state_dict(path), name=str(meta["model"]))
-    sizes = {meta["view"]: tuple(int(v) for v in meta["input_size"])}
-    return student.eval(), {**meta, "sizes": sizes}
+    size = tuple(int(v) for v in meta["input_size"])
+    if meta["view"] == "satellite" and meta.get("sat_size"):
+        size = (int(meta["sat_size"]),) * 2
+    return student.eval(), {**meta, "sizes": {meta["view"]: size}}
 
 
 def _sha256(path: Path) -> str:

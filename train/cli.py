@@ -76,7 +76,7 @@ def dataclass_parser(cls: type, description: str | None = None) -> argparse.Argu
         flag = "--" + f.name.replace("_", "-")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         kw: dict[str, Any] = {"help": f.metadata.get("help", "")}
-        if hints[f.name] is bool:
+        if hints[f.name] in (bool, bool | None):  # None: "the preset decides"
             kw["action"] = argparse.BooleanOptionalAction
             kw["default"] = f.default
         else:

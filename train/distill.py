@@ -30,7 +30,6 @@ from d4g_edge._log import logger
 from train.checkpoint import load_teacher, save_checkpoint
 from train.cli import step_main
 from train.datasets import DATASETS, PairDataset, load
-from train.datasets.pairs import to_tensor
 from train.distributed import DistInfo
 from train.embed import embed_dataset, unwrap
 from train.engine import launch
@@ -124,16 +123,14 @@ class DistillPairs(Dataset):
             img = images[view]
             if self.perturb is not None:
                 img = getattr(self.perturb, view)(np.ascontiguousarray(img), rng)
-            out[view] = to_tensor(img, self.student.mean, self.student.std)
+            out[view] = self.student.tensor(view, img)
             if self.cache is not None:
                 out[f"target_{view}"] = torch.from_numpy(self.cache.lookup(view, v, i))
         if self.teacher_pairs is not None:  # online teacher: its inputs of the same variant
             tg, ts = apply_variant(*self.teacher_pairs.raw_pair(i), v)
             for view, img in (("ground", tg), ("satellite", ts)):
                 if view in self.views:
-                    out[f"teacher_{view}"] = to_tensor(
-                        img, self.teacher_pairs.mean, self.teacher_pairs.std
-                    )
+                    out[f"teacher_{view}"] = self.teacher_pairs.tensor(view, img)
         return out
 
 
@@ -148,13 +145,22 @@ class DistillTask:
         t_ground = tuple(
             self.teacher_meta.get("ground_size") or preset.ground_size_for(cfg.dataset)
         )
+        t_polar = self.teacher_meta.get("sat_polar")
+        t_polar = tuple(t_polar) if t_polar else None
         self.sat_size = cfg.sat_size or preset.sat_size
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
-        self.sizes = {"ground": self.ground_size, "satellite": (self.sat_size, self.sat_size)}
+        # A student sees its view the way the teacher did: polar tiles for a polar teacher.
+        self.sat_polar = self.ground_size if t_polar else None
+        self.sizes = {
+            "ground": self.ground_size,
+            "satellite": self.sat_polar or (self.sat_size, self.sat_size),
+        }
         kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
         train_split = load(cfg.dataset, cfg.data, "train", **kw)
-        teacher_pairs = PairDataset(train_split, t_sat, t_ground).preload()
-        student_pairs = PairDataset(train_split, self.sat_size, self.ground_size).preload()
+        teacher_pairs = PairDataset(train_split, t_sat, t_ground, sat_polar=t_polar).preload()
+        student_pairs = PairDataset(
+            train_split, self.sat_size, self.ground_size, sat_polar=self.sat_polar
+        ).preload()
         if hp.batch_size % info.world_size:
             raise ValueError(
                 f"--batch-size {hp.batch_size} must be divisible by the number "
@@ -171,6 +177,7 @@ class DistillTask:
                 "variants": cfg.variants,
                 "sat_size": t_sat,
                 "ground_size": list(t_ground),
+                "sat_polar": list(t_polar) if t_polar else None,
                 "views": list(cfg.views),
             }
             cache = TeacherCache.build(
@@ -204,8 +211,8 @@ class DistillTask:
         self.teacher.to(info.device)
         # validation: each student against the teacher's other view (or the other student)
         test = load(cfg.dataset, cfg.data, "test", **kw)
-        self.test_teacher = RetrievalSet(test, t_sat, t_ground)
-        self.test_student = RetrievalSet(test, self.sat_size, self.ground_size)
+        self.test_teacher = RetrievalSet(test, t_sat, t_ground, t_polar)
+        self.test_student = RetrievalSet(test, self.sat_size, self.ground_size, self.sat_polar)
         q, r = self.test_teacher.embed(self.teacher, None, info, hp.batch_size)
         self.teacher_embeddings = {"ground": q, "satellite": r}
         self.teacher_metrics = self.test_teacher.score(q, r).to_dict()
@@ -286,6 +293,9 @@ class DistillTask:
                     "preset": self.cfg.preset,
                     "dataset": self.cfg.dataset,
                     "input_size": list(s.input_size),
+                    # satellite students: the tile side read from disk, and its polar shape
+                    "sat_size": self.sat_size,
+                    "sat_polar": list(self.sat_polar) if self.sat_polar else None,
                     "teacher_model": self.teacher_meta.get("model"),
                     "teacher_sha256": self.teacher_meta.get("sha256"),
                     "perturb": self.cfg.perturb,

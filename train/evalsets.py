@@ -17,10 +17,18 @@ from train.embed import embed_dataset
 
 
 class RetrievalSet:
-    def __init__(self, split: CrossViewSplit, sat_size: int, ground_size: tuple[int, int]):
+    def __init__(
+        self,
+        split: CrossViewSplit,
+        sat_size: int,
+        ground_size: tuple[int, int],
+        sat_polar: tuple[int, int] | None = None,
+    ):
         self.split = split
         self.queries = ViewDataset(split.query_paths, ground_size, cache=True)
-        self.references = ViewDataset(split.reference_paths, (sat_size, sat_size), cache=True)
+        self.references = ViewDataset(
+            split.reference_paths, (sat_size, sat_size), cache=True, polar=sat_polar
+        )
 
     def embed(
         self, ground: nn.Module, satellite: nn.Module | None, info: DistInfo, batch_size: int

@@ -271,7 +271,10 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
         sizes[view] = meta["sizes"][view]
     split = load(cfg.dataset, cfg.data, cfg.split)
     info = init_distributed("auto")
-    evalset = RetrievalSet(split, sizes["satellite"][0], sizes["ground"])
+    polar = loaded[cfg.satellite][1].get("sat_polar")
+    evalset = RetrievalSet(
+        split, sizes["satellite"][0], sizes["ground"], tuple(polar) if polar else None
+    )
     query, reference = evalset.embed(encoders["ground"], encoders["satellite"], info, 64)
     if cfg.save_embeddings is not None:
         optional = {

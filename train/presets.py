@@ -46,6 +46,9 @@ class Preset:
     vigor_ground_size: tuple[int, int]
     teacher_hp: HParams
     distill_hp: HParams
+    # Satellite input polar-transformed to the panorama's shape (d4g_edge.polar), so both
+    # views line up column by column; see the edge-s preset for why.
+    sat_polar: bool = False
     teacher_kwargs: dict = field(default_factory=dict)
     student_kwargs: dict = field(default_factory=dict)
 

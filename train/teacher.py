@@ -52,6 +52,13 @@ class TeacherConfig:
     ground_size: tuple[int, int] | None = field(
         default=None, metadata={"help": "panorama HxW, e.g. 64x256"}
     )
+    sat_polar: bool | None = field(
+        default=None,
+        metadata={
+            "help": "polar-transform satellite tiles to the panorama shape "
+            "(default: the preset's choice)"
+        },
+    )
     vigor_mode: str = field(
         default="cross",
         metadata={"choices": ("same", "cross"), "help": "VIGOR same-area or cross-area"},
@@ -83,14 +90,25 @@ class TeacherTask:
         self.model_name = cfg.model or preset.teacher
         self.sat_size = cfg.sat_size or preset.sat_size
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
+        polar = preset.sat_polar if cfg.sat_polar is None else cfg.sat_polar
+        self.sat_polar = self.ground_size if polar else None
         kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
         train_split = load(cfg.dataset, cfg.data, "train", **kw)
         self.train_pairs = PairDataset(
-            train_split, self.sat_size, self.ground_size, augment=PairAugment()
+            train_split,
+            self.sat_size,
+            self.ground_size,
+            augment=PairAugment(),
+            sat_polar=self.sat_polar,
         ).preload()
-        self.train_views = RetrievalSet(train_split, self.sat_size, self.ground_size)
+        self.train_views = RetrievalSet(
+            train_split, self.sat_size, self.ground_size, self.sat_polar
+        )
         self.test = RetrievalSet(
-            load(cfg.dataset, cfg.data, "test", **kw), self.sat_size, self.ground_size
+            load(cfg.dataset, cfg.data, "test", **kw),
+            self.sat_size,
+            self.ground_size,
+            self.sat_polar,
         )
         self.sampler = HardNegativeSampler(
             train_split,
@@ -168,6 +186,7 @@ class TeacherTask:
             "dataset": self.cfg.dataset,
             "sat_size": self.sat_size,
             "ground_size": list(self.ground_size),
+            "sat_polar": list(self.sat_polar) if self.sat_polar else None,
             "epoch": record.get("epoch"),
             "metrics": record,
         }

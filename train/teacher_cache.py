@@ -31,7 +31,6 @@ from tqdm import tqdm
 from d4g_edge._log import logger
 from train.datasets import PairDataset
 from train.datasets.augment import flip_pair, rotate_pair
-from train.datasets.pairs import to_tensor
 from train.distributed import DistInfo, barrier
 
 NUM_VARIANTS = 8
@@ -62,8 +61,7 @@ class TeacherInputs(Dataset):
     def __getitem__(self, j: int):
         variant, index = divmod(int(self.rows[j]), self.n)
         g, s = apply_variant(*self.pairs.raw_pair(index), variant)
-        m, sd = self.pairs.mean, self.pairs.std
-        return to_tensor(g, m, sd), to_tensor(s, m, sd), int(self.rows[j])
+        return self.pairs.tensor("ground", g), self.pairs.tensor("satellite", s), int(self.rows[j])
 
 
 class TeacherCache:

@@ -107,6 +107,12 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
     return as_t(mean), as_t(std)
 
 
+def polar01(tile: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Polar transform (:mod:`d4g_edge.polar`) of a uint8 or [0, 1] tile, as [0, 1] float."""
+    from d4g_edge.polar import polar_transform
+
+    x = tile.astype(np.float32) / 255.0 if tile.dtype == np.uint8 else tile
+    return polar_transform(x, *size)
 
 
 class PairDataset(Dataset):
@@ -121,8 +127,11 @@ class PairDataset(Dataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         cache: bool = True,
+        sat_polar: tuple[int, int] | None = None,
     ) -> None:
-        self.split, self.augment = split, augment
+        """``sat_polar``: feed the satellite view polar-transformed to this (H, W), after the
+        geometric augmentation (which acts on the square tile)."""
+        self.split, self.augment, self.sat_polar = split, augment, sat_polar
         self.mean, self.std = _check_stats(mean, std)
         self._ground = _ImageCache(split.query_paths, _hw(ground_size), cache)
         self._sat = _ImageCache(split.reference_paths, _hw(sat_size), cache)
@@ -151,7 +160,14 @@ class PairDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
             ground, sat = self.augment(ground, sat, rng)
         ref_id = torch.tensor(int(self.split.query_ids[i]), dtype=torch.int64)
-        return to_tensor(ground, self.mean, self.std), to_tensor(sat, self.mean, self.std), ref_id
+        return self.tensor("ground", ground), self.tensor("satellite", sat), ref_id
+
+    def tensor(self, view: str, img: np.ndarray) -> torch.Tensor:
+        """The model input of one (augmented) view image: polar transform where configured,
+        then normalisation."""
+        if view == "satellite" and self.sat_polar is not None:
+            img = polar01(img, self.sat_polar)
+        return to_tensor(img, self.mean, self.std)
 
 
 class ViewDataset(Dataset):
@@ -164,12 +180,17 @@ class ViewDataset(Dataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         cache: bool = False,
+        polar: tuple[int, int] | None = None,
     ) -> None:
-        self.mean, self.std = _check_stats(mean, std)
+        """``polar``: polar-transform each (square, satellite) image to this (H, W)."""
+        self.mean, self.std, self.polar = *_check_stats(mean, std), polar
         self._images = _ImageCache([Path(p) for p in paths], _hw(size), cache)
 
     def __len__(self) -> int:
         return len(self._images.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return to_tensor(self._images[i], self.mean, self.std), i
+        img = self._images[i]
+        if self.polar is not None:
+            img = polar01(img, self.polar)
+        return to_tensor(img, self.mean, self.std), i
