@@ -83,6 +83,10 @@ PRESETS: dict[str, Preset] = {
         sat_size=128,
         ground_size=(64, 256),
         vigor_ground_size=(128, 256),
+        # Nothing is pretrained here: a ResNet-18 shared by raw tiles and panoramas stayed near
+        # chance for epochs on the world (see the README), while polar tiles line up with the
+        # panorama column by column and share its shape, so one BatchNorm batch holds both.
+        sat_polar=True,
         # From scratch, easy (random) negatives come first: batches are seeded with only 2
         # GPS neighbours per anchor, and similarity sampling takes over every 4 epochs once
         # the embeddings mean something. bf16 autocast measured slower than fp32 on the
