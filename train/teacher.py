@@ -79,7 +79,15 @@ class DualView(nn.Module):
         self.teacher = teacher
 
     def forward(self, ground: torch.Tensor, satellite: torch.Tensor):
-        return self.teacher(ground), self.teacher(satellite), self.teacher.logit_scale
+        if ground.shape[1:] == satellite.shape[1:]:
+            # One batch through the backbone: BatchNorm then normalises both views with the
+            # same statistics in training, as its running statistics do at evaluation. Two
+            # calls would train on per-view statistics and evaluate on their mixture.
+            z = self.teacher(torch.cat([ground, satellite]))
+            g, s = z.split([len(ground), len(satellite)])
+        else:
+            g, s = self.teacher(ground), self.teacher(satellite)
+        return g, s, self.teacher.logit_scale
 
 
 class TeacherTask:
