@@ -45,10 +45,10 @@ from d4g_edge.metrics import (
     RetrievalMetrics,
     evaluate_retrieval,
 )
+from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
 
 REQUIRED = ("query", "reference", "query_ids", "reference_ids")
 OPTIONAL = ("query_latlon", "reference_latlon", "semi_positive_ids")
-DATASET_CHOICES = ("cvact", "cvusa", "vigor")  # the loaders in train.datasets
 _NORM_TOL = 1e-3  # |norm - 1| allowed in a file that promises L2-normalised vectors
 
 
@@ -58,10 +58,6 @@ class EmbeddingsFormatError(ValueError):
     def __init__(self, source: str | Path, problem: str) -> None:
         self.source = source
         super().__init__(f"{source}: {problem}")
-
-
-class ModelEvaluationUnavailable(RuntimeError):  # kept for callers catching it
-    """Model-driven evaluation was requested but this checkout cannot run it yet."""
 
 
 @dataclass(frozen=True)
@@ -327,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--embeddings", type=Path, metavar="FILE.npz", help="score saved embeddings")
-    mode.add_argument("--dataset", choices=DATASET_CHOICES, help="embed this dataset's split")
+    mode.add_argument("--dataset", choices=DATASETS, help="embed this dataset's split")
     model = p.add_argument_group("model-driven mode (with --dataset)")
     model.add_argument("--data", type=Path, metavar="DIR", help="dataset root")
     model.add_argument("--ground", type=Path, metavar="CKPT", help="ground encoder")
@@ -371,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("train.evaluate %s", " ".join(sys.argv[1:] if argv is None else argv))
     try:
         metrics = run(cfg)
-    except (ValueError, FileNotFoundError, ModelEvaluationUnavailable) as e:
+    except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
     print(metrics.format_table())  # the result itself goes to stdout; logs go to stderr
     return 0
