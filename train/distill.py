@@ -178,7 +178,6 @@ class DistillTask:
                 "sat_size": t_sat,
                 "ground_size": list(t_ground),
                 "sat_polar": list(t_polar) if t_polar else None,
-                "views": list(cfg.views),
             }
             cache = TeacherCache.build(
                 cfg.cache_dir or cfg.out / "teacher_cache",

@@ -73,9 +73,15 @@ class TeacherCache:
         return np.array(self.arrays[view][variant, index])  # a writable copy off the memmap
 
     @staticmethod
-    def is_valid(directory: Path, key: dict) -> bool:
+    def is_valid(directory: Path, key: dict, views: Sequence[str] = ()) -> bool:
+        """Whether ``directory`` holds a complete cache for ``key`` with (at least) ``views``:
+        a cache of both views serves a single-view run too."""
         meta = Path(directory) / META_FILE
-        return meta.is_file() and json.loads(meta.read_text()) == key
+        if not meta.is_file():
+            return False
+        stored = json.loads(meta.read_text())
+        cached = stored.pop("cached_views", [])
+        return stored == key and set(views) <= set(cached)
 
     @classmethod
     @torch.no_grad()
@@ -93,7 +99,7 @@ class TeacherCache:
     ) -> TeacherCache:
         """Open the cache in ``directory`` if it matches ``key``, else (re)build it."""
         directory = Path(directory)
-        if cls.is_valid(directory, key):
+        if cls.is_valid(directory, key, views):
             logger.info("teacher cache %s is up to date", directory)
             return cls(directory, views)
         n, dim = len(pairs), int(teacher.embed_dim)
@@ -120,7 +126,9 @@ class TeacherCache:
         barrier(info)
         if info.is_main:
             tmp = directory / f".{META_FILE}.tmp"
-            tmp.write_text(json.dumps(key, indent=2, sort_keys=True))
+            tmp.write_text(
+                json.dumps({**key, "cached_views": list(views)}, indent=2, sort_keys=True)
+            )
             os.replace(tmp, directory / META_FILE)
             logger.info(
                 "teacher cache: %d variants x %d pairs x %s -> %s",

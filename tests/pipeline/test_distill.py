@@ -191,3 +191,16 @@ def test_independent_view_runs_then_evaluate_the_pair(tiny_cvusa, teacher_ckpt, 
     )
     metrics = json.loads(out.read_text())["metrics"]
     assert metrics["num_queries"] == 16 and 0.0 <= metrics["recall@1"] <= 100.0
+
+
+def test_a_two_view_cache_serves_a_one_view_run(tiny_cvusa, teacher_ckpt, tmp_path):
+    teacher, _ = load_encoder(teacher_ckpt)
+    pairs = PairDataset(load("cvusa", tiny_cvusa, "train"), 64, (32, 128))
+    TeacherCache.build(
+        tmp_path, teacher, _key(), pairs, views=("ground", "satellite"), info=CPU, variants=2
+    )
+    assert TeacherCache.is_valid(tmp_path, _key(), ("ground",))
+    assert TeacherCache.is_valid(tmp_path, _key(), ("satellite",))
+    assert not TeacherCache.is_valid(tmp_path, _key(teacher="other"), ("ground",))
+    TeacherCache.build(tmp_path, teacher, _key(), pairs, views=("ground",), info=CPU, variants=2)
+    assert TeacherCache.is_valid(tmp_path, _key(), ("ground", "satellite")), "not rebuilt"
