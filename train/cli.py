@@ -44,6 +44,10 @@ _HP_HELP = {
 }
 
 
+class SizeError(ValueError, argparse.ArgumentTypeError):
+    """A malformed HEIGHTxWIDTH size (argparse shows its message as is)."""
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'64x256' -> (64, 256); a single number means a square."""
     try:
@@ -53,7 +57,7 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH like 64x256, got {text!r}")
+        raise SizeError(f"expected HEIGHTxWIDTH like 64x256, got {text!r}")
     return parts[0], parts[1]
 
 

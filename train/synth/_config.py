@@ -15,20 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from train.cli import parse_size  # noqa: F401  (re-exported for the synth CLI)
+
 LAYOUTS = ("cvact", "cvusa", "vigor")
 VIGOR_LAYOUTS = ("official", "alt")
 # Vertical field of view of each release's panoramas: CVUSA's 1232x224 panoramas span about
 # 65 degrees around the horizon (224 / 1232 * 360); CVACT and VIGOR keep the full sphere.
 LAYOUT_PANO_VFOV = {"cvusa": 65.0, "cvact": 180.0, "vigor": 180.0}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"128x512"`` -> (128, 512) as (height, width)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like HEIGHTxWIDTH, e.g. 128x512; got {text!r}") from None
-    return h, w
 
 
 @dataclass(frozen=True)
