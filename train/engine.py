@@ -148,11 +148,7 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
         **{f"model_{k}": m for k, m in models.items()},
     }
     if cfg.resume:
-        if not state_path.exists():
-            raise FileNotFoundError(
-                f"--resume: no {STATE_FILE} in {run_dir}; start without --resume or point "
-                "--out at the run folder to continue"
-            )
+        _check_resumable(run_dir)
         state = load_training_state(state_path, into=stateful)
         restore_rng_state(state["rng"])
         start, best = int(state["epoch"]) + 1, dict(state["best"])
@@ -227,6 +223,14 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
     return best
 
 
+def _check_resumable(run_dir: Path) -> None:
+    if not (Path(run_dir) / STATE_FILE).exists():
+        raise FileNotFoundError(
+            f"--resume: no {STATE_FILE} in {run_dir}; start without --resume or point "
+            "--out at the run folder to continue"
+        )
+
+
 def launch(
     make_task: Callable[[DistInfo], Task],
     cfg: Any,
@@ -238,6 +242,8 @@ def launch(
 ) -> dict:
     """Run one training step's CLI config end to end: join torchrun's process group, save the
     resolved config, seed (model initialisation is part of the run), build the task, fit."""
+    if resume:  # fail before minutes of data loading, not after
+        _check_resumable(out)
     info = init_distributed(device)
     try:
         if info.is_main:
