@@ -83,6 +83,13 @@ class DistillConfig:
     online_teacher: bool = field(
         default=False, metadata={"help": "run the teacher every step instead of reading the cache"}
     )
+    centre_targets: bool = field(
+        default=True,
+        metadata={
+            "help": "regress the teacher embedding minus the teacher's mean embedding "
+            "(re-normalised) instead of the raw one (--no-centre-targets: the paper's)"
+        },
+    )
     paper_head: bool = field(
         default=False,
         metadata={"help": "public code's Linear(1000, D) head, for fidelity comparisons"},
@@ -93,6 +100,16 @@ class DistillConfig:
     @property
     def views(self) -> tuple[str, ...]:
         return ("ground", "satellite") if self.view == "both" else (self.view,)
+
+
+def centre(x, mu):
+    """``normalise(x - mu)`` row-wise (numpy or torch); ``mu=None`` leaves ``x`` as is."""
+    if mu is None:
+        return x
+    if isinstance(x, np.ndarray):
+        y = x - np.asarray(mu, dtype=x.dtype)
+        return y / np.linalg.norm(y, axis=-1, keepdims=True)
+    return torch.nn.functional.normalize(x - mu, dim=-1)
 
 
 class DistillPairs(Dataset):
@@ -213,6 +230,26 @@ class DistillTask:
         self.test_teacher = RetrievalSet(test, t_sat, t_ground, t_polar)
         self.test_student = RetrievalSet(test, self.sat_size, self.ground_size, self.sat_polar)
         q, r = self.test_teacher.embed(self.teacher, None, info, hp.batch_size)
+        # The teacher's embeddings share a large common direction (mean cosine to their centroid
+        # ~0.73 on the world): regressing them raw, a student first learns that centroid and
+        # stalls there (1 - cos ~0.27, recall at chance). Centred targets carry only the
+        # per-place part; the centre travels in the sidecar to compare with teacher embeddings.
+        self.centres = None
+        if cfg.centre_targets:
+            files = [cache.dir / f"{v}.npy" for v in ("ground", "satellite")] if cache else []
+            if files and all(f.exists() for f in files):  # both views: validation needs both
+                arrays = {f.stem: np.load(f, mmap_mode="r") for f in files}
+            else:
+                train_set = RetrievalSet(train_split, t_sat, t_ground, t_polar)
+                tq, tr = train_set.embed(self.teacher, None, info, hp.batch_size)
+                arrays = {"ground": tq, "satellite": tr}
+            self.centres = {
+                v: torch.from_numpy(
+                    np.asarray(a, dtype=np.float32).reshape(-1, a.shape[-1]).mean(0)
+                )
+                for v, a in arrays.items()
+            }
+            q, r = (centre(x, self.centres.get(v)) for x, v in ((q, "ground"), (r, "satellite")))
         self.teacher_embeddings = {"ground": q, "satellite": r}
         self.teacher_metrics = self.test_teacher.score(q, r).to_dict()
         logger.info("teacher on test: recall@1 %.2f", self.teacher_metrics["recall@1"])
@@ -255,6 +292,8 @@ class DistillTask:
                     target = self.teacher(batch[f"teacher_{view}"].to(dev))
             else:
                 target = batch[f"target_{view}"].to(dev)
+            if self.centres is not None:
+                target = centre(target.float(), self.centres[view].to(dev))
             loss = cosine_distillation_loss(
                 models[view](batch[view].to(dev)).float(), target.float()
             )
@@ -298,6 +337,9 @@ class DistillTask:
                     "teacher_model": self.teacher_meta.get("model"),
                     "teacher_sha256": self.teacher_meta.get("sha256"),
                     "perturb": self.cfg.perturb,
+                    "teacher_centre": None
+                    if self.centres is None
+                    else {v: c.tolist() for v, c in self.centres.items()},
                     "epoch": record.get("epoch"),
                     "metrics": record,
                 },

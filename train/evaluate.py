@@ -272,6 +272,11 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
         split, sizes["satellite"][0], sizes["ground"], tuple(polar) if polar else None
     )
     query, reference = evalset.embed(encoders["ground"], encoders["satellite"], info, 64)
+    # A student distilled on centred targets lives in the teacher's centred space: centre the
+    # teacher's side the same way before comparing the two.
+    query, reference = _align_spaces(
+        query, reference, loaded[cfg.ground][1], loaded[cfg.satellite][1]
+    )
     if cfg.save_embeddings is not None:
         optional = {
             k: v
@@ -292,6 +297,22 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
         )
         logger.info("wrote embeddings to %s", cfg.save_embeddings)
     return evalset.score(query, reference)
+
+
+def _align_spaces(query, reference, ground_meta: dict, sat_meta: dict):
+    from train.distill import centre
+
+    def centres(meta):
+        return meta.get("teacher_centre") if meta.get("kind") == "student" else None
+
+    def is_teacher(meta):
+        return meta.get("kind", "teacher") == "teacher"
+
+    if (c := centres(ground_meta)) and is_teacher(sat_meta):
+        reference = centre(reference, np.asarray(c["satellite"], np.float32))
+    if (c := centres(sat_meta)) and is_teacher(ground_meta):
+        query = centre(query, np.asarray(c["ground"], np.float32))
+    return query, reference
 
 
 def run(cfg: EvaluateConfig) -> RetrievalMetrics:

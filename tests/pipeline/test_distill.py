@@ -204,3 +204,34 @@ def test_a_two_view_cache_serves_a_one_view_run(tiny_cvusa, teacher_ckpt, tmp_pa
     assert not TeacherCache.is_valid(tmp_path, _key(teacher="other"), ("ground",))
     TeacherCache.build(tmp_path, teacher, _key(), pairs, views=("ground",), info=CPU, variants=2)
     assert TeacherCache.is_valid(tmp_path, _key(), ("ground", "satellite")), "not rebuilt"
+
+
+def test_centring_removes_the_shared_direction_and_matches_in_numpy_and_torch():
+    from train.distill import centre
+
+    rng = np.random.default_rng(0)
+    common = np.ones(8, np.float32)
+    x = (common + 0.1 * rng.standard_normal((50, 8))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    mu = x.mean(0)
+    c = centre(x, mu)
+    np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0, atol=1e-5)
+    # raw vectors all point the same way; centred ones do not
+    assert (x @ x.T).min() > 0.9 and abs(float(c.mean(0) @ c.mean(0))) < 0.05
+    torch.testing.assert_close(
+        centre(torch.from_numpy(x), torch.from_numpy(mu)), torch.from_numpy(c), atol=1e-5, rtol=0
+    )
+    assert centre(x, None) is x
+
+
+def test_evaluate_centres_the_teacher_side_for_a_centred_student():
+    from train.evaluate import _align_spaces
+
+    q, r = np.eye(2, dtype=np.float32), np.array([[1, 1], [1, -1]], np.float32)
+    student = {"kind": "student", "teacher_centre": {"ground": [0, 0], "satellite": [1, 0]}}
+    teacher = {"kind": "teacher"}
+    q2, r2 = _align_spaces(q, r, student, teacher)
+    assert (q2 == q).all()
+    np.testing.assert_allclose(r2, [[0, 1], [0, -1]])
+    q3, r3 = _align_spaces(q, r, teacher, teacher)
+    assert (q3 == q).all() and (r3 == r).all()
