@@ -238,9 +238,9 @@ class DistillTask:
         # per-place part; the centre travels in the sidecar to compare with teacher embeddings.
         self.centres = None
         if cfg.centre_targets:
-            files = [cache.dir / f"{v}.npy" for v in ("ground", "satellite")] if cache else []
-            if files and all(f.exists() for f in files):  # both views: validation needs both
-                arrays = {f.stem: np.load(f, mmap_mode="r") for f in files}
+            cached = cache.cached_views() if cache else []
+            if {"ground", "satellite"} <= set(cached):  # both views: validation needs both
+                arrays = {v: np.load(cache.dir / f"{v}.npy", mmap_mode="r") for v in cached}
             else:
                 train_set = RetrievalSet(train_split, t_sat, t_ground, t_polar)
                 tq, tr = train_set.embed(self.teacher, None, info, hp.batch_size)

@@ -72,6 +72,10 @@ class TeacherCache:
     def lookup(self, view: str, variant: int, index: int) -> np.ndarray:
         return np.array(self.arrays[view][variant, index])  # a writable copy off the memmap
 
+    def cached_views(self) -> list[str]:
+        """The views whose complete embeddings this cache directory holds."""
+        return json.loads((self.dir / META_FILE).read_text()).get("cached_views", [])
+
     @staticmethod
     def is_valid(directory: Path, key: dict, views: Sequence[str] = ()) -> bool:
         """Whether ``directory`` holds a complete cache for ``key`` with (at least) ``views``:
