@@ -303,11 +303,7 @@ def load_teacher(
                 f"{path} was trained with preset {meta['preset']!r}, not {preset!r}; pick the "
                 "matching preset (input sizes and models differ between presets)"
             )
-        if (digest := meta.get("sha256")) and digest != _sha256(path):
-            raise CheckpointError(
-                f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
-                "after saving); save the checkpoint again"
-            )
+        _check_digest(path, meta)
         name = str(meta.get("model"))
     teacher = create_model("teacher", name, **meta.get("model_kwargs", {}))
     apply_state_dict(teacher, state, name=name)
@@ -336,17 +332,21 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
             f"{_sidecar_path(path)} describes neither a teacher nor a student (kind "
             f"{meta.get('kind')!r}, view {meta.get('view')!r}); re-save it with train.distill"
         )
-    if (digest := meta.get("sha256")) and digest != _sha256(path):
-        raise CheckpointError(
-            f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
-            "after saving); save the checkpoint again"
-        )
+    _check_digest(path, meta)
     student = create_model("student", str(meta["model"]), **meta.get("model_kwargs", {}))
     apply_state_dict(student, read_state_dict(path), name=str(meta["model"]))
     size = tuple(int(v) for v in meta["input_size"])
     if meta["view"] == "satellite" and meta.get("sat_size"):
         size = (int(meta["sat_size"]),) * 2
     return student.eval(), {**meta, "sizes": {meta["view"]: size}}
+
+
+def _check_digest(path: Path, meta: dict[str, Any]) -> None:
+    if (digest := meta.get("sha256")) and digest != _sha256(path):
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
+            "after saving); save the checkpoint again"
+        )
 
 
 def _sha256(path: Path) -> str:

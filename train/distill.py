@@ -31,7 +31,7 @@ from train.checkpoint import load_teacher, save_checkpoint
 from train.cli import step_main
 from train.datasets import DATASETS, PairDataset, load
 from train.distributed import DistInfo
-from train.embed import embed_dataset, unwrap
+from train.embed import centre, embed_dataset, unwrap
 from train.engine import launch
 from train.evalsets import RetrievalSet
 from train.losses import cosine_distillation_loss
@@ -100,16 +100,6 @@ class DistillConfig:
     @property
     def views(self) -> tuple[str, ...]:
         return ("ground", "satellite") if self.view == "both" else (self.view,)
-
-
-def centre(x, mu):
-    """``normalise(x - mu)`` row-wise (numpy or torch); ``mu=None`` leaves ``x`` as is."""
-    if mu is None:
-        return x
-    if isinstance(x, np.ndarray):
-        y = x - np.asarray(mu, dtype=x.dtype)
-        return y / np.linalg.norm(y, axis=-1, keepdims=True)
-    return torch.nn.functional.normalize(x - mu, dim=-1)
 
 
 class DistillPairs(Dataset):

@@ -51,3 +51,13 @@ def embed_dataset(
         dim = int(encoder(dataset[0][0][None].to(info.device)).shape[1])
         local = np.zeros((0, dim), np.float32)
     return gather_rows(info, mine, local.astype(np.float32), n)
+
+
+def centre(x, mu):
+    """``normalise(x - mu)`` row-wise (numpy or torch); ``mu=None`` leaves ``x`` as is."""
+    if mu is None:
+        return x
+    if isinstance(x, np.ndarray):
+        y = x - np.asarray(mu, dtype=x.dtype)
+        return y / np.linalg.norm(y, axis=-1, keepdims=True)
+    return torch.nn.functional.normalize(x - mu, dim=-1)

@@ -300,7 +300,7 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
 
 
 def _align_spaces(query, reference, ground_meta: dict, sat_meta: dict):
-    from train.distill import centre
+    from train.embed import centre
 
     def centres(meta):
         return meta.get("teacher_centre") if meta.get("kind") == "student" else None

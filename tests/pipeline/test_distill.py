@@ -207,7 +207,7 @@ def test_a_two_view_cache_serves_a_one_view_run(tiny_cvusa, teacher_ckpt, tmp_pa
 
 
 def test_centring_removes_the_shared_direction_and_matches_in_numpy_and_torch():
-    from train.distill import centre
+    from train.embed import centre
 
     rng = np.random.default_rng(0)
     common = np.ones(8, np.float32)
