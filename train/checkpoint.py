@@ -341,6 +341,40 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return student.eval(), {**meta, "sizes": {meta["view"]: size}}
 
 
+def init_student(
+    student: nn.Module, path: str | Path, *, view: str, teacher_sha256: str | None
+) -> None:
+    """Load an earlier student's weights into ``student`` (``train.distill --init``).
+
+    The file must hold a ``view`` student of the same architecture and input size distilled
+    from the same teacher: the weights of another teacher's student regress another space.
+    """
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    if meta is None or meta.get("kind") != "student":
+        raise CheckpointError(
+            f"--init {path}: expected a student checkpoint written by train.distill "
+            f"(student_{view}.pt with its .json sidecar)"
+        )
+    if meta.get("view") != view:
+        raise CheckpointError(
+            f"--init {path} holds the {meta.get('view')} student, this run trains the {view} one"
+        )
+    if teacher_sha256 and meta.get("teacher_sha256") not in (None, teacher_sha256):
+        raise CheckpointError(
+            f"--init {path} was distilled from teacher {str(meta['teacher_sha256'])[:12]}…, "
+            f"this run's teacher is {teacher_sha256[:12]}…; distil from the same teacher"
+        )
+    size = list(getattr(_unwrap(student), "input_size", meta.get("input_size")))
+    if list(meta.get("input_size", size)) != size:
+        raise CheckpointError(
+            f"--init {path} was built for input {meta['input_size']}, this run for {size}"
+        )
+    _check_digest(path, meta)
+    apply_state_dict(student, read_state_dict(path), name=str(meta.get("model")))
+    logger.info("initialised the %s student from %s (epoch %s)", view, path, meta.get("epoch"))
+
+
 def _check_digest(path: Path, meta: dict[str, Any]) -> None:
     if (digest := meta.get("sha256")) and digest != _sha256(path):
         raise CheckpointError(

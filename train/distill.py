@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from d4g_edge._log import logger
-from train.checkpoint import load_teacher, save_checkpoint
+from train.checkpoint import init_student, load_teacher, save_checkpoint
 from train.cli import step_main
 from train.datasets import DATASETS, PairDataset, load
 from train.distributed import DistInfo
@@ -93,6 +93,13 @@ class DistillConfig:
     paper_head: bool = field(
         default=False,
         metadata={"help": "public code's Linear(1000, D) head, for fidelity comparisons"},
+    )
+    init: Path | None = field(
+        default=None,
+        metadata={
+            "help": "start from earlier students of the same teacher: a student_<view>.pt, or a "
+            "run folder holding one per view (a new schedule, unlike --resume)"
+        },
     )
     resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
@@ -214,6 +221,14 @@ class DistillTask:
             )
             for view in cfg.views
         }
+        if cfg.init is not None:
+            for view, student in self.students.items():
+                init_student(
+                    student,
+                    cfg.init / student_file(view) if cfg.init.is_dir() else cfg.init,
+                    view=view,
+                    teacher_sha256=self.teacher_meta.get("sha256"),
+                )
         self.teacher.to(info.device)
         # validation: each student against the teacher's other view (or the other student)
         test = load(cfg.dataset, cfg.data, "test", **kw)

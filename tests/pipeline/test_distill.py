@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from train.checkpoint import load_encoder, read_checkpoint_meta, save_checkpoint
+from train.checkpoint import (
+    CheckpointError,
+    init_student,
+    load_encoder,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
 from train.datasets import PairDataset, load
 from train.datasets.pairs import to_tensor
 from train.distill import DistillPairs, student_file
@@ -235,3 +241,31 @@ def test_evaluate_centres_the_teacher_side_for_a_centred_student():
     np.testing.assert_allclose(r2, [[0, 1], [0, -1]])
     q3, r3 = _align_spaces(q, r, teacher, teacher)
     assert (q3 == q).all() and (r3 == r).all()
+
+
+def _student(seed: int):
+    torch.manual_seed(seed)
+    return create_model("student", "resnet18", embed_dim=512, input_size=(32, 128))
+
+
+def _save_student(path, student, view="ground", teacher_sha256="a" * 64):
+    meta = {"kind": "student", "view": view, "input_size": [32, 128]}
+    return save_checkpoint(path, student, meta={**meta, "teacher_sha256": teacher_sha256})
+
+
+def test_init_student_loads_weights_and_refuses_another_view_teacher_or_shape(tmp_path):
+    saved = _save_student(tmp_path / "student_ground.pt", _student(0))
+    fresh = _student(1)
+    assert any(
+        not torch.equal(v, fresh.state_dict()[k]) for k, v in _student(0).state_dict().items()
+    )
+    init_student(fresh, saved, view="ground", teacher_sha256="a" * 64)
+    for k, v in _student(0).state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    with pytest.raises(CheckpointError, match="holds the ground student"):
+        init_student(_student(1), saved, view="satellite", teacher_sha256="a" * 64)
+    with pytest.raises(CheckpointError, match="same teacher"):
+        init_student(_student(1), saved, view="ground", teacher_sha256="b" * 64)
+    other = create_model("student", "resnet18", embed_dim=512, input_size=(64, 256))
+    with pytest.raises(CheckpointError, match=r"built for input \[32, 128\]"):
+        init_student(other, saved, view="ground", teacher_sha256="a" * 64)
