@@ -68,9 +68,10 @@ class DistillConfig:
         default="cross", metadata={"choices": ("same", "cross"), "help": "VIGOR same/cross-area"}
     )
     perturb: bool = field(
-        default=True,
+        default=False,
         metadata={
-            "help": "marginal perturbation of the student's input (--no-perturb for ablation)"
+            "help": "marginal perturbation of the student's input; off by default: on the "
+            "world it cost 12.7 points of recall@1 in an 8-epoch ablation (README)"
         },
     )
     variants: int = field(

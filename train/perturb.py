@@ -13,8 +13,14 @@ that do not change what the image shows:
 * both: mild colour jitter (±10 % brightness / contrast / saturation).
 
 The student must then map a slightly different image onto the unperturbed teacher target,
-which regularises it towards the teacher's invariances instead of pixel-exact copying. The
-ablation (``python -m train.distill ... --no-perturb``) measures whether it helps.
+which regularises it towards the teacher's invariances instead of pixel-exact copying.
+
+Measured on the world (``python -m train.distill ... --perturb`` against the default), it does
+not help there: an ``edge-s`` ground student distilled for 8 epochs reached recall@1 65.0 %
+with it and 77.7 % without (against the teacher's satellite side). Those students underfit
+(their 1 - cos on training and test pairs differ by ~0.01), so the regulariser only adds an
+irreducible error: a perturbed input must map to the unperturbed target. It is kept, off by
+default, for data where students overfit.
 """
 
 from __future__ import annotations

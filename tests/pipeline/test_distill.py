@@ -172,6 +172,7 @@ def test_independent_view_runs_then_evaluate_the_pair(tiny_cvusa, teacher_ckpt, 
             "32x128",
             "--model",
             "resnet18",
+            *(["--perturb"] if view == "ground" else []),  # the opt-in path runs end to end too
         )
         other = "satellite" if view == "ground" else "ground"
         assert (runs[view] / student_file(view)).is_file()
@@ -180,6 +181,7 @@ def test_independent_view_runs_then_evaluate_the_pair(tiny_cvusa, teacher_ckpt, 
         assert (
             meta["view"] == view
             and meta["teacher_sha256"] == read_checkpoint_meta(teacher_ckpt)["sha256"]
+            and meta["perturb"] is (view == "ground")
         )
     out = tmp_path / "pair.json"
     run_module(
