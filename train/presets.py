@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
             sim_neighbours=8,
             gps_neighbours=2,
         ),
-        distill_hp=HParams(epochs=12, batch_size=64, lr=2e-3, warmup_epochs=0.5),
+        distill_hp=HParams(epochs=24, batch_size=64, lr=2e-3, warmup_epochs=0.5),
     ),
 }
 
