@@ -365,7 +365,7 @@ def init_student(
             f"--init {path} was distilled from teacher {str(meta['teacher_sha256'])[:12]}…, "
             f"this run's teacher is {teacher_sha256[:12]}…; distil from the same teacher"
         )
-    size = list(getattr(_unwrap(student), "input_size", meta.get("input_size")))
+    size = list(student.input_size)
     if list(meta.get("input_size", size)) != size:
         raise CheckpointError(
             f"--init {path} was built for input {meta['input_size']}, this run for {size}"

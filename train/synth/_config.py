@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from train.cli import parse_size  # noqa: F401  (re-exported for the synth CLI)
-
 LAYOUTS = ("cvact", "cvusa", "vigor")
 VIGOR_LAYOUTS = ("official", "alt")
 # Vertical field of view of each release's panoramas: CVUSA's 1232x224 panoramas span about
