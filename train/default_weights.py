@@ -1,0 +1,37 @@
+"""The trained ``edge-s`` students committed in the repository (the exporters' defaults).
+
+``weights/edge-s/student_{view}.pt`` (fp16 weights + ``.json`` sidecar) are trained by the
+README recipe on the procedural world; ``python -m export.<format> --view ground`` and
+``python -m quantize.qat`` use them when no ``--checkpoint`` / ``--student`` is given, so a
+fresh clone exports without training.
+
+Usage::
+
+    from train.default_weights import default_student
+    path = default_student("ground")     # Path, or MissingDefaultWeightsError saying why
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS_DIR = REPO_ROOT / "weights" / "edge-s"
+STUDENT_VIEWS = ("ground", "satellite")
+
+
+class MissingDefaultWeightsError(FileNotFoundError):
+    """The committed default student is not in this checkout."""
+
+
+def default_student(view: str, directory: Path = DEFAULT_WEIGHTS_DIR) -> Path:
+    """Path of the committed ``edge-s`` student of ``view``."""
+    if view not in STUDENT_VIEWS:
+        raise ValueError(f"no default student for view {view!r}; views: {STUDENT_VIEWS}")
+    path = Path(directory) / f"student_{view}.pt"
+    if not path.is_file() or not path.with_name(path.name + ".json").is_file():
+        raise MissingDefaultWeightsError(
+            f"the default {view} student {path} (and its .json sidecar) is missing from this "
+            "checkout; pass --checkpoint/--student PATH, or restore weights/ from git"
+        )
+    return path
