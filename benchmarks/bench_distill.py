@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader
 from d4g_edge._log import logger, setup_logging
 from train.datasets import PairDataset, load
 from train.distill import DistillPairs
-from train.distributed import DistInfo
-from train.losses import cosine_distillation_loss
+from train.loop.distributed import DistInfo
+from train.method.losses import cosine_distillation_loss
+from train.method.teacher_cache import NUM_VARIANTS, TeacherCache
 from train.models import create_model
 from train.presets import get_preset
 from train.synth import SynthConfig, synthesize
-from train.teacher_cache import NUM_VARIANTS, TeacherCache
 
 
 def _steps(loader, students, teacher, steps: int, online: bool) -> float:

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from train.checkpoint import (
+from train.datasets import CrossViewSplit
+from train.loop.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_teacher,
@@ -21,7 +22,6 @@ from train.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from train.datasets import CrossViewSplit
 from train.models import create_model
 
 
@@ -100,7 +100,7 @@ def test_read_state_dict_unwraps_common_containers(tmp_path) -> None:
 def _sampler():
     from pathlib import Path
 
-    from train.sampler import HardNegativeSampler
+    from train.datasets.sampler import HardNegativeSampler
 
     ids = np.arange(12, dtype=np.int64)
     split = CrossViewSplit(

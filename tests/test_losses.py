@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from train.losses import InfoNCE, cosine_distillation_loss, dual_cosine_loss
+from train.method.losses import InfoNCE, cosine_distillation_loss, dual_cosine_loss
 
 
 def _ce(logits: list[float], target: int, smoothing: float = 0.0) -> float:

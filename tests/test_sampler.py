@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from train.datasets import CrossViewSplit
-from train.sampler import HardNegativeSampler, rank_slice
+from train.datasets.sampler import HardNegativeSampler, rank_slice
 
 
 def _split(xy: np.ndarray | None, positive: np.ndarray | None = None, semi=None) -> CrossViewSplit:

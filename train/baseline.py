@@ -44,7 +44,7 @@ from tqdm import tqdm
 from d4g_edge._log import logger, setup_logging
 from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval, evaluate_scores
 from d4g_edge.polar import polar_transform
-from train.cli import config_from_args, dataclass_parser
+from train.loop.cli import config_from_args, dataclass_parser
 
 FEATURES = ("colour", "gradient")
 ORIENTATIONS = ("aligned", "any")

@@ -4,7 +4,7 @@ Each student regresses the teacher's embedding of its own view with the cosine e
 loss ``1 - cos(student, teacher)``; with ``--view both`` the two terms are summed with equal
 weights (the dual loss), with ``--view ground`` or ``--view satellite`` one student trains
 alone, so the two can run in separate processes or machines. Teacher targets come from the
-memory-mapped cache (:mod:`train.teacher_cache`) unless ``--online-teacher``.
+memory-mapped cache (:mod:`train.method.teacher_cache`) unless ``--online-teacher``.
 
 Validation retrieval pairs each student with the teacher on the other side (or the two
 students with ``--view both``); ``retention`` = student recall@1 / teacher recall@1.
@@ -27,18 +27,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from d4g_edge._log import logger
-from train.checkpoint import init_student, load_teacher, save_checkpoint
-from train.cli import step_main
 from train.datasets import DATASETS, PairDataset, load
-from train.distributed import DistInfo
-from train.embed import centre, embed_dataset, unwrap
-from train.engine import launch
-from train.evalsets import RetrievalSet
-from train.losses import cosine_distillation_loss
+from train.datasets.perturb import MarginalPerturbation
+from train.loop.checkpoint import init_student, load_teacher, save_checkpoint
+from train.loop.cli import step_main
+from train.loop.distributed import DistInfo
+from train.loop.embed import centre, embed_dataset, unwrap
+from train.loop.engine import launch
+from train.loop.evalsets import RetrievalSet
+from train.method.losses import cosine_distillation_loss
+from train.method.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
 from train.models import create_model, list_models
-from train.perturb import MarginalPerturbation
 from train.presets import PRESETS, HParams, Preset, get_preset
-from train.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
 
 VIEW_CHOICES = ("ground", "satellite", "both")
 

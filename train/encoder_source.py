@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from d4g_edge.config import EncoderConfig, ViewInput
-from train.checkpoint import CheckpointError, load_encoder
+from train.loop.checkpoint import CheckpointError, load_encoder
 
 
 def config_from_student_meta(meta: dict[str, Any]) -> EncoderConfig:

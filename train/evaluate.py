@@ -247,10 +247,10 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     if missing:
         raise ValueError(f"model-driven evaluation needs {', '.join(missing)}")
     # torch and the model zoo are imported only in this mode: --embeddings stays light.
-    from train.checkpoint import load_encoder
     from train.datasets import load
-    from train.distributed import init_distributed
-    from train.evalsets import RetrievalSet
+    from train.loop.checkpoint import load_encoder
+    from train.loop.distributed import init_distributed
+    from train.loop.evalsets import RetrievalSet
 
     loaded: dict[Path, tuple] = {}  # one load when both sides are the same teacher
     encoders, sizes = {}, {}
@@ -300,7 +300,7 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
 
 
 def _align_spaces(query, reference, ground_meta: dict, sat_meta: dict):
-    from train.embed import centre
+    from train.loop.embed import centre
 
     def centres(meta):
         return meta.get("teacher_centre") if meta.get("kind") == "student" else None

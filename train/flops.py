@@ -45,7 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from d4g_edge._log import logger, setup_logging
-from train.cli import config_from_args, dataclass_parser
+from train.loop.cli import config_from_args, dataclass_parser
 from train.models import create_model
 from train.presets import PRESETS, get_preset
 

@@ -2,7 +2,7 @@
 
 A preset fixes the model pair and input shapes and gives the default hyper-parameters of the
 teacher and distillation runs; command-line flags override single fields (see
-:func:`train.cli.add_hparam_flags`). A misspelled preset name is an error listing the choices.
+:func:`train.loop.cli.add_hparam_flags`). A misspelled preset name is an error listing the choices.
 
 * ``paper`` — Sample4Geo ConvNeXt-B teacher (1024-d, 384² satellite / 140×768 panorama) and
   FasterViT-0 any-res students: the published recipe, for real datasets on a GPU.

@@ -23,16 +23,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from d4g_edge._log import logger
-from train.cli import step_main
 from train.datasets import DATASETS, PairAugment, PairDataset, load
-from train.distributed import DistInfo
-from train.embed import unwrap
-from train.engine import launch
-from train.evalsets import RetrievalSet
-from train.losses import InfoNCE
+from train.datasets.sampler import HardNegativeSampler
+from train.loop.cli import step_main
+from train.loop.distributed import DistInfo
+from train.loop.embed import unwrap
+from train.loop.engine import launch
+from train.loop.evalsets import RetrievalSet
+from train.method.losses import InfoNCE
 from train.models import create_model, list_models
 from train.presets import PRESETS, HParams, Preset, get_preset
-from train.sampler import HardNegativeSampler
 
 TEACHER_FILE = "teacher.pt"
 
@@ -133,7 +133,7 @@ class TeacherTask:
         self.loss = InfoNCE(label_smoothing=hp.label_smoothing, gather=info.enabled)
         teacher = create_model("teacher", self.model_name)
         if cfg.init:
-            from train.checkpoint import load_teacher
+            from train.loop.checkpoint import load_teacher
 
             teacher.load_state_dict(load_teacher(cfg.init, name=self.model_name)[0].state_dict())
         self.net = DualView(teacher)
@@ -180,7 +180,7 @@ class TeacherTask:
         return self.test.evaluate(teacher, teacher, self.info, self.hp.batch_size)
 
     def save_best(self, run_dir: Path, models, record: dict) -> None:
-        from train.checkpoint import save_checkpoint
+        from train.loop.checkpoint import save_checkpoint
 
         save_checkpoint(
             run_dir / TEACHER_FILE, unwrap(models["teacher"]).teacher, meta=self.metadata(record)

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from train.checkpoint import CheckpointError, load_teacher, save_checkpoint
+from train.loop.checkpoint import CheckpointError, load_teacher, save_checkpoint
 from train.models import UnknownModelError, create_model, list_models
 
 SMALL = [n for n in list_models("teacher") if n != "convnext_base"]

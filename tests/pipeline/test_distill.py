@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from train.checkpoint import (
+from train.datasets import PairDataset, load
+from train.datasets.pairs import to_tensor
+from train.datasets.perturb import MarginalPerturbation
+from train.distill import DistillPairs, student_file
+from train.loop.checkpoint import (
     CheckpointError,
     init_student,
     load_encoder,
     read_checkpoint_meta,
     save_checkpoint,
 )
-from train.datasets import PairDataset, load
-from train.datasets.pairs import to_tensor
-from train.distill import DistillPairs, student_file
-from train.distributed import DistInfo
+from train.loop.distributed import DistInfo
+from train.method.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
 from train.models import create_model
-from train.perturb import MarginalPerturbation
-from train.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
 
 from .conftest import run_module
 
@@ -215,7 +215,7 @@ def test_a_two_view_cache_serves_a_one_view_run(tiny_cvusa, teacher_ckpt, tmp_pa
 
 
 def test_centring_removes_the_shared_direction_and_matches_in_numpy_and_torch():
-    from train.embed import centre
+    from train.loop.embed import centre
 
     rng = np.random.default_rng(0)
     common = np.ones(8, np.float32)

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from train.checkpoint import load_teacher, read_state_dict
-from train.runlog import LOG_FILE
+from train.loop.checkpoint import load_teacher, read_state_dict
+from train.loop.runlog import LOG_FILE
 
 from .conftest import REPO, TINY, run_module
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from d4g_edge._log import logger
-from train.cli import parse_size
+from train.loop.cli import parse_size
 
 from ._config import LAYOUTS, VIGOR_LAYOUTS, SynthConfig
 from ._output import OutputDirError, prepare_output, read_info, write_info

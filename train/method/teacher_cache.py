@@ -31,7 +31,7 @@ from tqdm import tqdm
 from d4g_edge._log import logger
 from train.datasets import PairDataset
 from train.datasets.augment import flip_pair, rotate_pair
-from train.distributed import DistInfo, barrier
+from train.loop.distributed import DistInfo, barrier
 
 NUM_VARIANTS = 8
 META_FILE = "cache.json"

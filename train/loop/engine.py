@@ -30,21 +30,21 @@ from torch import nn
 from tqdm import tqdm
 
 from d4g_edge._log import logger
-from train.checkpoint import (
+from train.loop.checkpoint import (
     capture_rng_state,
     load_training_state,
     restore_rng_state,
     save_training_state,
 )
-from train.distributed import (
+from train.loop.distributed import (
     DistInfo,
     barrier,
     broadcast_object,
     init_distributed,
     shutdown_distributed,
 )
+from train.loop.runlog import RunLog
 from train.presets import HParams
-from train.runlog import RunLog
 
 STATE_FILE = "last.pt"
 

@@ -1,7 +1,7 @@
 """Embedding a set of images with an encoder, sharded across torchrun ranks.
 
 Each rank embeds every ``world_size``-th image and all ranks receive the assembled
-``(N, D)`` array (:func:`train.distributed.gather_rows`), so evaluation and similarity
+``(N, D)`` array (:func:`train.loop.distributed.gather_rows`), so evaluation and similarity
 sampling give identical answers however many processes run.
 """
 
@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from train.distributed import DistInfo, gather_rows
+from train.loop.distributed import DistInfo, gather_rows
 
 
 def unwrap(model: nn.Module) -> nn.Module:

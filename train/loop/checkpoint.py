@@ -2,7 +2,7 @@
 
 Usage::
 
-    from train.checkpoint import save_checkpoint, load_teacher
+    from train.loop.checkpoint import save_checkpoint, load_teacher
 
     save_checkpoint(run / "teacher.pt", teacher, meta={"preset": "edge-s", "dataset": "cvusa",
                     "sat_size": 128, "ground_size": [64, 256], "epoch": 7, "metrics": {...}})

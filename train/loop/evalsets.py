@@ -12,8 +12,8 @@ from torch import nn
 
 from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval
 from train.datasets import CrossViewSplit, ViewDataset
-from train.distributed import DistInfo
-from train.embed import embed_dataset
+from train.loop.distributed import DistInfo
+from train.loop.embed import embed_dataset
 
 
 class RetrievalSet:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from train.losses import InfoNCE, dual_cosine_loss
+    from train.method.losses import InfoNCE, dual_cosine_loss
 
     loss_fn = InfoNCE(label_smoothing=0.1, gather=True)   # gather: global batch under DDP
     loss = loss_fn(teacher(ground), teacher(satellite), teacher.logit_scale)
@@ -34,7 +34,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every rank along dim 0, keeping the autograd graph.
 
     A no-op when ``torch.distributed`` is not initialised or has a single rank. Every rank
-    must pass the same number of rows (``train.sampler.rank_slice`` ensures that).
+    must pass the same number of rows (``train.datasets.sampler.rank_slice`` ensures that).
 
     Why the gradient comes out right under DDP: each rank computes the *same* global loss;
     the all-gather backward sums the gradient of the local rows over the W ranks (W x the

@@ -1,0 +1,1 @@
+"""The training loop's plumbing: engine, DDP, checkpoints, run log, CLI builder, embedding."""

@@ -1,0 +1,1 @@
+"""What the method optimises: the losses and the distillation targets (teacher cache)."""
