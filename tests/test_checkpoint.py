@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -10,16 +11,20 @@ import pytest
 import torch
 from torch import nn
 
+from d4g_edge.config import EncoderConfig, ViewInput
 from train.datasets import CrossViewSplit
 from train.loop.checkpoint import (
     CheckpointError,
-    capture_rng_state,
-    load_teacher,
-    load_training_state,
-    read_checkpoint_meta,
+    config_for,
+    read_sidecar,
     read_state_dict,
-    restore_rng_state,
     save_checkpoint,
+)
+from train.loop.rebuild import load_teacher
+from train.loop.state import (
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
     save_training_state,
 )
 from train.models import create_model
@@ -37,38 +42,47 @@ class Tiny(nn.Module):
         return self.bn(self.lin(x))
 
 
+TINY = EncoderConfig(
+    model_id="tiny", kind="student", inputs={"ground": ViewInput((4, 8))}, embed_dim=2
+)
+
+
 def test_save_writes_plain_weights_and_sidecar_only(tmp_path) -> None:
     model = Tiny()
-    meta = {"epoch": 3, "metrics": {"recall@1": 12.5}, "ground_size": [64, 256]}
-    save_checkpoint(tmp_path / "sub" / "w.pt", model, meta=meta)
+    extra = {"epoch": 3, "metrics": {"recall@1": 12.5}}
+    save_checkpoint(tmp_path / "sub" / "w.pt", model, TINY, extra=extra)
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["w.pt", "w.pt.json"]
-    assert meta == {"epoch": 3, "metrics": {"recall@1": 12.5}, "ground_size": [64, 256]}
+    assert extra == {"epoch": 3, "metrics": {"recall@1": 12.5}}
     state = torch.load(tmp_path / "sub" / "w.pt", weights_only=True)
     assert set(state) == set(model.state_dict())
     side = json.loads((tmp_path / "sub" / "w.pt.json").read_text())
-    assert side["model"] == "tiny" and side["epoch"] == 3 and side["metrics"]["recall@1"] == 12.5
-    assert len(side["sha256"]) == 64
+    assert side["format"] == "d4g-edge/checkpoint/2"
+    assert side["epoch"] == 3 and side["metrics"]["recall@1"] == 12.5
+    digest = hashlib.sha256((tmp_path / "sub" / "w.pt").read_bytes()).hexdigest()
+    assert side["sha256"] == digest == side["encoder"]["weights_sha256"]
+    assert EncoderConfig.from_dict(side["encoder"]) == TINY.replace(weights_sha256=digest)
 
 
-def test_unserialisable_or_contradicting_meta_writes_nothing(tmp_path) -> None:
+def test_unserialisable_or_reserved_extra_writes_nothing(tmp_path) -> None:
     with pytest.raises(ValueError, match="JSON"):
-        save_checkpoint(tmp_path / "w.pt", Tiny(), meta={"when": object()})
-    with pytest.raises(ValueError, match="model"):
-        save_checkpoint(tmp_path / "w.pt", Tiny(), meta={"model": "resnet18"})
+        save_checkpoint(tmp_path / "w.pt", Tiny(), TINY, extra={"when": object()})
+    with pytest.raises(ValueError, match="encoder"):
+        save_checkpoint(tmp_path / "w.pt", Tiny(), TINY, extra={"encoder": {}})
     assert list(tmp_path.iterdir()) == []
 
 
 def test_non_finite_metrics_are_stored_as_null(tmp_path, caplog) -> None:
     meta = {"metrics": {"loss": float("nan"), "recall@1": 50.0}, "best": [float("-inf")]}
-    save_checkpoint(tmp_path / "w.pt", Tiny(), meta=meta)
-    side = read_checkpoint_meta(tmp_path / "w.pt")
+    save_checkpoint(tmp_path / "w.pt", Tiny(), TINY, extra=meta)
+    side = read_sidecar(tmp_path / "w.pt")
     assert side["metrics"] == {"loss": None, "recall@1": 50.0} and side["best"] == [None]
-    assert "meta.metrics.loss" in caplog.text
+    assert "extra.metrics.loss" in caplog.text
 
 
 def test_replaced_weights_are_detected_by_the_sidecar_hash(tmp_path) -> None:
     teacher = create_model("teacher", "resnet10t")
-    save_checkpoint(tmp_path / "t.pt", teacher, meta={})
+    cfg = config_for(teacher, kind="teacher", inputs={"ground": ViewInput((32, 128))})
+    save_checkpoint(tmp_path / "t.pt", teacher, cfg)
     with torch.no_grad():
         teacher.logit_scale.add_(1.0)
     torch.save(teacher.state_dict(), tmp_path / "t.pt")  # overwritten behind the sidecar's back
@@ -77,11 +91,11 @@ def test_replaced_weights_are_detected_by_the_sidecar_hash(tmp_path) -> None:
 
 
 def test_broken_sidecar_reports_file_and_line(tmp_path) -> None:
-    save_checkpoint(tmp_path / "w.pt", Tiny(), meta={})
+    save_checkpoint(tmp_path / "w.pt", Tiny(), TINY)
     (tmp_path / "w.pt.json").write_text('{\n  "model": "tiny",\n  oops\n}\n')
     with pytest.raises(CheckpointError, match=r"w\.pt\.json:3"):
-        read_checkpoint_meta(tmp_path / "w.pt")
-    assert read_checkpoint_meta(tmp_path / "absent.pt") is None
+        read_sidecar(tmp_path / "w.pt")
+    assert read_sidecar(tmp_path / "absent.pt") is None
 
 
 def test_read_state_dict_unwraps_common_containers(tmp_path) -> None:
@@ -176,7 +190,7 @@ def test_training_state_refuses_objects_that_need_pickle(tmp_path) -> None:
 
 
 def test_training_state_errors(tmp_path) -> None:
-    save_checkpoint(tmp_path / "w.pt", Tiny(), meta={})
+    save_checkpoint(tmp_path / "w.pt", Tiny(), TINY)
     with pytest.raises(CheckpointError, match="training-state"):
         load_training_state(tmp_path / "w.pt")
     save_training_state(tmp_path / "s.ckpt", {"epoch": 1})

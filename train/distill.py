@@ -26,15 +26,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from d4g_edge._log import logger
-from train.datasets import DATASETS, PairDataset, load
+from d4g_edge import logger
+from d4g_edge.config import ViewInput
+from train.datasets import DATASETS, PairDataset
 from train.datasets.perturb import MarginalPerturbation
-from train.loop.checkpoint import init_student, load_teacher, save_checkpoint
+from train.loop.checkpoint import CheckpointError, config_for, save_checkpoint
 from train.loop.cli import step_main
-from train.loop.distributed import DistInfo
-from train.loop.embed import centre, embed_dataset, unwrap
+from train.loop.distributed import DistInfo, unwrap
+from train.loop.embed import centre, embed_dataset
 from train.loop.engine import launch
 from train.loop.evalsets import RetrievalSet
+from train.loop.rebuild import init_student, load_encoder
+from train.loop.setup import check_batch_size, load_splits
 from train.method.losses import cosine_distillation_loss
 from train.method.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
 from train.models import create_model, list_models
@@ -154,56 +157,24 @@ class DistillTask:
 
     def __init__(self, cfg: DistillConfig, preset: Preset, hp: HParams, info: DistInfo) -> None:
         self.cfg, self.hp, self.info = cfg, hp, info
-        self.teacher, self.teacher_meta = load_teacher(cfg.teacher)
-        self.teacher.requires_grad_(False)
-        t_sat = int(self.teacher_meta.get("sat_size") or preset.sat_size)
-        t_ground = tuple(
-            self.teacher_meta.get("ground_size") or preset.ground_size_for(cfg.dataset)
-        )
-        t_polar = self.teacher_meta.get("sat_polar")
-        t_polar = tuple(t_polar) if t_polar else None
+        check_batch_size(hp.batch_size, info)
+        self._load_teacher(preset)
         self.sat_size = cfg.sat_size or preset.sat_size
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
         # A student sees its view the way the teacher did: polar tiles for a polar teacher.
-        self.sat_polar = self.ground_size if t_polar else None
+        self.sat_polar = self.ground_size if self.t_polar else None
         self.sizes = {
             "ground": self.ground_size,
             "satellite": self.sat_polar or (self.sat_size, self.sat_size),
         }
-        kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
-        train_split = load(cfg.dataset, cfg.data, "train", **kw)
-        teacher_pairs = PairDataset(train_split, t_sat, t_ground, sat_polar=t_polar).preload()
+        train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
+        teacher_pairs = PairDataset(
+            train_split, self.t_sat, self.t_ground, sat_polar=self.t_polar
+        ).preload()
         student_pairs = PairDataset(
             train_split, self.sat_size, self.ground_size, sat_polar=self.sat_polar
         ).preload()
-        if hp.batch_size % info.world_size:
-            raise ValueError(
-                f"--batch-size {hp.batch_size} must be divisible by the number "
-                f"of torchrun processes ({info.world_size})"
-            )
-        cache = None
-        if not cfg.online_teacher:
-            key = {
-                "teacher_sha256": self.teacher_meta.get("sha256"),
-                "teacher_model": self.teacher_meta.get("model"),
-                "dataset": cfg.dataset,
-                "data": str(Path(cfg.data).resolve()),
-                "pairs": len(train_split),
-                "variants": cfg.variants,
-                "sat_size": t_sat,
-                "ground_size": list(t_ground),
-                "sat_polar": list(t_polar) if t_polar else None,
-            }
-            cache = TeacherCache.build(
-                cfg.cache_dir or cfg.out / "teacher_cache",
-                self.teacher,
-                key,
-                teacher_pairs,
-                views=cfg.views,
-                info=info,
-                batch_size=hp.batch_size,
-                variants=cfg.variants,
-            )
+        cache = None if cfg.online_teacher else self._build_cache(train_split, teacher_pairs)
         self.train_set = DistillPairs(
             student_pairs,
             cfg.views,
@@ -212,6 +183,55 @@ class DistillTask:
             cache,
             teacher_pairs if cfg.online_teacher else None,
         )
+        self._create_students(preset)
+        self.teacher.to(info.device)
+        self._embed_test(test_split, train_split, cache)
+
+    def _load_teacher(self, preset: Preset) -> None:
+        """The frozen teacher and the inputs it was trained on (the preset's if unrecorded)."""
+        cfg = self.cfg
+        self.teacher, self.teacher_cfg, self.teacher_sidecar = load_encoder(cfg.teacher)
+        if self.teacher_cfg.kind != "teacher":
+            raise CheckpointError(
+                f"--teacher {cfg.teacher} holds a {self.teacher_cfg.view} student, not a teacher"
+            )
+        self.teacher.requires_grad_(False)
+        inputs = self.teacher_cfg.inputs
+        sat = inputs.get("satellite")
+        self.t_sat = sat.size[0] if sat else preset.sat_size
+        self.t_ground = (
+            inputs["ground"].size if "ground" in inputs else preset.ground_size_for(cfg.dataset)
+        )
+        self.t_polar = sat.polar if sat else None
+
+    def _build_cache(self, train_split, teacher_pairs: PairDataset) -> TeacherCache:
+        """The teacher's embeddings of every variant of every training pair, on disk."""
+        cfg = self.cfg
+        key = {
+            "teacher_sha256": self.teacher_sidecar.get("sha256"),
+            "teacher_model": self.teacher_cfg.model_id,
+            "dataset": cfg.dataset,
+            "data": str(Path(cfg.data).resolve()),
+            "pairs": len(train_split),
+            "variants": cfg.variants,
+            "sat_size": self.t_sat,
+            "ground_size": list(self.t_ground),
+            "sat_polar": list(self.t_polar) if self.t_polar else None,
+        }
+        return TeacherCache.build(
+            cfg.cache_dir or cfg.out / "teacher_cache",
+            self.teacher,
+            key,
+            teacher_pairs,
+            views=cfg.views,
+            info=self.info,
+            batch_size=self.hp.batch_size,
+            variants=cfg.variants,
+        )
+
+    def _create_students(self, preset: Preset) -> None:
+        """One student per view, fresh or from ``--init``."""
+        cfg = self.cfg
         self.students = {
             view: create_model(
                 "student",
@@ -228,14 +248,18 @@ class DistillTask:
                     student,
                     cfg.init / student_file(view) if cfg.init.is_dir() else cfg.init,
                     view=view,
-                    teacher_sha256=self.teacher_meta.get("sha256"),
+                    teacher_sha256=self.teacher_sidecar.get("sha256"),
                 )
-        self.teacher.to(info.device)
-        # validation: each student against the teacher's other view (or the other student)
-        test = load(cfg.dataset, cfg.data, "test", **kw)
-        self.test_teacher = RetrievalSet(test, t_sat, t_ground, t_polar)
-        self.test_student = RetrievalSet(test, self.sat_size, self.ground_size, self.sat_polar)
-        q, r = self.test_teacher.embed(self.teacher, None, info, hp.batch_size)
+
+    def _embed_test(self, test_split, train_split, cache: TeacherCache | None) -> None:
+        """Validation: each student against the teacher's other view (or the other student)."""
+        info, hp, teacher = self.info, self.hp, self.teacher
+        t_sat, t_ground, t_polar = self.t_sat, self.t_ground, self.t_polar
+        self.test_teacher = RetrievalSet(test_split, t_sat, t_ground, t_polar)
+        self.test_student = RetrievalSet(
+            test_split, self.sat_size, self.ground_size, self.sat_polar
+        )
+        q, r = self.test_teacher.embed(teacher, None, info, hp.batch_size)
         # retention is relative to the teacher as it is used: raw embeddings, both views
         self.teacher_metrics = self.test_teacher.score(q, r).to_dict()
         # The teacher's embeddings share a large common direction (mean cosine to their centroid
@@ -243,13 +267,13 @@ class DistillTask:
         # stalls there (1 - cos ~0.27, recall at chance). Centred targets carry only the
         # per-place part; the centre travels in the sidecar to compare with teacher embeddings.
         self.centres = None
-        if cfg.centre_targets:
+        if self.cfg.centre_targets:
             cached = cache.cached_views() if cache else []
             if {"ground", "satellite"} <= set(cached):  # both views: validation needs both
                 arrays = {v: np.load(cache.dir / f"{v}.npy", mmap_mode="r") for v in cached}
             else:
                 train_set = RetrievalSet(train_split, t_sat, t_ground, t_polar)
-                tq, tr = train_set.embed(self.teacher, None, info, hp.batch_size)
+                tq, tr = train_set.embed(teacher, None, info, hp.batch_size)
                 arrays = {"ground": tq, "satellite": tr}
             self.centres = {
                 v: torch.from_numpy(
@@ -327,30 +351,32 @@ class DistillTask:
         return out
 
     def save_best(self, run_dir: Path, models, record: dict) -> None:
+        centres = None if self.centres is None else {v: c.tolist() for v, c in self.centres.items()}
         for view in self.cfg.views:
-            s = unwrap(models[view])
-            save_checkpoint(
-                run_dir / student_file(view),
-                s,
-                meta={
-                    "kind": "student",
-                    "view": view,
-                    "preset": self.cfg.preset,
-                    "dataset": self.cfg.dataset,
-                    "input_size": list(s.input_size),
-                    # satellite students: the tile side read from disk, and its polar shape
-                    "sat_size": self.sat_size,
-                    "sat_polar": list(self.sat_polar) if self.sat_polar else None,
-                    "teacher_model": self.teacher_meta.get("model"),
-                    "teacher_sha256": self.teacher_meta.get("sha256"),
-                    "perturb": self.cfg.perturb,
-                    "teacher_centre": None
-                    if self.centres is None
-                    else {v: c.tolist() for v, c in self.centres.items()},
-                    "epoch": record.get("epoch"),
-                    "metrics": record,
-                },
+            student = unwrap(models[view])
+            if view == "satellite":  # the tile side read from disk, and its polar shape
+                spec = ViewInput((self.sat_size, self.sat_size), polar=self.sat_polar)
+            else:
+                spec = ViewInput(self.ground_size)
+            config = config_for(
+                student,
+                kind="student",
+                inputs={view: spec},
+                teacher_centre=centres[view] if centres else None,
+                teacher_model=self.teacher_cfg.model_id,
+                teacher_sha256=self.teacher_sidecar.get("sha256"),
             )
+            extra = {
+                "preset": self.cfg.preset,
+                "dataset": self.cfg.dataset,
+                "data": str(self.cfg.data),
+                "perturb": self.cfg.perturb,
+                # both views' centres: comparing with the teacher's other view needs its centre
+                "teacher_centres": centres,
+                "epoch": record.get("epoch"),
+                "metrics": record,
+            }
+            save_checkpoint(run_dir / student_file(view), student, config, extra=extra)
 
     def state_dict(self) -> dict:
         return {}

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
-import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from functools import partial
@@ -39,13 +38,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge import logger
+from d4g_edge._log import setup_logging
 from d4g_edge.metrics import (
     DEFAULT_KS,
     RetrievalMetrics,
     evaluate_retrieval,
 )
 from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
+from train.loop.atomic import atomic_write
 
 REQUIRED = ("query", "reference", "query_ids", "reference_ids")
 OPTIONAL = ("query_latlon", "reference_latlon", "semi_positive_ids")
@@ -163,16 +164,9 @@ def save_embeddings(
         | optional,
         source=path,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object, so numpy does not append ".npz"
-            np.savez(f, **data.arrays())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()  # a file object, so numpy does not append ".npz"
+    np.savez(buffer, **data.arrays())
+    return atomic_write(path, buffer.getvalue())
 
 
 def load_embeddings(path: str | Path) -> EmbeddingSet:
@@ -248,34 +242,32 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
         raise ValueError(f"model-driven evaluation needs {', '.join(missing)}")
     # torch and the model zoo are imported only in this mode: --embeddings stays light.
     from train.datasets import load
-    from train.loop.checkpoint import load_encoder
+    from train.loop import load_encoder
     from train.loop.distributed import init_distributed
     from train.loop.evalsets import RetrievalSet
 
     loaded: dict[Path, tuple] = {}  # one load when both sides are the same teacher
-    encoders, sizes = {}, {}
+    encoders, inputs = {}, {}
     for view in ("ground", "satellite"):
         path = getattr(cfg, view)
         if path not in loaded:
             loaded[path] = load_encoder(path)
-        encoders[view], meta = loaded[path]
-        if view not in meta["sizes"]:
+        encoders[view], config, _ = loaded[path]
+        if view not in config.inputs:
             raise ValueError(
-                f"{path} is a {meta.get('view', '?')} {meta.get('kind', 'teacher')} encoder and "
+                f"{path} is a {'/'.join(config.views)} {config.kind} encoder and "
                 f"cannot embed {view} images; pass a {view} student or a teacher"
             )
-        sizes[view] = meta["sizes"][view]
+        inputs[view] = config.input(view)
     split = load(cfg.dataset, cfg.data, cfg.split)
     info = init_distributed("auto")
-    polar = loaded[cfg.satellite][1].get("sat_polar")
-    evalset = RetrievalSet(
-        split, sizes["satellite"][0], sizes["ground"], tuple(polar) if polar else None
-    )
+    sat = inputs["satellite"]
+    evalset = RetrievalSet(split, sat.size[0], inputs["ground"].size, sat.polar)
     query, reference = evalset.embed(encoders["ground"], encoders["satellite"], info, 64)
     # A student distilled on centred targets lives in the teacher's centred space: centre the
     # teacher's side the same way before comparing the two.
     query, reference = _align_spaces(
-        query, reference, loaded[cfg.ground][1], loaded[cfg.satellite][1]
+        query, reference, loaded[cfg.ground][2], loaded[cfg.satellite][2]
     )
     if cfg.save_embeddings is not None:
         optional = {
@@ -299,20 +291,22 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     return evalset.score(query, reference)
 
 
-def _align_spaces(query, reference, ground_meta: dict, sat_meta: dict):
+def _align_spaces(query, reference, ground_sidecar: dict, sat_sidecar: dict):
+    """Centre the teacher's side with the centres a centred student regressed against."""
     from train.loop.embed import centre
 
-    def centres(meta):
-        return meta.get("teacher_centre") if meta.get("kind") == "student" else None
+    def centres(sidecar):
+        return sidecar.get("teacher_centres") if _kind(sidecar) == "student" else None
 
-    def is_teacher(meta):
-        return meta.get("kind", "teacher") == "teacher"
-
-    if (c := centres(ground_meta)) and is_teacher(sat_meta):
+    if (c := centres(ground_sidecar)) and _kind(sat_sidecar) == "teacher":
         reference = centre(reference, np.asarray(c["satellite"], np.float32))
-    if (c := centres(sat_meta)) and is_teacher(ground_meta):
+    if (c := centres(sat_sidecar)) and _kind(ground_sidecar) == "teacher":
         query = centre(query, np.asarray(c["ground"], np.float32))
     return query, reference
+
+
+def _kind(sidecar: dict) -> str:
+    return sidecar["encoder"]["kind"]
 
 
 def run(cfg: EvaluateConfig) -> RetrievalMetrics:
@@ -325,15 +319,8 @@ def run(cfg: EvaluateConfig) -> RetrievalMetrics:
         record = {"mode": "model", "dataset": cfg.dataset, "split": cfg.split}
     record["metrics"] = metrics.to_dict()
     if cfg.json is not None:
-        _write_json(cfg.json, record)
+        atomic_write(cfg.json, json.dumps(record, indent=2) + "\n")
     return metrics
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:

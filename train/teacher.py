@@ -18,20 +18,22 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from d4g_edge._log import logger
-from train.datasets import DATASETS, PairAugment, PairDataset, load
+from d4g_edge import logger
+from d4g_edge.config import ViewInput
+from train.datasets import DATASETS, PairAugment, PairDataset
 from train.datasets.sampler import HardNegativeSampler
+from train.loop.checkpoint import config_for, save_checkpoint
 from train.loop.cli import step_main
-from train.loop.distributed import DistInfo
-from train.loop.embed import unwrap
+from train.loop.distributed import DistInfo, unwrap
 from train.loop.engine import launch
 from train.loop.evalsets import RetrievalSet
+from train.loop.setup import check_batch_size, load_splits
 from train.method.losses import InfoNCE
 from train.models import create_model, list_models
+from train.models.dual_view import DualView
 from train.presets import PRESETS, HParams, Preset, get_preset
 
 TEACHER_FILE = "teacher.pt"
@@ -71,25 +73,6 @@ class TeacherConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
 
 
-class DualView(nn.Module):
-    """Both views through the one shared backbone in a single forward (one DDP call)."""
-
-    def __init__(self, teacher: nn.Module) -> None:
-        super().__init__()
-        self.teacher = teacher
-
-    def forward(self, ground: torch.Tensor, satellite: torch.Tensor):
-        if ground.shape[1:] == satellite.shape[1:]:
-            # One batch through the backbone: BatchNorm then normalises both views with the
-            # same statistics in training, as its running statistics do at evaluation. Two
-            # calls would train on per-view statistics and evaluate on their mixture.
-            z = self.teacher(torch.cat([ground, satellite]))
-            g, s = z.split([len(ground), len(satellite)])
-        else:
-            g, s = self.teacher(ground), self.teacher(satellite)
-        return g, s, self.teacher.logit_scale
-
-
 class TeacherTask:
     monitor = "recall@1"
 
@@ -100,8 +83,8 @@ class TeacherTask:
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
         polar = preset.sat_polar if cfg.sat_polar is None else cfg.sat_polar
         self.sat_polar = self.ground_size if polar else None
-        kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
-        train_split = load(cfg.dataset, cfg.data, "train", **kw)
+        check_batch_size(hp.batch_size, info)
+        train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
         self.train_pairs = PairDataset(
             train_split,
             self.sat_size,
@@ -112,12 +95,7 @@ class TeacherTask:
         self.train_views = RetrievalSet(
             train_split, self.sat_size, self.ground_size, self.sat_polar
         )
-        self.test = RetrievalSet(
-            load(cfg.dataset, cfg.data, "test", **kw),
-            self.sat_size,
-            self.ground_size,
-            self.sat_polar,
-        )
+        self.test = RetrievalSet(test_split, self.sat_size, self.ground_size, self.sat_polar)
         self.sampler = HardNegativeSampler(
             train_split,
             batch_size=hp.batch_size,
@@ -125,15 +103,10 @@ class TeacherTask:
             sim_neighbours=hp.sim_neighbours,
             seed=hp.seed,
         )
-        if hp.batch_size % info.world_size:
-            raise ValueError(
-                f"--batch-size {hp.batch_size} must be divisible by the number "
-                f"of torchrun processes ({info.world_size})"
-            )
         self.loss = InfoNCE(label_smoothing=hp.label_smoothing, gather=info.enabled)
         teacher = create_model("teacher", self.model_name)
         if cfg.init:
-            from train.loop.checkpoint import load_teacher
+            from train.loop.rebuild import load_teacher
 
             teacher.load_state_dict(load_teacher(cfg.init, name=self.model_name)[0].state_dict())
         self.net = DualView(teacher)
@@ -180,24 +153,20 @@ class TeacherTask:
         return self.test.evaluate(teacher, teacher, self.info, self.hp.batch_size)
 
     def save_best(self, run_dir: Path, models, record: dict) -> None:
-        from train.loop.checkpoint import save_checkpoint
-
-        save_checkpoint(
-            run_dir / TEACHER_FILE, unwrap(models["teacher"]).teacher, meta=self.metadata(record)
-        )
-
-    def metadata(self, record: dict) -> dict:
-        return {
-            "kind": "teacher",
-            "model": self.model_name,
+        teacher = unwrap(models["teacher"]).teacher
+        inputs = {
+            "ground": ViewInput(self.ground_size),
+            "satellite": ViewInput((self.sat_size, self.sat_size), polar=self.sat_polar),
+        }
+        extra = {
             "preset": self.cfg.preset,
             "dataset": self.cfg.dataset,
-            "sat_size": self.sat_size,
-            "ground_size": list(self.ground_size),
-            "sat_polar": list(self.sat_polar) if self.sat_polar else None,
+            "data": str(self.cfg.data),
             "epoch": record.get("epoch"),
             "metrics": record,
         }
+        config = config_for(teacher, kind="teacher", inputs=inputs)
+        save_checkpoint(run_dir / TEACHER_FILE, teacher, config, extra=extra)
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict()}

@@ -8,7 +8,9 @@ import pytest
 import timm
 import torch
 
-from train.loop.checkpoint import CheckpointError, load_teacher, save_checkpoint
+from d4g_edge.config import ViewInput
+from train.loop.checkpoint import CheckpointError, config_for, save_checkpoint
+from train.loop.rebuild import load_teacher
 from train.models import UnknownModelError, create_model, list_models
 
 SMALL = [n for n in list_models("teacher") if n != "convnext_base"]
@@ -53,14 +55,20 @@ def test_factory_kwargs_reach_timm() -> None:
     assert bn(torch.randn(2, 3, 32, 32)).shape == (2, 320)
 
 
+_SAT32 = {"satellite": ViewInput((32, 32))}
+
+
 def test_checkpoint_round_trip(tmp_path) -> None:
     teacher = create_model("teacher", "resnet10t")
     with torch.no_grad():
         teacher.logit_scale.fill_(3.0)
-    meta = {"preset": "edge-s", "dataset": "cvusa", "sat_size": 32, "epoch": 2}
-    save_checkpoint(tmp_path / "teacher.pt", teacher, meta=meta)
+    cfg = config_for(teacher, kind="teacher", inputs={"satellite": ViewInput((32, 32))})
+    save_checkpoint(tmp_path / "teacher.pt", teacher, cfg, extra={"preset": "edge-s", "epoch": 2})
     loaded, got = load_teacher(tmp_path / "teacher.pt")
-    assert got["model"] == "resnet10t" and got["epoch"] == 2 and got["embed_dim"] == 512
+    assert got["epoch"] == 2 and got["encoder"]["model_id"] == "resnet10t"
+    assert got["encoder"]["embed_dim"] == 512
+    with pytest.raises(CheckpointError, match="preset 'edge-s', not 'paper'"):
+        load_teacher(tmp_path / "teacher.pt", preset="paper")
     assert not loaded.training
     x = torch.randn(2, 3, 32, 64)
     torch.testing.assert_close(loaded(x), teacher.eval()(x))
@@ -75,7 +83,7 @@ def test_published_sample4geo_state_dict_loads(tmp_path) -> None:
     state["module.logit_scale"] = torch.tensor(math.log(1 / 0.05))
     torch.save(state, tmp_path / "cvusa.pth")
     teacher, meta = load_teacher(tmp_path / "cvusa.pth", name="convnext_atto")
-    assert meta == {"model": "convnext_atto"}
+    assert meta is None
     x = torch.randn(1, 3, 32, 32)
     expected = torch.nn.functional.normalize(backbone.eval()(x), dim=-1)
     torch.testing.assert_close(teacher(x), expected)
@@ -89,7 +97,8 @@ def test_pickled_file_is_refused(tmp_path) -> None:
 
 
 def test_wrong_architecture_names_the_differences(tmp_path) -> None:
-    save_checkpoint(tmp_path / "t.pt", create_model("teacher", "convnext_atto"), meta={})
+    atto = create_model("teacher", "convnext_atto")
+    save_checkpoint(tmp_path / "t.pt", atto, config_for(atto, kind="teacher", inputs=_SAT32))
     with pytest.raises(CheckpointError) as err:
         load_teacher(tmp_path / "t.pt", name="convnext_femto")  # sidecar says convnext_atto
     assert "convnext_atto" in str(err.value)

@@ -8,18 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from d4g_edge.config import ViewInput
 from train.datasets import PairDataset, load
 from train.datasets.pairs import to_tensor
 from train.datasets.perturb import MarginalPerturbation
 from train.distill import DistillPairs, student_file
-from train.loop.checkpoint import (
-    CheckpointError,
-    init_student,
-    load_encoder,
-    read_checkpoint_meta,
-    save_checkpoint,
-)
+from train.loop import CheckpointError, load_encoder, save_checkpoint
+from train.loop.checkpoint import config_for, read_sidecar
 from train.loop.distributed import DistInfo
+from train.loop.rebuild import init_student
 from train.method.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
 from train.models import create_model
 
@@ -33,11 +30,9 @@ def teacher_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     teacher = create_model("teacher", "resnet10t").eval()
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    save_checkpoint(
-        path,
-        teacher,
-        meta={"kind": "teacher", "sat_size": 64, "ground_size": [32, 128], "preset": "edge-s"},
-    )
+    inputs = {"ground": ViewInput((32, 128)), "satellite": ViewInput((64, 64))}
+    cfg = config_for(teacher, kind="teacher", inputs=inputs)
+    save_checkpoint(path, teacher, cfg, extra={"preset": "edge-s"})
     return path
 
 
@@ -59,7 +54,7 @@ def test_apply_variant_is_flip_then_quarter_turns():
 
 
 def test_cache_equals_teacher_run_online(tiny_cvusa, teacher_ckpt, tmp_path):
-    teacher, _ = load_encoder(teacher_ckpt)
+    teacher, _, _ = load_encoder(teacher_ckpt)
     pairs = PairDataset(load("cvusa", tiny_cvusa, "train"), 64, (32, 128))
     cache = TeacherCache.build(
         tmp_path / "c",
@@ -85,7 +80,7 @@ def test_cache_equals_teacher_run_online(tiny_cvusa, teacher_ckpt, tmp_path):
 
 
 def test_cache_is_reused_for_same_key_and_rebuilt_for_another(tiny_cvusa, teacher_ckpt, tmp_path):
-    teacher, _ = load_encoder(teacher_ckpt)
+    teacher, _, _ = load_encoder(teacher_ckpt)
     pairs = PairDataset(load("cvusa", tiny_cvusa, "train"), 64, (32, 128))
 
     def build(key):
@@ -109,7 +104,7 @@ def test_cache_is_reused_for_same_key_and_rebuilt_for_another(tiny_cvusa, teache
 
 
 def test_online_teacher_inputs_give_the_cached_targets(tiny_cvusa, teacher_ckpt, tmp_path):
-    teacher, _ = load_encoder(teacher_ckpt)
+    teacher, _, _ = load_encoder(teacher_ckpt)
     pairs = PairDataset(load("cvusa", tiny_cvusa, "train"), 64, (32, 128))
     cache = TeacherCache.build(tmp_path, teacher, _key(), pairs, views=("ground",), info=CPU)
     cached = DistillPairs(pairs, ("ground",), NUM_VARIANTS, None, cache, None)
@@ -177,11 +172,11 @@ def test_independent_view_runs_then_evaluate_the_pair(tiny_cvusa, teacher_ckpt, 
         other = "satellite" if view == "ground" else "ground"
         assert (runs[view] / student_file(view)).is_file()
         assert not (runs[view] / student_file(other)).exists()
-        meta = read_checkpoint_meta(runs[view] / student_file(view))
+        _, cfg, sidecar = load_encoder(runs[view] / student_file(view))
         assert (
-            meta["view"] == view
-            and meta["teacher_sha256"] == read_checkpoint_meta(teacher_ckpt)["sha256"]
-            and meta["perturb"] is (view == "ground")
+            cfg.view == view
+            and cfg.teacher_sha256 == read_sidecar(teacher_ckpt)["sha256"]
+            and sidecar["perturb"] is (view == "ground")
         )
     out = tmp_path / "pair.json"
     run_module(
@@ -202,7 +197,7 @@ def test_independent_view_runs_then_evaluate_the_pair(tiny_cvusa, teacher_ckpt, 
 
 
 def test_a_two_view_cache_serves_a_one_view_run(tiny_cvusa, teacher_ckpt, tmp_path):
-    teacher, _ = load_encoder(teacher_ckpt)
+    teacher, _, _ = load_encoder(teacher_ckpt)
     pairs = PairDataset(load("cvusa", tiny_cvusa, "train"), 64, (32, 128))
     TeacherCache.build(
         tmp_path, teacher, _key(), pairs, views=("ground", "satellite"), info=CPU, variants=2
@@ -236,8 +231,9 @@ def test_evaluate_centres_the_teacher_side_for_a_centred_student():
     from train.evaluate import _align_spaces
 
     q, r = np.eye(2, dtype=np.float32), np.array([[1, 1], [1, -1]], np.float32)
-    student = {"kind": "student", "teacher_centre": {"ground": [0, 0], "satellite": [1, 0]}}
-    teacher = {"kind": "teacher"}
+    centres = {"ground": [0, 0], "satellite": [1, 0]}
+    student = {"encoder": {"kind": "student"}, "teacher_centres": centres}
+    teacher = {"encoder": {"kind": "teacher"}}
     q2, r2 = _align_spaces(q, r, student, teacher)
     assert (q2 == q).all()
     np.testing.assert_allclose(r2, [[0, 1], [0, -1]])
@@ -251,8 +247,10 @@ def _student(seed: int):
 
 
 def _save_student(path, student, view="ground", teacher_sha256="a" * 64):
-    meta = {"kind": "student", "view": view, "input_size": [32, 128]}
-    return save_checkpoint(path, student, meta={**meta, "teacher_sha256": teacher_sha256})
+    cfg = config_for(
+        student, kind="student", inputs={view: ViewInput((32, 128))}, teacher_sha256=teacher_sha256
+    )
+    return save_checkpoint(path, student, cfg)
 
 
 def test_init_student_loads_weights_and_refuses_another_view_teacher_or_shape(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from train.models import create_model
-from train.teacher import DualView
+from train.models.dual_view import DualView
 
 
 def _bn_batches(model) -> int:

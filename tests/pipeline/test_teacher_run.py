@@ -12,7 +12,8 @@ import time
 import pytest
 import torch
 
-from train.loop.checkpoint import load_teacher, read_state_dict
+from train.loop.checkpoint import read_state_dict
+from train.loop.rebuild import load_teacher
 from train.loop.runlog import LOG_FILE
 
 from .conftest import REPO, TINY, run_module
@@ -83,7 +84,8 @@ def test_one_epoch_writes_run_folder_and_loadable_teacher(tiny_cvusa, tmp_path):
     for name in ("config.json", "metrics.jsonl", "curves.png", "last.pt", "teacher.pt"):
         assert (out / name).is_file(), name
     teacher, meta = load_teacher(out / "teacher.pt")
-    assert meta["sat_size"] == 64 and meta["ground_size"] == [32, 128]
+    inputs = meta["encoder"]["inputs"]
+    assert inputs["satellite"]["size"] == [64, 64] and inputs["ground"]["size"] == [32, 128]
     assert set(read_state_dict(out / "teacher.pt")) == set(teacher.state_dict())
     config = json.loads((out / "config.json").read_text())
     assert config["hparams"]["epochs"] == 1 and config["config"]["model"] == "resnet10t"

@@ -12,6 +12,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP/DataParallel and torch.compile wrappers.
+
+    Checkpoints store the plain module's keys, and evaluation bypasses DDP: its forward syncs
+    buffers with the other ranks, which would deadlock when ranks hold different numbers of
+    batches.
+    """
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
 
 
 @dataclass(frozen=True)

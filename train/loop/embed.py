@@ -13,13 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from train.loop.distributed import DistInfo, gather_rows
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DDP. Evaluation bypasses DDP: its forward syncs buffers with the
-    other ranks, which would deadlock when ranks hold different numbers of batches."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+from train.loop.distributed import DistInfo, gather_rows, unwrap
 
 
 @torch.no_grad()

@@ -30,12 +30,6 @@ from torch import nn
 from tqdm import tqdm
 
 from d4g_edge._log import logger
-from train.loop.checkpoint import (
-    capture_rng_state,
-    load_training_state,
-    restore_rng_state,
-    save_training_state,
-)
 from train.loop.distributed import (
     DistInfo,
     barrier,
@@ -44,6 +38,12 @@ from train.loop.distributed import (
     shutdown_distributed,
 )
 from train.loop.runlog import RunLog
+from train.loop.state import (
+    capture_rng_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
 from train.presets import HParams
 
 STATE_FILE = "last.pt"

@@ -12,7 +12,7 @@ Usage::
 
 The state_dict is exactly ``model.<timm keys>`` plus ``logit_scale``, the key format of the
 published Sample4Geo checkpoints, so those load unchanged as the ``convnext_base`` teacher
-(see :func:`train.loop.checkpoint.load_teacher`). All registered backbones are convolutional and
+(see :func:`train.loop.rebuild.load_teacher`). All registered backbones are convolutional and
 end in global average pooling, so any input size works (square tiles, wide panoramas).
 Weights are always random at construction: nothing is downloaded.
 """
