@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge import logger
+from d4g_edge._log import setup_logging
+from train.loop.atomic import atomic_write
 from train.world import TOWN_STYLES, DomainGap, World
 
 
@@ -73,11 +74,7 @@ def run(cfg: BenchConfig) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2))
 
 
 def main(argv: list[str] | None = None) -> dict:

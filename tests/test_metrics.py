@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from d4g_edge._log import logger
+from d4g_edge import logger
 from d4g_edge.metrics import MetricsInputError, evaluate_retrieval, evaluate_scores
 
 # 1 degree of latitude on the IUGG mean sphere, from the definition of arc length.

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +40,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge import logger
+from d4g_edge._log import setup_logging
 from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval, evaluate_scores
 from d4g_edge.polar import polar_transform
+from train.loop.atomic import atomic_write
 from train.loop.cli import config_from_args, dataclass_parser
 
 FEATURES = ("colour", "gradient")
@@ -217,10 +218,7 @@ def run(cfg: BaselineConfig) -> RetrievalMetrics:
     if cfg.json is not None:
         record = {"config": {k: str(v) for k, v in dataclasses.asdict(cfg).items()},
                   "metrics": metrics.to_dict()}  # fmt: skip
-        cfg.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cfg.json.with_name(f".{cfg.json.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, cfg.json)
+        atomic_write(cfg.json, json.dumps(record, indent=2) + "\n")
     return metrics
 
 

@@ -31,9 +31,7 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +42,9 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge import logger
+from d4g_edge._log import setup_logging
+from train.loop.atomic import atomic_write
 from train.loop.cli import config_from_args, dataclass_parser
 from train.models import create_model
 from train.presets import PRESETS, get_preset
@@ -334,17 +334,7 @@ def run(cfg: FlopsConfig) -> tuple[list[Cost], list[dict[str, Any]]]:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

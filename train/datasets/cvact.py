@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from d4g_edge._log import logger
+from d4g_edge import logger
 from d4g_edge.geo import UTMZone, utm_to_latlon
 
 from ._errors import DatasetFormatError, missing_file

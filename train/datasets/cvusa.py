@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._log import logger
+from d4g_edge import logger
 
 from ._errors import DatasetFormatError, missing_file
 from ._files import FileChecker

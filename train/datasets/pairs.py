@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from d4g_edge._log import logger
+from d4g_edge import logger
 
 from ._files import read_image
 from ._split import CrossViewSplit

@@ -131,7 +131,8 @@ def step_main(
 ) -> int:
     """``main()`` of a training step: parse flags into ``cls`` + resolved hyper-parameters,
     run, and turn user errors into a message and exit status 2 instead of a traceback."""
-    from d4g_edge._log import logger, setup_logging
+    from d4g_edge import logger
+    from d4g_edge._log import setup_logging
 
     setup_logging()
     parser = dataclass_parser(cls, description=description)

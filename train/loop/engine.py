@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from d4g_edge._log import logger
+from d4g_edge import logger
 from train.loop.distributed import (
     DistInfo,
     barrier,

@@ -6,9 +6,11 @@ has a picture that matches its log.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
+
+from train.loop.atomic import atomic_write
 
 LOG_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
@@ -25,9 +27,7 @@ class RunLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def _write(self, records: list[dict]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in records))
 
     def truncate_after(self, epoch: int) -> None:
         """Drop records of epochs a resumed run is about to repeat."""
@@ -58,7 +58,7 @@ class RunLog:
         if ax_r.lines:
             ax_r.legend()
         fig.tight_layout()
-        tmp = self.curves.with_name(f".{self.curves.stem}.tmp.png")
-        fig.savefig(tmp, dpi=80)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
         plt.close(fig)
-        os.replace(tmp, self.curves)
+        atomic_write(self.curves, buffer.getvalue())

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +27,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from d4g_edge._log import logger
+from d4g_edge import logger
 from train.datasets import PairDataset
 from train.datasets.augment import flip_pair, rotate_pair
+from train.loop.atomic import atomic_write
 from train.loop.distributed import DistInfo, barrier
 
 NUM_VARIANTS = 8
@@ -129,11 +129,8 @@ class TeacherCache:
         del out
         barrier(info)
         if info.is_main:
-            tmp = directory / f".{META_FILE}.tmp"
-            tmp.write_text(
-                json.dumps({**key, "cached_views": list(views)}, indent=2, sort_keys=True)
-            )
-            os.replace(tmp, directory / META_FILE)
+            text = json.dumps({**key, "cached_views": list(views)}, indent=2, sort_keys=True)
+            atomic_write(directory / META_FILE, text)
             logger.info(
                 "teacher cache: %d variants x %d pairs x %s -> %s",
                 variants,

@@ -16,7 +16,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge import logger
+from d4g_edge._log import setup_logging
 
 from . import LAYOUTS, VIGOR_LAYOUTS, OutputDirError, SynthConfig, parse_size, synthesize
 

@@ -18,10 +18,10 @@ import json
 import shutil
 from pathlib import Path
 
-from d4g_edge._log import logger
+from d4g_edge import logger
+from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
-from ._render import write_text_atomic
 
 INFO_FILE = "synth_info.json"
 FORMAT_VERSION = 1
@@ -77,4 +77,4 @@ def prepare_output(cfg: SynthConfig, owned: tuple[str, ...]) -> None:
 
 def write_info(cfg: SynthConfig, status: str, **extra) -> None:
     record = {**_expected(cfg), "status": status, **extra}
-    write_text_atomic(cfg.out / INFO_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    atomic_write(cfg.out / INFO_FILE, json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -16,8 +16,8 @@ Usage::
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from train.loop.atomic import atomic_write
 
 from ._towns import TownSpec, get_world
 
@@ -47,25 +49,11 @@ class ViewJob:
 
 def save_image_atomic(path: Path, image: np.ndarray, quality: int = 92) -> None:
     """Write an image (format from the suffix) via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     options = {"quality": quality} if fmt == "JPEG" else {"optimize": False}
-    try:
-        Image.fromarray(image).save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    atomic_write(path, buffer.getvalue())
 
 
 def render(job: ViewJob) -> np.ndarray:

@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -31,6 +30,7 @@ import scipy.io
 
 from d4g_edge.geo import latlon_to_utm
 from train.datasets.cvact import CVACT_ZONE, ground_relpath, satellite_relpath
+from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_VIEWS, pair_jobs, plan_pairs, town_records
@@ -60,12 +60,7 @@ def _savemat_atomic(path, data: dict) -> None:
     # The 116-byte MAT v5 text header carries a creation time; a fixed text keeps the file
     # byte-identical across runs (the format only needs it to start with non-zero bytes).
     raw[:116] = b"MATLAB 5.0 MAT-file, written by train.synth".ljust(116)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(raw)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, bytes(raw))
 
 
 def write_cvact(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> list[dict]:

@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from train.loop.atomic import atomic_write
+
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_VIEWS, pair_jobs, plan_pairs, town_records
-from ._render import ViewJob, write_text_atomic
+from ._render import ViewJob
 from ._towns import derived_seed
 
 BASE_LATLON = (40.0, -88.0)  # the US Midwest, where much of CVUSA lies
@@ -56,12 +58,12 @@ def write_cvusa(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> l
 
     by_id = sorted(zip(ids.tolist(), pairs, strict=True))
     # The tile is centred on the panorama, so satellite and ground coordinates coincide.
-    write_text_atomic(
+    atomic_write(
         out / "split_locations/all.csv",
         "".join(f"{p.lat!r},{p.lon!r},{p.lat!r},{p.lon!r},0\n" for _, p in by_id),
     )
     # Split files last: an interrupted run leaves no split that lists unwritten images.
     for split, name in (("train", "train-19zl.csv"), ("test", "val-19zl.csv")):
         rows = ["{},{},{}\n".format(*_rel(i)) for i, p in by_id if p.split == split]
-        write_text_atomic(out / "splits" / name, "".join(rows))
+        atomic_write(out / "splits" / name, "".join(rows))
     return town_records(pairs)

@@ -10,13 +10,14 @@ Usage::
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from train.datasets import load, read_image
+from train.loop.atomic import atomic_write
 
 _ROW_PX = 96  # height of one row of the sheet
 _GAP = 4
@@ -45,11 +46,6 @@ def write_preview(layout: str, root: Path, path: Path, rows: int = 6) -> Path:
         for i in range(min(n, len(data))):
             sat = read_image(data.reference_paths[int(data.positive_index[i])])
             pairs.append((sat, read_image(data.query_paths[i])))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        Image.fromarray(contact_sheet(pairs)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(contact_sheet(pairs)).save(buffer, format="PNG")
+    return atomic_write(path, buffer.getvalue())

@@ -30,10 +30,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from train.datasets.vigor import CITIES, CROSS_CITIES, satellite_name
+from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS
-from ._render import ViewJob, write_text_atomic
+from ._render import ViewJob
 from ._towns import TownSpec, derived_seed, get_world, split_counts, street_points
 
 CITY_ORIGINS = {  # top-left corners near the real cities
@@ -157,12 +158,8 @@ def write_vigor(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> l
         same_test = sorted(order[n_train:].tolist())
         split_dir = cfg.out / "splits" / city
         text = lambda rows: "".join(r + "\n" for r in rows)  # noqa: E731
-        write_text_atomic(split_dir / "satellite_list.txt", text(sat_names))
-        write_text_atomic(
-            split_dir / "same_area_balanced_train.txt", text(lines[i] for i in same_train)
-        )
-        write_text_atomic(
-            split_dir / "same_area_balanced_test.txt", text(lines[i] for i in same_test)
-        )
-        write_text_atomic(split_dir / "pano_label_balanced.txt", text(lines))
+        atomic_write(split_dir / "satellite_list.txt", text(sat_names))
+        atomic_write(split_dir / "same_area_balanced_train.txt", text(lines[i] for i in same_train))
+        atomic_write(split_dir / "same_area_balanced_test.txt", text(lines[i] for i in same_test))
+        atomic_write(split_dir / "pano_label_balanced.txt", text(lines))
     return [{"city": city, **dataclasses.asdict(plan[0])} for city, plan in plans.items()]
