@@ -31,7 +31,7 @@ import io
 import json
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from d4g_edge.metrics import (
 )
 from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
 from train.loop.atomic import atomic_write
+from train.loop.cli import config_from_args, dataclass_parser
 
 REQUIRED = ("query", "reference", "query_ids", "reference_ids")
 OPTIONAL = ("query_latlon", "reference_latlon", "semi_positive_ids")
@@ -215,20 +216,49 @@ def evaluate_embeddings(
     )
 
 
+_MODEL = "model-driven mode (with --dataset)"
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Everything ``python -m train.evaluate`` accepts (one field per flag)."""
 
-    embeddings: Path | None = None
-    dataset: str | None = None
-    data: Path | None = None
-    ground: Path | None = None
-    satellite: Path | None = None
-    split: str = "test"
-    save_embeddings: Path | None = None
-    json: Path | None = None
-    ks: tuple[int, ...] = DEFAULT_KS
-    chunk: int | None = None
+    embeddings: Path | None = field(
+        default=None,
+        metadata={"one_of": "mode", "metavar": "FILE.npz", "help": "score saved embeddings"},
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={"one_of": "mode", "choices": DATASETS, "help": "embed this dataset's split"},
+    )
+    data: Path | None = field(
+        default=None, metadata={"group": _MODEL, "metavar": "DIR", "help": "dataset root"}
+    )
+    ground: Path | None = field(
+        default=None, metadata={"group": _MODEL, "metavar": "CKPT", "help": "ground encoder"}
+    )
+    satellite: Path | None = field(
+        default=None, metadata={"group": _MODEL, "metavar": "CKPT", "help": "satellite encoder"}
+    )
+    split: str = field(default="test", metadata={"group": _MODEL, "help": "split to embed"})
+    save_embeddings: Path | None = field(
+        default=None,
+        metadata={
+            "group": _MODEL,
+            "metavar": "FILE.npz",
+            "help": "also write the embeddings for later --embeddings runs",
+        },
+    )
+    json: Path | None = field(
+        default=None, metadata={"metavar": "FILE", "help": "write metrics as JSON here"}
+    )
+    ks: tuple[int, ...] = field(
+        default=DEFAULT_KS,
+        metadata={"metavar": "K", "help": "recall@k cut-offs (R@1%% is always added)"},
+    )
+    chunk: int | None = field(
+        default=None, metadata={"help": "queries scored at once (default: ~256 MiB blocks)"}
+    )
 
 
 def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
@@ -324,36 +354,9 @@ def run(cfg: EvaluateConfig) -> RetrievalMetrics:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m train.evaluate",
-        description=__doc__.split("Usage::")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return dataclass_parser(
+        EvaluateConfig, __doc__.split("Usage::")[0], prog="python -m train.evaluate"
     )
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--embeddings", type=Path, metavar="FILE.npz", help="score saved embeddings")
-    mode.add_argument("--dataset", choices=DATASETS, help="embed this dataset's split")
-    model = p.add_argument_group("model-driven mode (with --dataset)")
-    model.add_argument("--data", type=Path, metavar="DIR", help="dataset root")
-    model.add_argument("--ground", type=Path, metavar="CKPT", help="ground encoder")
-    model.add_argument("--satellite", type=Path, metavar="CKPT", help="satellite encoder")
-    model.add_argument("--split", default="test", help="split to embed (default: test)")
-    model.add_argument(
-        "--save-embeddings",
-        type=Path,
-        metavar="FILE.npz",
-        help="also write the embeddings for later --embeddings runs",
-    )
-    p.add_argument("--json", type=Path, metavar="FILE", help="write metrics as JSON here")
-    p.add_argument(
-        "--ks",
-        type=int,
-        nargs="+",
-        default=list(DEFAULT_KS),
-        metavar="K",
-        help="recall@k cut-offs (default: 1 5 10; R@1%% is always added)",
-    )
-    p.add_argument("--chunk", type=int, help="queries scored at once (default: ~256 MiB blocks)")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,10 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if stray:
             parser.error(f"{', '.join(stray)} only apply with --dataset (model-driven mode)")
-    fields = {f.name for f in dataclasses.fields(EvaluateConfig)}
-    cfg = EvaluateConfig(
-        **{k: v for k, v in vars(args).items() if k in fields} | {"ks": tuple(args.ks)}
-    )
+    cfg = config_from_args(EvaluateConfig, args)
     logger.info("train.evaluate %s", " ".join(sys.argv[1:] if argv is None else argv))
     try:
         metrics = run(cfg)

@@ -13,12 +13,12 @@ teacher and distillation runs; command-line flags override single fields (see
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class HParams:
-    """Optimisation settings shared by the one training loop (teacher and distillation)."""
+    """Optimisation settings of the one training loop, read by every step (distillation)."""
 
     epochs: int
     batch_size: int
@@ -26,14 +26,20 @@ class HParams:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     grad_clip: float = 5.0
-    label_smoothing: float = 0.1  # teacher only (InfoNCE)
-    gps_neighbours: int = 8  # teacher only: GPS neighbours per anchor seeding batches
-    sim_update_every: int = 0  # teacher only: re-embed for similarity sampling (0 = never)
-    sim_neighbours: int = 8  # teacher only: hard negatives pulled per anchor
     eval_every: int = 1
     workers: int = 0
     amp: str = "auto"  # auto | none | bf16 | fp16 ("auto": bf16 on CUDA, none on CPU)
     seed: int = 1
+
+
+@dataclass(frozen=True)
+class TeacherHParams(HParams):
+    """The loop's settings plus what only the contrastive teacher reads."""
+
+    label_smoothing: float = 0.1  # InfoNCE
+    gps_neighbours: int = 8  # GPS neighbours per anchor seeding batches
+    sim_update_every: int = 0  # re-embed for similarity sampling (0 = never)
+    sim_neighbours: int = 8  # hard negatives pulled per anchor
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,11 @@ class Preset:
     sat_size: int
     ground_size: tuple[int, int]  # (height, width) of the panorama
     vigor_ground_size: tuple[int, int]
-    teacher_hp: HParams
+    teacher_hp: TeacherHParams
     distill_hp: HParams
     # Satellite input polar-transformed to the panorama's shape (d4g_edge.polar), so both
     # views line up column by column; see the edge-s preset for why.
     sat_polar: bool = False
-    teacher_kwargs: dict = field(default_factory=dict)
-    student_kwargs: dict = field(default_factory=dict)
 
     def ground_size_for(self, dataset: str) -> tuple[int, int]:
         return self.vigor_ground_size if dataset == "vigor" else self.ground_size
@@ -64,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         sat_size=384,
         ground_size=(140, 768),
         vigor_ground_size=(384, 768),
-        teacher_hp=HParams(
+        teacher_hp=TeacherHParams(
             epochs=40,
             batch_size=128,
             lr=1e-3,
@@ -91,7 +95,7 @@ PRESETS: dict[str, Preset] = {
         # GPS neighbours per anchor, and similarity sampling takes over every 4 epochs once
         # the embeddings mean something. bf16 autocast measured slower than fp32 on the
         # AVX512-BF16 CPUs here (22 vs 29 pairs/s), so amp stays "auto" (fp32 on CPU).
-        teacher_hp=HParams(
+        teacher_hp=TeacherHParams(
             epochs=14,
             batch_size=64,
             lr=1e-3,

@@ -34,7 +34,7 @@ from train.loop.setup import check_batch_size, load_splits
 from train.method.losses import InfoNCE
 from train.models import create_model, list_models
 from train.models.dual_view import DualView
-from train.presets import PRESETS, HParams, Preset, get_preset
+from train.presets import PRESETS, Preset, TeacherHParams, get_preset
 
 TEACHER_FILE = "teacher.pt"
 
@@ -76,7 +76,9 @@ class TeacherConfig:
 class TeacherTask:
     monitor = "recall@1"
 
-    def __init__(self, cfg: TeacherConfig, preset: Preset, hp: HParams, info: DistInfo) -> None:
+    def __init__(
+        self, cfg: TeacherConfig, preset: Preset, hp: TeacherHParams, info: DistInfo
+    ) -> None:
         self.cfg, self.hp, self.info = cfg, hp, info
         self.model_name = cfg.model or preset.teacher
         self.sat_size = cfg.sat_size or preset.sat_size
@@ -175,7 +177,7 @@ class TeacherTask:
         self.sampler.load_state_dict(state["sampler"])
 
 
-def run(cfg: TeacherConfig, hp: HParams | None = None) -> dict:
+def run(cfg: TeacherConfig, hp: TeacherHParams | None = None) -> dict:
     """Train a teacher; returns the best epoch's record."""
     preset = get_preset(cfg.preset)
     hp = hp or preset.teacher_hp
@@ -197,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         description=__doc__,
         epilog="teacher models: " + ", ".join(list_models("teacher")),
+        hparams=TeacherHParams,
     )
 
 

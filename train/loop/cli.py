@@ -8,7 +8,7 @@ hyper-parameters (:class:`train.presets.HParams`) get one ``--flag`` each whose 
 Usage::
 
     parser = dataclass_parser(TeacherConfig, description=__doc__)
-    add_hparam_flags(parser)
+    add_hparam_flags(parser, TeacherHParams)  # only the fields this step reads
     args = parser.parse_args(argv)
     cfg = config_from_args(TeacherConfig, args)
     hp = resolve_hparams(preset.teacher_hp, args)
@@ -61,20 +61,32 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def _flag_type(tp: Any):
+def _flag_kwargs(tp: Any) -> dict[str, Any]:
+    """argparse ``type`` (and ``nargs``/``metavar``) of a field annotation."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _flag_type(args[0])
+        return _flag_kwargs(args[0])
+    if origin is tuple and typing.get_args(tp)[1:] == (Ellipsis,):  # tuple[int, ...]
+        return {"type": typing.get_args(tp)[0], "nargs": "+"}
     if origin is tuple:
-        return parse_size
-    return {Path: Path, int: int, float: float, str: str}.get(tp, str)
+        return {"type": parse_size, "metavar": "HxW"}
+    return {"type": {Path: Path, int: int, float: float, str: str}.get(tp, str)}
 
 
-def dataclass_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
+def dataclass_parser(
+    cls: type, description: str | None = None, *, prog: str | None = None
+) -> argparse.ArgumentParser:
+    """A parser with one ``--flag`` per field of the dataclass ``cls``.
+
+    Field metadata: ``help``, ``choices``, ``metavar``; ``group`` (title of an argument
+    group to list the flag under); ``one_of`` (name of a required set of mutually exclusive
+    flags: exactly one of them must be given).
+    """
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    groups: dict[str, Any] = {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
@@ -84,21 +96,31 @@ def dataclass_parser(cls: type, description: str | None = None) -> argparse.Argu
             kw["action"] = argparse.BooleanOptionalAction
             kw["default"] = f.default
         else:
-            kw["type"] = _flag_type(hints[f.name])
-            if "choices" in f.metadata:
-                kw["choices"] = f.metadata["choices"]
+            kw |= _flag_kwargs(hints[f.name])
+            kw |= {k: f.metadata[k] for k in ("choices", "metavar") if k in f.metadata}
             if required:
                 kw["required"] = True
             else:
                 kw["default"] = f.default
-                kw["help"] += f" (default: {f.default})"
-        parser.add_argument(flag, **kw)
+                if f.default is not None and "one_of" not in f.metadata:
+                    kw["help"] += f" (default: {f.default})"
+        if one_of := f.metadata.get("one_of"):
+            key = "one_of:" + one_of
+            if key not in groups:
+                groups[key] = parser.add_mutually_exclusive_group(required=True)
+            target = groups[key]
+        elif title := f.metadata.get("group"):
+            target = groups.setdefault(title, parser.add_argument_group(title))
+        else:
+            target = parser
+        target.add_argument(flag, **kw)
     return parser
 
 
-def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
+def add_hparam_flags(parser: argparse.ArgumentParser, hparams: type = HParams) -> None:
+    """One ``--flag`` per field of ``hparams`` (default ``None``: the preset's value)."""
     group = parser.add_argument_group("hyper-parameters (default: the preset's value)")
-    for f in dataclasses.fields(HParams):
+    for f in dataclasses.fields(hparams):
         tp = {"int": int, "float": float, "str": str}[
             f.type if isinstance(f.type, str) else f.type.__name__
         ]
@@ -109,13 +131,16 @@ def add_hparam_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(cls: type, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    """``cls`` built from the parsed flags (``nargs`` lists become tuples)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def resolve_hparams(base: HParams, args: argparse.Namespace | dict) -> HParams:
+    """``base`` with the flags that were given (those not ``None``) replacing its fields."""
     given = vars(args) if isinstance(args, argparse.Namespace) else args
     overrides = {
-        f.name: given[f.name] for f in dataclasses.fields(HParams) if given.get(f.name) is not None
+        f.name: given[f.name] for f in dataclasses.fields(base) if given.get(f.name) is not None
     }
     return dataclasses.replace(base, **overrides)
 
@@ -128,6 +153,7 @@ def step_main(
     *,
     description: str | None,
     epilog: str | None = None,
+    hparams: type = HParams,
 ) -> int:
     """``main()`` of a training step: parse flags into ``cls`` + resolved hyper-parameters,
     run, and turn user errors into a message and exit status 2 instead of a traceback."""
@@ -137,7 +163,7 @@ def step_main(
     setup_logging()
     parser = dataclass_parser(cls, description=description)
     parser.epilog = epilog
-    add_hparam_flags(parser)
+    add_hparam_flags(parser, hparams)
     args = parser.parse_args(argv)
     cfg = config_from_args(cls, args)
     try:

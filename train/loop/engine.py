@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from d4g_edge import logger
+from train.loop.atomic import atomic_write
 from train.loop.distributed import (
     DistInfo,
     barrier,
@@ -254,7 +255,7 @@ def launch(
                 "hparams": dataclasses.asdict(hp),
                 "world_size": info.world_size,
             }
-            (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+            atomic_write(out / "config.json", json.dumps(resolved, indent=2, default=str))
             logger.info("resolved config: %s", json.dumps(resolved, default=str))
         # ranks on one machine share its cores
         torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))

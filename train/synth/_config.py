@@ -26,8 +26,8 @@ LAYOUT_PANO_VFOV = {"cvusa": 65.0, "cvact": 180.0, "vigor": 180.0}
 class SynthConfig:
     """Everything that determines the files written (plus how to run: workers, preview)."""
 
-    layout: str
-    out: Path
+    layout: str = field(metadata={"choices": LAYOUTS, "help": "dataset layout to write"})
+    out: Path = field(metadata={"help": "output directory"})
     train: int = field(default=1000, metadata={"help": "training pairs (panoramas)"})
     test: int = field(default=200, metadata={"help": "test pairs (panoramas)"})
     seed: int = field(default=0, metadata={"help": "master seed; same seed, same bytes"})
@@ -56,12 +56,20 @@ class SynthConfig:
     town_size_m: float = field(default=1200.0, metadata={"help": "side of each town in metres"})
     vigor_layout: str = field(
         default="official",
-        metadata={"help": "VIGOR folders: official ({city}/satellite) or alt (satellite/{city})"},
+        metadata={
+            "choices": VIGOR_LAYOUTS,
+            "help": "VIGOR folders: official ({city}/satellite) or alt (satellite/{city})",
+        },
     )
     jpeg_quality: int = field(default=92, metadata={"help": "JPEG quality of written images"})
     workers: int = field(default=1, metadata={"help": "rendering processes", "run": True})
     preview: Path | None = field(
-        default=None, metadata={"help": "also write a contact sheet PNG here", "run": True}
+        default=None,
+        metadata={
+            "help": "also write a contact sheet PNG here",
+            "metavar": "FILE.png",
+            "run": True,
+        },
     )
     overwrite: bool = field(
         default=False,
