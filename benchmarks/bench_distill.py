@@ -26,10 +26,11 @@ from torch.utils.data import DataLoader
 from d4g_edge import logger
 from d4g_edge._log import setup_logging
 from train.datasets import PairDataset, load
-from train.distill import DistillPairs
+from train.datasets.augment import NUM_VARIANTS
 from train.loop.distributed import DistInfo
+from train.method.distill_pairs import DistillPairs
 from train.method.losses import cosine_distillation_loss
-from train.method.teacher_cache import NUM_VARIANTS, TeacherCache
+from train.method.teacher_cache import TeacherCache
 from train.models import create_model
 from train.presets import get_preset
 from train.synth import SynthConfig, synthesize

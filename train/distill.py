@@ -24,24 +24,26 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from d4g_edge import logger
 from d4g_edge.config import ViewInput
 from train.datasets import DATASETS, PairDataset
+from train.datasets.augment import NUM_VARIANTS
 from train.datasets.perturb import MarginalPerturbation
 from train.loop.checkpoint import CheckpointError, config_for, save_checkpoint
 from train.loop.cli import step_main
 from train.loop.distributed import DistInfo, unwrap
 from train.loop.embed import centre, embed_dataset
-from train.loop.engine import launch
+from train.loop.engine import run_task
 from train.loop.evalsets import RetrievalSet
 from train.loop.rebuild import init_student, load_encoder
 from train.loop.setup import check_batch_size, load_splits
+from train.method.distill_pairs import DistillPairs
 from train.method.losses import cosine_distillation_loss
-from train.method.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
+from train.method.teacher_cache import TeacherCache
 from train.models import create_model, list_models
-from train.presets import PRESETS, HParams, Preset, get_preset
+from train.presets import PRESETS, HParams, Preset
 
 VIEW_CHOICES = ("ground", "satellite", "both")
 
@@ -111,45 +113,6 @@ class DistillConfig:
     @property
     def views(self) -> tuple[str, ...]:
         return ("ground", "satellite") if self.view == "both" else (self.view,)
-
-
-class DistillPairs(Dataset):
-    """Student inputs (one geometric variant + optional marginal perturbation) and targets."""
-
-    def __init__(
-        self,
-        student: PairDataset,
-        views,
-        variants: int,
-        perturb: MarginalPerturbation | None,
-        cache: TeacherCache | None,
-        teacher_pairs: PairDataset | None,
-    ) -> None:
-        self.student, self.views, self.variants = student, views, variants
-        self.perturb, self.cache, self.teacher_pairs = perturb, cache, teacher_pairs
-
-    def __len__(self) -> int:
-        return len(self.student)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        v = int(rng.integers(0, self.variants))
-        g, s = apply_variant(*self.student.raw_pair(i), v)
-        images = {"ground": g, "satellite": s}
-        out = {}
-        for view in self.views:
-            img = images[view]
-            if self.perturb is not None:
-                img = getattr(self.perturb, view)(np.ascontiguousarray(img), rng)
-            out[view] = self.student.tensor(view, img)
-            if self.cache is not None:
-                out[f"target_{view}"] = torch.from_numpy(self.cache.lookup(view, v, i))
-        if self.teacher_pairs is not None:  # online teacher: its inputs of the same variant
-            tg, ts = apply_variant(*self.teacher_pairs.raw_pair(i), v)
-            for view, img in (("ground", tg), ("satellite", ts)):
-                if view in self.views:
-                    out[f"teacher_{view}"] = self.teacher_pairs.tensor(view, img)
-        return out
 
 
 class DistillTask:
@@ -387,16 +350,7 @@ class DistillTask:
 
 def run(cfg: DistillConfig, hp: HParams | None = None) -> dict:
     """Train the student(s) of ``cfg.view``; returns the best epoch's record."""
-    preset = get_preset(cfg.preset)
-    hp = hp or preset.distill_hp
-    return launch(
-        lambda info: DistillTask(cfg, preset, hp, info),
-        cfg,
-        hp,
-        out=cfg.out,
-        device=cfg.device,
-        resume=cfg.resume,
-    )
+    return run_task(DistillTask, cfg, hp, lambda p: p.distill_hp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,13 +28,13 @@ from train.datasets.sampler import HardNegativeSampler
 from train.loop.checkpoint import config_for, save_checkpoint
 from train.loop.cli import step_main
 from train.loop.distributed import DistInfo, unwrap
-from train.loop.engine import launch
+from train.loop.engine import run_task
 from train.loop.evalsets import RetrievalSet
 from train.loop.setup import check_batch_size, load_splits
 from train.method.losses import InfoNCE
 from train.models import create_model, list_models
 from train.models.dual_view import DualView
-from train.presets import PRESETS, Preset, TeacherHParams, get_preset
+from train.presets import PRESETS, Preset, TeacherHParams
 
 TEACHER_FILE = "teacher.pt"
 
@@ -179,16 +179,7 @@ class TeacherTask:
 
 def run(cfg: TeacherConfig, hp: TeacherHParams | None = None) -> dict:
     """Train a teacher; returns the best epoch's record."""
-    preset = get_preset(cfg.preset)
-    hp = hp or preset.teacher_hp
-    return launch(
-        lambda info: TeacherTask(cfg, preset, hp, info),
-        cfg,
-        hp,
-        out=cfg.out,
-        device=cfg.device,
-        resume=cfg.resume,
-    )
+    return run_task(TeacherTask, cfg, hp, lambda p: p.teacher_hp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,14 +10,16 @@ import torch
 
 from d4g_edge.config import ViewInput
 from train.datasets import PairDataset, load
+from train.datasets.augment import NUM_VARIANTS, apply_variant
 from train.datasets.pairs import to_tensor
 from train.datasets.perturb import MarginalPerturbation
-from train.distill import DistillPairs, student_file
+from train.distill import student_file
 from train.loop import CheckpointError, load_encoder, save_checkpoint
 from train.loop.checkpoint import config_for, read_sidecar
 from train.loop.distributed import DistInfo
 from train.loop.rebuild import init_student
-from train.method.teacher_cache import NUM_VARIANTS, TeacherCache, apply_variant
+from train.method.distill_pairs import DistillPairs
+from train.method.teacher_cache import TeacherCache
 from train.models import create_model
 
 from .conftest import run_module

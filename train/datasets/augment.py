@@ -85,3 +85,20 @@ class PairAugment:
     ) -> tuple[np.ndarray, np.ndarray]:
         ground, sat = self.geometric(ground, sat, rng)
         return self.photometric(ground, rng), self.photometric(sat, rng)
+
+
+# Geometric variants: the 8 flips x quarter turns applied to both views consistently, so a
+# cached teacher embedding can be looked up by (variant, pair) (train.method.teacher_cache).
+NUM_VARIANTS = 8
+
+
+def apply_variant(ground: np.ndarray, sat: np.ndarray, variant: int):
+    """Variant ``v`` = flip ``v // 4`` then ``v % 4`` counter-clockwise quarter turns."""
+    if not 0 <= variant < NUM_VARIANTS:
+        raise ValueError(f"variant must be in [0, {NUM_VARIANTS}), got {variant}")
+    flip, k = divmod(variant, 4)
+    if flip:
+        ground, sat = flip_pair(ground, sat)
+    if k:
+        ground, sat = rotate_pair(ground, sat, k)
+    return ground, sat

@@ -45,7 +45,7 @@ from train.loop.state import (
     restore_rng_state,
     save_training_state,
 )
-from train.presets import HParams
+from train.presets import HParams, Preset, get_preset
 
 STATE_FILE = "last.pt"
 
@@ -263,3 +263,24 @@ def launch(
         return fit(make_task(info), LoopConfig(run_dir=out, hp=hp, resume=resume), info)
     finally:
         shutdown_distributed()
+
+
+def run_task(
+    task: Callable[[Any, Preset, HParams, DistInfo], Task],
+    cfg: Any,
+    hp: HParams | None,
+    preset_hparams: Callable[[Preset], HParams],
+) -> dict:
+    """``run(cfg, hp)`` of a training step: ``hp`` defaults to the preset's
+    (``preset_hparams(preset)``); the task is built once per process as ``task(cfg, preset,
+    hp, info)``. Returns the best epoch's record."""
+    preset = get_preset(cfg.preset)
+    hp = hp or preset_hparams(preset)
+    return launch(
+        lambda info: task(cfg, preset, hp, info),
+        cfg,
+        hp,
+        out=cfg.out,
+        device=cfg.device,
+        resume=cfg.resume,
+    )

@@ -29,24 +29,11 @@ from tqdm import tqdm
 
 from d4g_edge import logger
 from train.datasets import PairDataset
-from train.datasets.augment import flip_pair, rotate_pair
+from train.datasets.augment import NUM_VARIANTS, apply_variant
 from train.loop.atomic import atomic_write
 from train.loop.distributed import DistInfo, barrier
 
-NUM_VARIANTS = 8
 META_FILE = "cache.json"
-
-
-def apply_variant(ground: np.ndarray, sat: np.ndarray, variant: int):
-    """Variant ``v`` = flip ``v // 4`` then ``v % 4`` counter-clockwise quarter turns."""
-    if not 0 <= variant < NUM_VARIANTS:
-        raise ValueError(f"variant must be in [0, {NUM_VARIANTS}), got {variant}")
-    flip, k = divmod(variant, 4)
-    if flip:
-        ground, sat = flip_pair(ground, sat)
-    if k:
-        ground, sat = rotate_pair(ground, sat, k)
-    return ground, sat
 
 
 class TeacherInputs(Dataset):

@@ -8,7 +8,9 @@ Usage::
     model = create_model("teacher", "convnext_atto_s4g", embed_dim=512)
 
 Registering a name twice is an error, and an unknown name lists the valid ones and the
-closest match, so a typo never silently falls back to something else.
+closest match, so a typo never silently falls back to something else. The registry knows
+none of its models: ``train.models`` imports the model modules, whose decorators register
+them (timm's direction).
 """
 
 from __future__ import annotations
@@ -42,13 +44,11 @@ def register_model(kind: str, name: str) -> Callable[[Callable[..., Any]], Calla
 
 def list_models(kind: str) -> list[str]:
     """Sorted names registered for ``kind``."""
-    _import_builtin()
     return sorted(_REGISTRY.get(kind, {}))
 
 
 def create_model(kind: str, name: str, **kwargs: Any) -> Any:
     """Build the registered model ``name`` of ``kind`` with factory ``kwargs``."""
-    _import_builtin()
     table = _REGISTRY.get(kind, {})
     if name not in table:
         close = difflib.get_close_matches(name, list(table), n=1)
@@ -58,9 +58,3 @@ def create_model(kind: str, name: str, **kwargs: Any) -> Any:
             f"{', '.join(sorted(table)) or '(none)'}"
         )
     return table[name](**kwargs)
-
-
-def _import_builtin() -> None:
-    # Importing the model modules runs their @register_model decorators; done lazily so that
-    # importing the registry itself stays cheap and free of timm/fastervit.
-    from train.models import students, teachers  # noqa: F401
