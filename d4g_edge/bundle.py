@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from d4g_edge import __version__
 from d4g_edge._io import atomic_write_json, sha256_file
+from d4g_edge._version import __version__
 from d4g_edge.config import ConfigError, EncoderConfig
 from d4g_edge.errors import BundleChecksumError, BundleError, BundleSchemaError, ModelMismatchError
 from d4g_edge.index import EmbeddingIndex, IndexParams

@@ -122,3 +122,24 @@ def fastervit_onnx(out_dir: Path) -> dict[str, Path]:
         paths[view] = out_dir / f"{view}_fp32.onnx"
         onnx.save(proto, str(paths[view]))
     return paths
+
+
+def degrees_world_file(path: Path, lat0: float, lon0: float, mpp: float) -> Path:
+    """World file of an EPSG:4326 raster whose pixels are ``mpp`` metres at ``lat0``
+    (the local equirectangular frame of :class:`d4g_edge.geo.GeoReference`)."""
+    import math
+
+    from d4g_edge.geo import EARTH_RADIUS_M
+
+    a = math.degrees(mpp / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
+    e = -math.degrees(mpp / EARTH_RADIUS_M)
+    path.write_text(f"{a!r}\n0\n0\n{e!r}\n{lon0 + a / 2!r}\n{lat0 + e / 2!r}\n")
+    return path
+
+
+def pano_of_tile(tile: np.ndarray) -> np.ndarray:
+    """uint8 polar transform of a tile at the test ground shape (north at the centre)."""
+    from d4g_edge.polar import polar_transform
+
+    polar = polar_transform(tile.astype(np.float32) / 255.0, *GROUND_HW)
+    return np.clip(np.round(polar * 255.0), 0, 255).astype(np.uint8)
