@@ -70,14 +70,20 @@ def embed_tiles(
     cell_deg: float = DEFAULT_CELL_DEG,
 ) -> tuple[np.ndarray, TileTable]:
     """Embeddings and tile rows of ``source`` (this shard's tiles), saved part by part."""
-    state = {"source": source.describe(), "satellite_sha256": satellite.sha256,
-             "shard": list(shard), "part_size": part_size}  # fmt: skip
+    state = {
+        "source": source.describe(),
+        "satellite_sha256": satellite.sha256,
+        "shard": list(shard),
+        "part_size": part_size,
+    }
     state_file = work / "state.json"
     if work.exists() and resume:
         old = json.loads(state_file.read_text()) if state_file.is_file() else None
         if old != state:
-            raise BundleError(f"cannot resume from {work}: it was started with {old}, this build "
-                              f"is {state}; drop --resume to start over")  # fmt: skip
+            raise BundleError(
+                f"cannot resume from {work}: it was started with {old}, this build "
+                f"is {state}; drop --resume to start over"
+            )
     elif work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -103,17 +109,25 @@ def embed_tiles(
                 vecs.append(satellite.embed(imgs, batch_size=batch_size))
                 if bar is not None:
                     bar.update(len(imgs))
-            table = TileTable.from_rows([t.tile_id for t in chunk], [t.lat for t in chunk],
-                                        [t.lon for t in chunk], [t.footprint_m for t in chunk],
-                                        cell_deg)  # fmt: skip
+            table = TileTable.from_rows(
+                [t.tile_id for t in chunk],
+                [t.lat for t in chunk],
+                [t.lon for t in chunk],
+                [t.footprint_m for t in chunk],
+                cell_deg,
+            )
             _save_part(path, np.concatenate(vecs), table)
             if bar is None:
                 logger.info("embedded %d / %d tiles", start + len(chunk), len(tiles))
         parts.append(path)
     if bar is not None:
         bar.close()
-    logger.info("embedded %d tiles in %.1f s (%d resumed)", len(tiles),
-                time.perf_counter() - started, done_before)  # fmt: skip
+    logger.info(
+        "embedded %d tiles in %.1f s (%d resumed)",
+        len(tiles),
+        time.perf_counter() - started,
+        done_before,
+    )
     loaded = [_load_part(p) for p in parts]
     return np.concatenate([v for v, _ in loaded]), TileTable.concat([t for _, t in loaded])
 
@@ -149,14 +163,24 @@ def build_index(
     out = Path(out)
     sat = open_encoder(satellite_model, threads=threads)
     if sat.config.view != "satellite":
-        raise BundleError(f"{satellite_model} is the {sat.config.view} encoder; --model takes "
-                          "the satellite one (e.g. satellite_int8.onnx)")  # fmt: skip
+        raise BundleError(
+            f"{satellite_model} is the {sat.config.view} encoder; --model takes "
+            "the satellite one (e.g. satellite_int8.onnx)"
+        )
     g = open_encoder(ground, threads=threads) if ground is not None else None
     if g is not None:
         check_pairing(g.config, sat.config, "build-index")
     work = out.with_name(out.name + ".parts")
-    vectors, table = embed_tiles(source, sat, work, shard=shard, batch_size=batch_size,
-                                 part_size=part_size, resume=resume, cell_deg=cell_deg)  # fmt: skip
+    vectors, table = embed_tiles(
+        source,
+        sat,
+        work,
+        shard=shard,
+        batch_size=batch_size,
+        part_size=part_size,
+        resume=resume,
+        cell_deg=cell_deg,
+    )
     geo = {"source": source.describe(), "cell_deg": cell_deg, **(georeference or {})}
     for key in ("tile_size_m", "stride_m"):
         if key in geo["source"]:
@@ -179,9 +203,17 @@ def write_shard(out: Path, vectors, table: TileTable, entry: dict, shard, geo: d
     atomic_write_bytes(buf_path, buf.getvalue())
     table.save(out / "tiles.npz")
     files = {p.name: sha256_file(p) for p in (buf_path, out / "tiles.npz")}
-    atomic_write_json(out / SHARD_MANIFEST, {"schema": SHARD_SCHEMA, "shard": list(shard),
-                      "satellite": entry, "georeference": geo, "tile_count": len(table),
-                      "files": files})  # fmt: skip
+    atomic_write_json(
+        out / SHARD_MANIFEST,
+        {
+            "schema": SHARD_SCHEMA,
+            "shard": list(shard),
+            "satellite": entry,
+            "georeference": geo,
+            "tile_count": len(table),
+            "files": files,
+        },
+    )
 
 
 def merge_shards(
@@ -212,8 +244,10 @@ def merge_shards(
     for m, d in zip(metas, shards, strict=True):
         for key in ("satellite", "georeference"):
             if m[key] != first[key]:
-                raise BundleError(f"shard {d} differs from {shards[0]} in its {key}; shards of one "
-                                  "build share the model and the tile source")  # fmt: skip
+                raise BundleError(
+                    f"shard {d} differs from {shards[0]} in its {key}; shards of one "
+                    "build share the model and the tile source"
+                )
         if m["shard"][1] != n:
             raise BundleError(f"shard {d} is {m['shard']}, not one of {n}")
     have = sorted(m["shard"][0] for m in metas)
@@ -222,5 +256,12 @@ def merge_shards(
     g = open_encoder(ground, threads=threads) if ground is not None else None
     if g is not None:
         check_pairing(g.config, EncoderConfig.from_dict(first["satellite"]["config"]), "merge")
-    return write_bundle(out, np.concatenate(vecs), TileTable.concat(tables), first["satellite"],
-                        ground=g, params=params, georeference=first["georeference"])  # fmt: skip
+    return write_bundle(
+        out,
+        np.concatenate(vecs),
+        TileTable.concat(tables),
+        first["satellite"],
+        ground=g,
+        params=params,
+        georeference=first["georeference"],
+    )

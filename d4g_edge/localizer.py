@@ -102,8 +102,9 @@ class Localizer:
         temperature: float = 0.02,
     ) -> None:
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(bundle if bundle is not None else default_bundle_path(),
-                                 verify=verify)  # fmt: skip
+            bundle = Bundle.load(
+                bundle if bundle is not None else default_bundle_path(), verify=verify
+            )
         self.bundle = bundle
         self.temperature = float(temperature)
         self.encoder = self._open_ground(ground, backend, threads)
@@ -112,8 +113,10 @@ class Localizer:
         b = self.bundle
         if ground is None:
             if b.ground_path is None:
-                raise BundleError(f"{b.root} is index-only (built without --ground); pass "
-                                  "ground=PATH to the ground model")  # fmt: skip
+                raise BundleError(
+                    f"{b.root} is index-only (built without --ground); pass "
+                    "ground=PATH to the ground model"
+                )
             ground = b.ground_path
             if backend == "executorch":
                 ground = b.root / "ground.pte"
@@ -124,8 +127,10 @@ class Localizer:
         if expected is not None and enc.config.replace(quantization="fp32") != expected.replace(
             quantization="fp32"
         ):
-            raise ModelMismatchError(f"{ground}'s embedded config differs from the bundle's "
-                                     f"ground model ({b.root}/manifest.json)")  # fmt: skip
+            raise ModelMismatchError(
+                f"{ground}'s embedded config differs from the bundle's "
+                f"ground model ({b.root}/manifest.json)"
+            )
         check_pairing(enc.config, b.satellite_config, str(b.root))
         return enc
 
@@ -144,8 +149,10 @@ class Localizer:
         if rows.size == 0:
             t = self.bundle.tiles
             d = float(haversine_m(lat, lon, t.lat, t.lon).min())
-            raise SearchError(f"no tile lies within {radius:.0f} m of ({lat:.6f}, {lon:.6f}); "
-                              f"the nearest is {d:.0f} m away: widen the radius")  # fmt: skip
+            raise SearchError(
+                f"no tile lies within {radius:.0f} m of ({lat:.6f}, {lon:.6f}); "
+                f"the nearest is {d:.0f} m away: widen the radius"
+            )
         return rows
 
     def _queries(self, image, heading) -> tuple[np.ndarray, np.ndarray]:
@@ -192,9 +199,27 @@ class Localizer:
             r = slice(row, row + len(x))
             row += len(x)
             best = int(np.argmax(scores[r, 0]))
-            out.append(self._result(ids[r][best], scores[r][best], hs[best] if h_in is None
-                                    else float(h_in) % 360.0))  # fmt: skip
+            out.append(
+                self._result(
+                    ids[r][best], scores[r][best], hs[best] if h_in is None else float(h_in) % 360.0
+                )
+            )
         return out
+
+    def retrieve(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 100,
+        prior: tuple[float, float, float] | None = None,
+        heading: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Raw top-k tile rows and scores (best heading's), and that heading (for trackers)."""
+        x, hs = self._queries(image, heading)
+        z = self.encoder.embed_tensor(x)
+        ids, scores = self.bundle.index.search(z, k=int(top_k), candidates=self._candidates(prior))
+        best = int(np.argmax(scores[:, 0]))
+        return ids[best], scores[best], float(hs[best])
 
     def embed(self, image: ImageInput, heading: float | None = 0.0) -> np.ndarray:
         """The query embedding(s) (rolled to north-up by ``heading``)."""
@@ -214,8 +239,14 @@ class Localizer:
             Candidate(int(t.tile_id[i]), float(a), float(o), float(s), float(d))
             for i, a, o, s, d in zip(ids, lat, lon, scores, dist, strict=True)
         )
-        return Localization(float(lat[0]), float(lon[0]), float(scores[0]), float(heading),
-                            float(np.sqrt(spread2 + half_stride**2)), cands)  # fmt: skip
+        return Localization(
+            float(lat[0]),
+            float(lon[0]),
+            float(scores[0]),
+            float(heading),
+            float(np.sqrt(spread2 + half_stride**2)),
+            cands,
+        )
 
 
 _DEFAULT: dict[str, Localizer] = {}

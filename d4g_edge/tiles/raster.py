@@ -34,8 +34,13 @@ from d4g_edge.geo import EARTH_RADIUS_M
 from d4g_edge.image import load_rgb
 from d4g_edge.tiles.base import Tile
 
-WORLD_FILE_SUFFIXES = {".png": ".pgw", ".jpg": ".jgw", ".jpeg": ".jgw", ".tif": ".tfw",
-                       ".tiff": ".tfw"}  # fmt: skip
+WORLD_FILE_SUFFIXES = {
+    ".png": ".pgw",
+    ".jpg": ".jgw",
+    ".jpeg": ".jgw",
+    ".tif": ".tfw",
+    ".tiff": ".tfw",
+}
 MAX_RASTER_PIXELS = 1 << 31  # an orthophoto is big on purpose; only absurd sizes are refused
 
 
@@ -145,9 +150,14 @@ class RasterTileSource:
         return len(cols) * len(rows)
 
     def describe(self) -> dict:
-        return {"kind": "raster", "path": self.name, "crs": str(self.crs or "EPSG:4326"),
-                "tile_size_m": self.tile_size_m, "stride_m": self.stride_m,
-                "metres_per_pixel": list(self.px_m)}  # fmt: skip
+        return {
+            "kind": "raster",
+            "path": self.name,
+            "crs": str(self.crs or "EPSG:4326"),
+            "tile_size_m": self.tile_size_m,
+            "stride_m": self.stride_m,
+            "metres_per_pixel": list(self.px_m),
+        }
 
     def centre_pixel(self, tile_id: int) -> tuple[float, float]:
         cols, rows = self._grid
@@ -162,8 +172,13 @@ class RasterTileSource:
                 tid = r * len(cols) + c
                 lat, lon = self.to_latlon(*self.affine(*self.centre_pixel(tid)))
                 box = (col0, row0, col0 + self.tile_px[0], row0 + self.tile_px[1])
-                yield Tile(tid, float(lat), float(lon), self.tile_size_m,
-                           lambda box=box: self._read(box, out))  # fmt: skip
+                yield Tile(
+                    tid,
+                    float(lat),
+                    float(lon),
+                    self.tile_size_m,
+                    lambda box=box: self._read(box, out),
+                )
 
 
 def _crop(rgb: np.ndarray, box, out: int) -> np.ndarray:
@@ -183,8 +198,9 @@ def open_world_file_image(path, tile_size_m, stride_m, crs=None, world_file=None
     prj = path.with_suffix(".prj")
     if crs is None and prj.is_file():
         crs = prj.read_text()
-    if crs is None and not (abs(affine.a) < 1 and -180 <= affine.c <= 180 and -90 <= affine.f
-                            <= 90):  # fmt: skip
+    if crs is None and not (
+        abs(affine.a) < 1 and -180 <= affine.c <= 180 and -90 <= affine.f <= 90
+    ):
         raise TileSourceError(f"{wf} is in a projected CRS; name it with --crs EPSG:NNNN")
     with Image.open(path) as im:
         width, height = im.size

@@ -36,8 +36,14 @@ def _source(raster):
 
 def test_build_embeds_every_tile(tmp_path, raster, tiny_models):
     src = _source(raster)
-    out = build_index(src, tiny_models["satellite"], tmp_path / "b", ground=tiny_models["ground"],
-                      batch_size=7, part_size=10)  # fmt: skip
+    out = build_index(
+        src,
+        tiny_models["satellite"],
+        tmp_path / "b",
+        ground=tiny_models["ground"],
+        batch_size=7,
+        part_size=10,
+    )
     b = Bundle.load(out)
     assert len(b.tiles) == len(src) == 9 * 7
     assert b.manifest["georeference"]["stride_m"] == 8

@@ -128,15 +128,25 @@ def test_geotiff_matches_world_file(tmp_path):
     e0, n0, zone = latlon_to_utm(LAT0, LON0)
     e0, n0 = float(np.floor(e0)), float(np.floor(n0))
     rgb = _rgb(200, 240, seed=3)
-    profile = dict(driver="GTiff", width=240, height=200, count=3, dtype="uint8",
-                   crs=f"EPSG:{zone.epsg}", transform=from_origin(e0, n0, MPP, MPP))  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=240,
+        height=200,
+        count=3,
+        dtype="uint8",
+        crs=f"EPSG:{zone.epsg}",
+        transform=from_origin(e0, n0, MPP, MPP),
+    )
     with rasterio.open(tmp_path / "ortho.tif", "w", **profile) as ds:
         ds.write(rgb.transpose(2, 0, 1))
     Image.fromarray(rgb).save(tmp_path / "same.png")
     _utm_world_file(tmp_path / "same.pgw", e0, n0)
     tif = list(open_tile_source(tmp_path / "ortho.tif", tile_size_m=40, stride_m=20))
-    png = list(open_tile_source(tmp_path / "same.png", tile_size_m=40, stride_m=20,
-                                crs=f"EPSG:{zone.epsg}"))  # fmt: skip
+    png = list(
+        open_tile_source(
+            tmp_path / "same.png", tile_size_m=40, stride_m=20, crs=f"EPSG:{zone.epsg}"
+        )
+    )
     assert len(tif) == len(png) > 0
     for a, b in zip(tif, png, strict=True):
         assert abs(a.lat - b.lat) < 1e-12 and abs(a.lon - b.lon) < 1e-12
