@@ -151,3 +151,45 @@ def test_subprocess_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+
+
+def test_examples_run(paired, query, tmp_path):
+    import os
+
+    path, tile = query
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's d4g_edge, as if installed
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "examples/localize_image.py",
+            str(path),
+            "--bundle",
+            str(paired["bundle"]),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"lat {tile.lat:.6f}" in proc.stdout
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "examples/track_frames.py",
+            str(path),
+            str(path),
+            "--bundle",
+            str(paired["bundle"]),
+            "--step-m",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
