@@ -43,7 +43,12 @@ def _floats(n: int, what: str):
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ground", type=Path, help="ground model to ship in the bundle (.onnx/.pte)")
+    p.add_argument(
+        "--ground",
+        type=Path,
+        action="append",
+        help="ground model to ship in the bundle (.onnx and/or .pte; repeat for both)",
+    )
     p.add_argument("--M", type=int, default=32, help="HNSW graph degree (default: 32)")
     p.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam")
     p.add_argument("--ef", type=int, default=128, help="HNSW search beam (default: 128)")

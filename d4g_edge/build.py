@@ -144,12 +144,20 @@ def _load_part(path: Path) -> tuple[np.ndarray, TileTable]:
     return vectors, TileTable.load(io.BytesIO(raw))
 
 
+def _open_grounds(ground, threads) -> list | None:
+    """One path or several (e.g. ground_int8.onnx + ground_int8.pte) -> opened encoders."""
+    if ground is None:
+        return None
+    paths = list(ground) if isinstance(ground, list | tuple) else [ground]
+    return [open_encoder(p, threads=threads) for p in paths] or None
+
+
 def build_index(
     source: TileSource,
     satellite_model: str | Path,
     out: str | Path,
     *,
-    ground: str | Path | None = None,
+    ground: str | Path | Sequence[str | Path] | None = None,
     shard: tuple[int, int] = (0, 1),
     resume: bool = False,
     params: IndexParams | None = None,
@@ -167,9 +175,9 @@ def build_index(
             f"{satellite_model} is the {sat.config.view} encoder; --model takes "
             "the satellite one (e.g. satellite_int8.onnx)"
         )
-    g = open_encoder(ground, threads=threads) if ground is not None else None
-    if g is not None:
-        check_pairing(g.config, sat.config, "build-index")
+    g = _open_grounds(ground, threads)
+    for enc in g or []:
+        check_pairing(enc.config, sat.config, "build-index")
     work = out.with_name(out.name + ".parts")
     vectors, table = embed_tiles(
         source,
@@ -220,7 +228,7 @@ def merge_shards(
     shards: Sequence[str | Path],
     out: str | Path,
     *,
-    ground: str | Path | None = None,
+    ground: str | Path | Sequence[str | Path] | None = None,
     params: IndexParams | None = None,
     threads: int | None = None,
 ) -> Path:
@@ -253,9 +261,9 @@ def merge_shards(
     have = sorted(m["shard"][0] for m in metas)
     if have != list(range(n)):
         raise BundleError(f"merge needs shards 0..{n - 1} exactly once; got {have}")
-    g = open_encoder(ground, threads=threads) if ground is not None else None
-    if g is not None:
-        check_pairing(g.config, EncoderConfig.from_dict(first["satellite"]["config"]), "merge")
+    g = _open_grounds(ground, threads)
+    for enc in g or []:
+        check_pairing(enc.config, EncoderConfig.from_dict(first["satellite"]["config"]), "merge")
     return write_bundle(
         out,
         np.concatenate(vecs),

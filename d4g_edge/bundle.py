@@ -99,6 +99,17 @@ class Bundle:
     def embed_dim(self) -> int:
         return int(self.manifest["embed_dim"])
 
+    def ground_file(self, suffix: str) -> Path | None:
+        """The bundled ground model with ``suffix`` (".onnx" / ".pte"), if any."""
+        models = self.manifest["models"]
+        entries = ([models["ground"]] if models.get("ground") else []) + list(
+            models.get("ground_extra", [])
+        )
+        for e in entries:
+            if e["file"].endswith(suffix):
+                return self.root / e["file"]
+        return None
+
     @property
     def stride_m(self) -> float | None:
         return (self.manifest.get("georeference") or {}).get("stride_m")
@@ -115,6 +126,8 @@ class Bundle:
         ground = _config(ground_entry, "ground", root) if ground_entry else None
         if ground is not None:
             check_pairing(ground, sat, str(root))
+        for k, extra in enumerate(models.get("ground_extra", [])):
+            check_pairing(_config(extra, f"ground_extra[{k}]", root), sat, str(root))
         params = IndexParams.from_dict(manifest["index"])
         count, dim = int(manifest["tile_count"]), int(manifest["embed_dim"])
         tiles = TileTable.load(root / TILES_FILE)
@@ -199,13 +212,17 @@ def write_bundle(
     """Build the index of ``vectors`` (rows of ``tiles``) and write a bundle atomically.
 
     ``satellite`` is a :func:`model_entry` dict; ``ground`` an opened ground encoder
-    (:mod:`d4g_edge.runtime`) to copy into the bundle, or None for an index-only bundle.
+    (:mod:`d4g_edge.runtime`) to copy into the bundle, a list of them (at most one ``.onnx``
+    and one ``.pte``; the first is the default), or None for an index-only bundle.
     """
     out = Path(out)
     params = params or IndexParams()
     sat_cfg = EncoderConfig.from_dict(satellite["config"])
-    if ground is not None:
-        check_pairing(ground.config, sat_cfg, "build")
+    grounds = (
+        [] if ground is None else list(ground) if isinstance(ground, list | tuple) else [ground]
+    )
+    for enc in grounds:
+        check_pairing(enc.config, sat_cfg, "build")
     if len(vectors) != len(tiles) or vectors.shape[1] != sat_cfg.embed_dim:
         raise BundleError(
             f"{len(vectors)} x {vectors.shape[1]} embeddings for {len(tiles)} tiles "
@@ -217,15 +234,20 @@ def write_bundle(
         EmbeddingIndex.build(vectors, params, threads).save(tmp / INDEX_FILE)
         tiles.save(tmp / TILES_FILE)
         models = {"satellite": dict(satellite)}
-        if ground is not None:
-            name = GROUND_FILES[ground.path.suffix.lower()]
-            shutil.copyfile(ground.path, tmp / name)
-            if ground.path.suffix.lower() == ".pte":
-                shutil.copyfile(
-                    ground.path.with_name(ground.path.name + ".json"), tmp / (name + ".json")
-                )
-            models["ground"] = model_entry(ground.path, ground.config, ground.sha256, name)
-        g = ground.config if ground is not None else None
+        for k, enc in enumerate(grounds):
+            name = GROUND_FILES[enc.path.suffix.lower()]
+            if (tmp / name).exists():
+                raise BundleError(f"two ground models of one format ({name}); pass one of each")
+            shutil.copyfile(enc.path, tmp / name)
+            if enc.path.suffix.lower() == ".pte":
+                sidecar = enc.path.with_name(enc.path.name + ".json")
+                shutil.copyfile(sidecar, tmp / (name + ".json"))
+            entry = model_entry(enc.path, enc.config, enc.sha256, name)
+            if k == 0:
+                models["ground"] = entry
+            else:
+                models.setdefault("ground_extra", []).append(entry)
+        g = grounds[0].config if grounds else None
         manifest = {
             "schema": BUNDLE_SCHEMA,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -117,11 +117,13 @@ class Localizer:
                     f"{b.root} is index-only (built without --ground); pass "
                     "ground=PATH to the ground model"
                 )
-            ground = b.ground_path
-            if backend == "executorch":
-                ground = b.root / "ground.pte"
-                if not ground.is_file():
-                    raise BundleError(f"{b.root} holds no ground.pte for backend 'executorch'")
+            ground = b.ground_file(".pte" if backend == "executorch" else ".onnx")
+            if ground is None:
+                raise BundleError(
+                    f"{b.root} holds no ground model for backend {backend!r} "
+                    f"({'ground.pte' if backend == 'executorch' else 'ground.onnx'}); rebuild "
+                    "with --ground for that format, or pass ground=PATH"
+                )
         enc = open_encoder(ground, backend=backend, threads=threads)
         expected = b.ground_config
         if expected is not None and enc.config.replace(quantization="fp32") != expected.replace(

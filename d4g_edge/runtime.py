@@ -196,15 +196,16 @@ class ExecuTorchEncoder(Encoder):
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self._per_item and x.shape[0] > 1:
             return np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])])
-        with self._lock:
-            try:
+        try:
+            with self._lock:
                 out = self._method.execute([self._torch.from_numpy(x)])
-            except Exception:
-                if x.shape[0] == 1:
-                    raise
-                logger.info("%s has a fixed batch size; running one image at a time", self.path)
-                self._per_item = True
-                return self._run(x)
+        except Exception as err:
+            if x.shape[0] == 1:
+                raise EncoderError(f"ExecuTorch failed to run {self.path.name}: {err}") from None
+            # a static-batch program (ExecuTorch exports usually are): one image at a time
+            logger.info("%s has a fixed batch size; running one image at a time", self.path)
+            self._per_item = True
+            return self._run(x)  # outside the (non-reentrant) lock
         return out[0].detach().numpy() if hasattr(out[0], "detach") else np.asarray(out[0])
 
 

@@ -141,3 +141,13 @@ def test_replace_existing_bundle_but_not_other_dirs(tmp_path, tiny_models):
     with pytest.raises(BundleError, match="not a bundle"):
         _write(tmp_path / "docs", tiny_models)
     assert (tmp_path / "docs" / "keep.txt").read_text() == "x"
+
+
+def test_one_ground_model_per_format(tmp_path, tiny_models):
+    sat = open_encoder(tiny_models["satellite"])
+    g = open_encoder(tiny_models["ground"])
+    v = np.eye(4, EMBED_DIM, dtype=np.float32)
+    entry = model_entry(sat.path, sat.config, sat.sha256)
+    with pytest.raises(BundleError, match="one of each"):
+        write_bundle(tmp_path / "b", v, _table(4), entry, ground=[g, g])
+    assert not (tmp_path / "b").exists()

@@ -52,3 +52,25 @@ def test_executorch_matches_eager_and_batches(pte):
     with torch.no_grad():
         eager = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(z, eager, atol=1e-5)
+
+
+def test_bundle_with_onnx_and_pte_grounds(pte, tiny_models, tmp_path):
+    from d4g_edge.bundle import Bundle, model_entry, write_bundle
+    from d4g_edge.localizer import Localizer
+    from d4g_edge.tiles.base import TileTable
+
+    path, _ = pte
+    sat = open_encoder(tiny_models["satellite"])
+    grounds = [open_encoder(tiny_models["ground"]), open_encoder(path)]
+    v = np.eye(4, 16, dtype=np.float32)
+    table = TileTable.from_rows(range(4), [40.0, 40.001, 40.002, 40.003], [-88.0] * 4, [50.0] * 4)
+    out = write_bundle(
+        tmp_path / "b", v, table, model_entry(sat.path, sat.config, sat.sha256), ground=grounds
+    )
+    b = Bundle.load(out)
+    assert b.ground_file(".pte").name == "ground.pte" and b.ground_path.name == "ground.onnx"
+    img = np.zeros((32, 128, 3), np.uint8)
+    et = Localizer(b, backend="executorch")
+    assert et.encoder.backend == "executorch"
+    assert Localizer(b).encoder.backend == "onnxruntime"
+    assert et.localize(img, heading=0).candidates[0].tile_id in range(4)
