@@ -24,6 +24,7 @@ from pathlib import Path
 
 from d4g_edge._log import setup_logging
 from d4g_edge._version import __version__
+from d4g_edge.build import add_index_args, index_params
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError
 from d4g_edge.localizer import BUNDLE_ENV
@@ -40,25 +41,6 @@ def _floats(n: int, what: str):
         return values
 
     return parse
-
-
-def _index_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ground",
-        type=Path,
-        action="append",
-        help="ground model to ship in the bundle (.onnx and/or .pte; repeat for both)",
-    )
-    p.add_argument("--M", type=int, default=32, help="HNSW graph degree (default: 32)")
-    p.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam")
-    p.add_argument("--ef", type=int, default=128, help="HNSW search beam (default: 128)")
-    p.add_argument(
-        "--exact-threshold",
-        type=int,
-        default=20_000,
-        help="search exactly below this many tiles (default: 20000)",
-    )
-    p.add_argument("--threads", type=int, default=None, help="encoder threads")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,12 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     bld.add_argument("--shard", default="0/1", help="embed only shard i of n (then: merge)")
     bld.add_argument("--resume", action="store_true", help="continue an interrupted build")
     bld.add_argument("--batch-size", type=int, default=32)
-    _index_args(bld)
+    bld.add_argument("--cell-deg", type=float, default=0.01, help="cell size (deg; ~1.1 km)")
+    add_index_args(bld)
 
     mrg = sub.add_parser("merge", help="join the shards of a build-index --shard run")
     mrg.add_argument("shards", nargs="+", type=Path)
     mrg.add_argument("--out", required=True, type=Path)
-    _index_args(mrg)
+    add_index_args(mrg)
 
     bch = sub.add_parser("bench", help="encoder / search / end-to-end latency, HNSW recall")
     bch.add_argument("--bundle", type=Path, default=None, help=bundle_help)
@@ -141,20 +124,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_follow_parser(sub, bundle_help)
     return p
-
-
-def _params(args):
-    from d4g_edge.index import IndexParams
-
-    try:
-        return IndexParams(
-            M=args.M,
-            ef_construction=args.ef_construction,
-            ef=args.ef,
-            exact_threshold=args.exact_threshold,
-        )
-    except ValueError as err:
-        raise D4GEdgeError(str(err)) from None
 
 
 def _truth(args, image: Path):
@@ -174,7 +143,7 @@ def _localize(args) -> int:
 
     if args.truth is not None and len(args.images) > 1:
         raise D4GEdgeError("--truth applies to one image; use IMAGE.json sidecars for several")
-    loc = Localizer(args.bundle, backend=args.backend, threads=args.threads)
+    loc = Localizer(args.bundle, backend=args.backend, threads=args.threads, region=args.prior)
     for i, image in enumerate(args.images):
         rgb = load_rgb(image)
         fix = loc.localize(rgb, top_k=args.top_k, prior=args.prior, heading=args.heading)
@@ -245,19 +214,26 @@ def _build(args) -> int:
         ground=args.ground,
         shard=parse_shard(args.shard),
         resume=args.resume,
-        params=_params(args),
+        params=index_params(args),
         batch_size=args.batch_size,
         threads=args.threads,
+        cell_deg=args.cell_deg,
+        cells=args.cells,
     )
     print(f"wrote {out}")
     return 0
 
 
 def _merge(args) -> int:
-    from d4g_edge.build import merge_shards
+    from d4g_edge.shards import merge_shards
 
     out = merge_shards(
-        args.shards, args.out, ground=args.ground, params=_params(args), threads=args.threads
+        args.shards,
+        args.out,
+        ground=args.ground,
+        params=index_params(args),
+        threads=args.threads,
+        cells=args.cells,
     )
     print(f"wrote {out}")
     return 0

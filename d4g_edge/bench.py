@@ -48,8 +48,8 @@ def hnsw_recall_at_1(index, queries: np.ndarray) -> float:
 
 def perturbed_queries(index, n: int, cosine: float = 0.8, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    ids = rng.integers(0, index.count, n)
-    v = index.hnsw.get_items(ids, return_type="numpy").astype(np.float32)
+    loaded = index.loaded_ids()
+    v = index.get_vectors(loaded[rng.integers(0, len(loaded), n)])
     noise = rng.normal(size=v.shape).astype(np.float32)
     noise -= (noise * v).sum(1, keepdims=True) * v  # orthogonal to the tile vector
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
@@ -69,6 +69,7 @@ def bench(loc: Localizer, queries: int = 50, seed: int = 0) -> dict:
         "tiles": index.count,
         "embed_dim": index.dim,
         "search": "exact" if index.exact else f"hnsw(M={index.params.M}, ef={index.params.ef})",
+        "cells_loaded": len(getattr(index, "parts", [None])),
         "encoder": _pct(_timed(lambda: enc.embed_tensor(enc.preprocess(img)), queries)),
         "search_only": _pct(_timed(lambda: index.search(z, k=5), queries)),
         "end_to_end": _pct(_timed(lambda: loc.localize(img, heading=0.0), queries)),

@@ -9,7 +9,8 @@ scheduler. A progress bar shows when tqdm is installed.
 
 Usage::
 
-    from d4g_edge.build import build_index, merge_shards
+    from d4g_edge.build import build_index
+    from d4g_edge.shards import merge_shards
     build_index(source, "satellite_int8.onnx", "bundles/town", ground="ground_int8.onnx")
     build_index(source, sat, "shards/2", shard=(2, 8)); merge_shards(dirs, "bundles/all")
 """
@@ -26,27 +27,53 @@ from typing import Any
 
 import numpy as np
 
-from d4g_edge._io import atomic_write_bytes, atomic_write_json, sha256_file
+from d4g_edge._io import atomic_write_bytes, atomic_write_json
 from d4g_edge._log import logger
 from d4g_edge.bundle import check_pairing, model_entry, write_bundle
-from d4g_edge.config import EncoderConfig
 from d4g_edge.errors import BundleError, TileSourceError
 from d4g_edge.index import IndexParams
 from d4g_edge.runtime import open_encoder
+from d4g_edge.shards import open_grounds, parse_shard, write_shard
 from d4g_edge.tiles.base import DEFAULT_CELL_DEG, TileSource, TileTable
 
-SHARD_SCHEMA = "d4g-edge/shard/1"
-SHARD_MANIFEST = "shard.json"
+__all__ = ["add_index_args", "build_index", "embed_tiles", "index_params", "parse_shard"]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
+def add_index_args(p) -> None:
+    """The flags shared by every command that writes a bundle (``--ground``, HNSW, cells)."""
+    p.add_argument(
+        "--ground",
+        type=Path,
+        action="append",
+        help="ground model to ship in the bundle (.onnx and/or .pte; repeat for both)",
+    )
+    p.add_argument("--M", type=int, default=32, help="HNSW graph degree (default: 32)")
+    p.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam")
+    p.add_argument("--ef", type=int, default=128, help="HNSW search beam (default: 128)")
+    p.add_argument(
+        "--exact-threshold",
+        type=int,
+        default=20_000,
+        help="search exactly below this many tiles (default: 20000)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="encoder threads")
+    p.add_argument(
+        "--cells",
+        action="store_true",
+        help="one index per geographic cell, so a device loads only the cells near a prior",
+    )
+
+
+def index_params(args) -> IndexParams:
     try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise BundleError(f"--shard must look like i/n (e.g. 0/8), got {text!r}") from None
-    if not 0 <= i < n:
-        raise BundleError(f"--shard {text}: need 0 <= i < n")
-    return i, n
+        return IndexParams(
+            M=args.M,
+            ef_construction=args.ef_construction,
+            ef=args.ef,
+            exact_threshold=args.exact_threshold,
+        )
+    except ValueError as err:
+        raise BundleError(str(err)) from None
 
 
 def _progress(total: int, desc: str):
@@ -144,14 +171,6 @@ def _load_part(path: Path) -> tuple[np.ndarray, TileTable]:
     return vectors, TileTable.load(io.BytesIO(raw))
 
 
-def _open_grounds(ground, threads) -> list | None:
-    """One path or several (e.g. ground_int8.onnx + ground_int8.pte) -> opened encoders."""
-    if ground is None:
-        return None
-    paths = list(ground) if isinstance(ground, list | tuple) else [ground]
-    return [open_encoder(p, threads=threads) for p in paths] or None
-
-
 def build_index(
     source: TileSource,
     satellite_model: str | Path,
@@ -166,6 +185,7 @@ def build_index(
     threads: int | None = None,
     georeference: dict | None = None,
     cell_deg: float = DEFAULT_CELL_DEG,
+    cells: bool = False,
 ) -> Path:
     """Embed ``source`` and write a bundle (or, with ``shard`` n > 1, a shard) to ``out``."""
     out = Path(out)
@@ -175,7 +195,7 @@ def build_index(
             f"{satellite_model} is the {sat.config.view} encoder; --model takes "
             "the satellite one (e.g. satellite_int8.onnx)"
         )
-    g = _open_grounds(ground, threads)
+    g = open_grounds(ground, threads)
     for enc in g or []:
         check_pairing(enc.config, sat.config, "build-index")
     work = out.with_name(out.name + ".parts")
@@ -197,79 +217,9 @@ def build_index(
     if shard[1] > 1:
         write_shard(out, vectors, table, entry, shard, geo)
     else:
-        write_bundle(out, vectors, table, entry, ground=g, params=params, georeference=geo)
+        write_bundle(
+            out, vectors, table, entry, ground=g, params=params, georeference=geo, cells=cells
+        )
     shutil.rmtree(work, ignore_errors=True)
     logger.info("wrote %s (%d tiles)", out, len(table))
     return out
-
-
-def write_shard(out: Path, vectors, table: TileTable, entry: dict, shard, geo: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    buf_path = out / "embeddings.npy"
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(vectors, np.float32))
-    atomic_write_bytes(buf_path, buf.getvalue())
-    table.save(out / "tiles.npz")
-    files = {p.name: sha256_file(p) for p in (buf_path, out / "tiles.npz")}
-    atomic_write_json(
-        out / SHARD_MANIFEST,
-        {
-            "schema": SHARD_SCHEMA,
-            "shard": list(shard),
-            "satellite": entry,
-            "georeference": geo,
-            "tile_count": len(table),
-            "files": files,
-        },
-    )
-
-
-def merge_shards(
-    shards: Sequence[str | Path],
-    out: str | Path,
-    *,
-    ground: str | Path | Sequence[str | Path] | None = None,
-    params: IndexParams | None = None,
-    threads: int | None = None,
-) -> Path:
-    """Join the shards ``0/n .. n-1/n`` of one build into a bundle (all must be present)."""
-    metas, vecs, tables = [], [], []
-    for d in map(Path, shards):
-        mpath = d / SHARD_MANIFEST
-        if not mpath.is_file():
-            raise BundleError(f"{d} is not a shard (no {SHARD_MANIFEST}); build with --shard i/n")
-        meta = json.loads(mpath.read_text())
-        if meta.get("schema") != SHARD_SCHEMA:
-            raise BundleError(f"{mpath}: unknown shard schema {meta.get('schema')!r}")
-        for name, sha in meta["files"].items():
-            if sha256_file(d / name) != sha:
-                raise BundleError(f"{d}/{name} does not match its checksum; rebuild that shard")
-        metas.append(meta)
-        vecs.append(np.load(d / "embeddings.npy", allow_pickle=False))
-        tables.append(TileTable.load(d / "tiles.npz"))
-    first = metas[0]
-    n = first["shard"][1]
-    for m, d in zip(metas, shards, strict=True):
-        for key in ("satellite", "georeference"):
-            if m[key] != first[key]:
-                raise BundleError(
-                    f"shard {d} differs from {shards[0]} in its {key}; shards of one "
-                    "build share the model and the tile source"
-                )
-        if m["shard"][1] != n:
-            raise BundleError(f"shard {d} is {m['shard']}, not one of {n}")
-    have = sorted(m["shard"][0] for m in metas)
-    if have != list(range(n)):
-        raise BundleError(f"merge needs shards 0..{n - 1} exactly once; got {have}")
-    g = _open_grounds(ground, threads)
-    for enc in g or []:
-        check_pairing(enc.config, EncoderConfig.from_dict(first["satellite"]["config"]), "merge")
-    return write_bundle(
-        out,
-        np.concatenate(vecs),
-        TileTable.concat(tables),
-        first["satellite"],
-        ground=g,
-        params=params,
-        georeference=first["georeference"],
-    )

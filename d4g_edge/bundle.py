@@ -37,9 +37,11 @@ import numpy as np
 
 from d4g_edge._io import atomic_write_json, sha256_file
 from d4g_edge._version import __version__
+from d4g_edge.cells import CELLS_DIR, CellIndex, cells_near, write_cells
 from d4g_edge.config import ConfigError, EncoderConfig
-from d4g_edge.errors import BundleChecksumError, BundleError, BundleSchemaError, ModelMismatchError
+from d4g_edge.errors import BundleChecksumError, BundleError, BundleSchemaError
 from d4g_edge.index import EmbeddingIndex, IndexParams
+from d4g_edge.pairing import check_pairing
 from d4g_edge.tiles.base import TileTable
 
 BUNDLE_SCHEMA = "d4g-edge/bundle/1"
@@ -47,42 +49,8 @@ MANIFEST = "manifest.json"
 INDEX_FILE = "index.bin"
 TILES_FILE = "tiles.npz"
 GROUND_FILES = {".onnx": "ground.onnx", ".pte": "ground.pte"}
+__all__ = ["Bundle", "check_pairing", "model_entry", "read_manifest", "write_bundle"]
 _REQUIRED = ("schema", "created", "embed_dim", "models", "index", "tile_count", "files")
-
-
-def check_pairing(ground: EncoderConfig, satellite: EncoderConfig, where: str = "") -> None:
-    """Raise :class:`ModelMismatchError` unless the two students share one teacher space."""
-    at = f"{where}: " if where else ""
-    if satellite.kind != "student" or satellite.view != "satellite":
-        raise ModelMismatchError(
-            f"{at}the index model is a {satellite.views} {satellite.kind}, "
-            "not the satellite student"
-        )
-    if ground.kind != "student" or ground.view not in ("ground", "drone"):
-        raise ModelMismatchError(f"{at}the query model serves {ground.views}, not ground/drone")
-    for name in ("teacher_sha256", "teacher_model"):
-        g, s = getattr(ground, name), getattr(satellite, name)
-        if g is None or s is None:
-            raise ModelMismatchError(
-                f"{at}cannot tell whether the models belong together: {name} is unset in the "
-                f"{'ground' if g is None else 'satellite'} model's config; re-export it"
-            )
-        if g != s:
-            raise ModelMismatchError(
-                f"{at}the index was built by a satellite model distilled from another teacher: "
-                f"{name} ground={g} vs satellite={s}; rebuild the index with the satellite "
-                "student of the ground model's pair"
-            )
-    if ground.embed_dim != satellite.embed_dim:
-        raise ModelMismatchError(
-            f"{at}embed_dim ground={ground.embed_dim} vs satellite={satellite.embed_dim}"
-        )
-    gc, sc = ground.teacher_centre, satellite.teacher_centre
-    if (gc is None) != (sc is None) or (gc is not None and not np.allclose(gc, sc, atol=1e-6)):
-        raise ModelMismatchError(
-            f"{at}the students regress different teacher centres "
-            "(teacher_centre differs); they are not one pair"
-        )
 
 
 @dataclass
@@ -115,11 +83,13 @@ class Bundle:
         return (self.manifest.get("georeference") or {}).get("stride_m")
 
     @classmethod
-    def load(cls, root: str | Path, *, verify: bool = True) -> Bundle:
+    def load(cls, root: str | Path, *, verify: bool = True, region=None) -> Bundle:
+        """Load (and verify) a bundle; of a cell-sharded one only the cells with tiles within
+        ``region`` = (lat, lon, radius_m) (see :mod:`d4g_edge.cells`)."""
         root = Path(root)
         manifest = read_manifest(root)
         if verify:
-            verify_files(root, manifest)
+            verify_files(root, manifest, skip_prefix=CELLS_DIR + "/")
         models = manifest["models"]
         sat = _config(models.get("satellite"), "satellite", root)
         ground_entry = models.get("ground")
@@ -128,12 +98,22 @@ class Bundle:
             check_pairing(ground, sat, str(root))
         for k, extra in enumerate(models.get("ground_extra", [])):
             check_pairing(_config(extra, f"ground_extra[{k}]", root), sat, str(root))
-        params = IndexParams.from_dict(manifest["index"])
+        layout = {k: v for k, v in manifest["index"].items() if k in ("layout", "cells")}
+        params = IndexParams.from_dict(
+            {k: v for k, v in manifest["index"].items() if k not in layout}
+        )
         count, dim = int(manifest["tile_count"]), int(manifest["embed_dim"])
         tiles = TileTable.load(root / TILES_FILE)
         if len(tiles) != count:
             raise BundleError(f"{root}: tiles.npz has {len(tiles)} rows, manifest says {count}")
-        index = EmbeddingIndex.load(root / INDEX_FILE, dim, count, params)
+        if layout.get("layout") == "cells":
+            keys = cells_near(tiles, layout["cells"], region)
+            if verify:
+                wanted = {f"{CELLS_DIR}/{k}.bin" for k in keys}
+                verify_files(root, manifest, only=wanted)
+            index = CellIndex.load(root, keys, layout["cells"], count, dim, params)
+        else:
+            index = EmbeddingIndex.load(root / INDEX_FILE, dim, count, params)
         ground_path = root / ground_entry["file"] if ground_entry else None
         return cls(root, manifest, tiles, index, sat, ground, ground_path)
 
@@ -160,12 +140,18 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_files(root: Path, manifest: Mapping[str, Any]) -> None:
+def verify_files(root: Path, manifest: Mapping[str, Any], skip_prefix=None, only=None) -> None:
+    """Check the SHA-256 of every listed file (or of ``only``; none under ``skip_prefix``)."""
     files = manifest["files"]
-    for name in (INDEX_FILE, TILES_FILE):
+    cells = manifest["index"].get("layout") == "cells"
+    for name in (TILES_FILE,) if cells else (INDEX_FILE, TILES_FILE):
         if name not in files:
             raise BundleSchemaError(f"{root}/{MANIFEST} lists no checksum for {name}")
     for name, expected in sorted(files.items()):
+        if (only is not None and name not in only) or (
+            skip_prefix and name.startswith(skip_prefix)
+        ):
+            continue
         path = root / name
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise BundleSchemaError(f"{root}/{MANIFEST}: file name {name!r} leaves the bundle")
@@ -208,12 +194,14 @@ def write_bundle(
     params: IndexParams | None = None,
     georeference: Mapping[str, Any] | None = None,
     threads: int = -1,
+    cells: bool = False,
 ) -> Path:
     """Build the index of ``vectors`` (rows of ``tiles``) and write a bundle atomically.
 
     ``satellite`` is a :func:`model_entry` dict; ``ground`` an opened ground encoder
     (:mod:`d4g_edge.runtime`) to copy into the bundle, a list of them (at most one ``.onnx``
     and one ``.pte``; the first is the default), or None for an index-only bundle.
+    ``cells=True`` writes one index per geographic cell (:mod:`d4g_edge.cells`).
     """
     out = Path(out)
     params = params or IndexParams()
@@ -231,7 +219,12 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        EmbeddingIndex.build(vectors, params, threads).save(tmp / INDEX_FILE)
+        index_meta = params.to_dict()
+        if cells:
+            tiles, ranges = write_cells(tmp, vectors, tiles, params, threads)
+            index_meta.update(layout="cells", cells=ranges)
+        else:
+            EmbeddingIndex.build(vectors, params, threads).save(tmp / INDEX_FILE)
         tiles.save(tmp / TILES_FILE)
         models = {"satellite": dict(satellite)}
         for k, enc in enumerate(grounds):
@@ -255,10 +248,14 @@ def write_bundle(
             "embed_dim": sat_cfg.embed_dim,
             "models": models,
             "preprocessing": _preprocessing(g) if g is not None else None,
-            "index": params.to_dict(),
+            "index": index_meta,
             "tile_count": len(tiles),
             "georeference": {"crs": "EPSG:4326", **dict(georeference or {})},
-            "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir())},
+            "files": {
+                p.relative_to(tmp).as_posix(): sha256_file(p)
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            },
         }
         atomic_write_json(tmp / MANIFEST, manifest)
         _replace_dir(tmp, out)

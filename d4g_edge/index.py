@@ -112,6 +112,15 @@ class EmbeddingIndex:
             )
         return cls(hnsw, params, dim, count)
 
+    def loaded_ids(self) -> np.ndarray:
+        return np.arange(self.count)
+
+    def get_vectors(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        if self.vectors is not None:
+            return self.vectors[ids]
+        return self.hnsw.get_items(ids, return_type="numpy").astype(np.float32)
+
     def memory_bytes(self) -> int:
         """Approximate resident size: vectors + graph links (+ the exact copy if any)."""
         per = 4 * self.dim + 4 * 2 * self.params.M + 16
@@ -129,10 +138,7 @@ class EmbeddingIndex:
             if candidates.size == 0:
                 raise SearchError("no candidate tiles to search (the prior excludes them all)")
             if candidates.size < self.params.exact_threshold:
-                vecs = self.vectors[candidates] if self.vectors is not None else None
-                if vecs is None:
-                    vecs = self.hnsw.get_items(candidates, return_type="numpy").astype(np.float32)
-                return _topk(q @ vecs.T, k, candidates)
+                return _topk(q @ self.get_vectors(candidates).T, k, candidates)
             allowed = np.zeros(self.count, dtype=bool)
             allowed[candidates] = True
             return self._hnsw(q, min(k, candidates.size), lambda i: bool(allowed[i]))
@@ -156,6 +162,11 @@ class EmbeddingIndex:
     def _hnsw(self, q, k, filt) -> tuple[np.ndarray, np.ndarray]:
         labels, dist = self.hnsw.knn_query(q, k=k, num_threads=1, filter=filt)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+
+def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` of several searches' (Q, *) ids and scores, best first."""
+    return _topk(scores, k, None, ids)
 
 
 def _topk(scores: np.ndarray, k: int, ids: np.ndarray | None, id_table=None):

@@ -100,11 +100,12 @@ class Localizer:
         ground: str | Path | None = None,
         verify: bool = True,
         temperature: float = 0.02,
+        region: tuple[float, float, float] | None = None,
     ) -> None:
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.load(
-                bundle if bundle is not None else default_bundle_path(), verify=verify
-            )
+            path = bundle if bundle is not None else default_bundle_path()
+            # region: of a cell-sharded bundle, load only the cells near it (d4g_edge.cells)
+            bundle = Bundle.load(path, verify=verify, region=region)
         self.bundle = bundle
         self.temperature = float(temperature)
         self.encoder = self._open_ground(ground, backend, threads)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d4g_edge.build import build_index, merge_shards, parse_shard
+from d4g_edge.build import build_index
 from d4g_edge.bundle import Bundle
 from d4g_edge.errors import BundleError, ModelMismatchError
 from d4g_edge.runtime import open_encoder
+from d4g_edge.shards import merge_shards, parse_shard
 from d4g_edge.tiles import open_tile_source
 from tests.sdk._models import conv_onnx, student_config
 

@@ -12,6 +12,7 @@ CHECK = """
 import sys
 import d4g_edge
 import d4g_edge.__main__, d4g_edge.bench, d4g_edge.build, d4g_edge.bundle, d4g_edge.follow
+import d4g_edge.cells, d4g_edge.pairing, d4g_edge.shards
 import d4g_edge.image, d4g_edge.index, d4g_edge.localizer, d4g_edge.plot, d4g_edge.runtime
 import d4g_edge.tiles, d4g_edge.tiles.raster, d4g_edge.tiles.xyz, d4g_edge.tracker
 d4g_edge.__main__._parser()
