@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 
 from d4g_edge._log import setup_logging
-from d4g_edge.build import build_index, parse_shard
+from d4g_edge.build import add_index_args, build_index, index_params, parse_shard
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError
-from d4g_edge.index import IndexParams
 
 
 def parser() -> argparse.ArgumentParser:
@@ -47,16 +46,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-px", type=int, default=256, help="world tile pixels")
     p.add_argument("--gap-strength", type=float, default=1.0, help="world capture domain gap")
     p.add_argument("--model", required=True, type=Path, help="satellite encoder (.onnx/.pte)")
-    p.add_argument("--ground", type=Path, default=None, help="ground encoder to ship")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--shard", default="0/1")
+    p.add_argument("--shard", default="0/1", help="embed only shard i of n (then d4g-edge merge)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--M", type=int, default=32)
-    p.add_argument("--ef-construction", type=int, default=200)
-    p.add_argument("--ef", type=int, default=128)
-    p.add_argument("--exact-threshold", type=int, default=20_000)
+    add_index_args(p)  # --ground (repeatable), HNSW parameters, --threads, --cells
     return p
 
 
@@ -80,12 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.tile_px,
                 args.gap_strength,
             )
-        params = IndexParams(
-            M=args.M,
-            ef_construction=args.ef_construction,
-            ef=args.ef,
-            exact_threshold=args.exact_threshold,
-        )
+        params = index_params(args)
         out = build_index(
             src,
             args.model,
@@ -96,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             params=params,
             batch_size=args.batch_size,
             threads=args.threads,
+            cells=args.cells,
         )
     except (D4GEdgeError, ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
