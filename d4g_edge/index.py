@@ -1,0 +1,183 @@
+"""Nearest-neighbour search over satellite embeddings: hnswlib (cosine), exact below a size.
+
+Embeddings are unit vectors, so cosine similarity is the dot product. Small indexes (fewer
+than ``exact_threshold`` tiles) are searched exactly with numpy: for a few thousand tiles it
+is as fast as HNSW and never misses. Larger ones use an hnswlib graph whose parameters ``M``,
+``ef_construction`` and ``ef`` are kept in the bundle manifest, because hnswlib does not
+persist ``ef``. A search restricted to a set of candidate tiles (a position prior) runs
+exactly over those tiles when they are few, else through hnswlib's filter.
+
+Usage::
+
+    from d4g_edge.index import EmbeddingIndex, IndexParams
+    index = EmbeddingIndex.build(vectors, IndexParams(M=32, ef=128))
+    ids, scores = index.search(queries, k=5)               # (Q, 5) each, best first
+    ids, scores = index.search(queries, k=5, candidates=np.array([3, 8, 9]))
+    index.save("index.bin"); EmbeddingIndex.load("index.bin", dim=512, count=n, params=p)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from d4g_edge._io import temp_path
+from d4g_edge.errors import BundleError, SearchError
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """hnswlib graph parameters and the size below which search is exact."""
+
+    M: int = 32  # graph degree: recall up, memory up
+    ef_construction: int = 200
+    ef: int = 128  # search beam; >= k; recall up, latency up
+    exact_threshold: int = 20_000
+    space: str = "cosine"
+
+    def __post_init__(self) -> None:
+        for name in ("M", "ef_construction", "ef"):
+            if int(getattr(self, name)) < 2:
+                raise ValueError(f"index parameter {name} must be >= 2, got {getattr(self, name)}")
+        if self.space != "cosine":
+            raise ValueError(f"only the cosine space is supported, got {self.space!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> IndexParams:
+        return cls(**data)
+
+
+class EmbeddingIndex:
+    """Unit vectors with ids ``0..count-1`` (the row of the tile table)."""
+
+    def __init__(self, hnsw, params: IndexParams, dim: int, count: int) -> None:
+        self.hnsw, self.params, self.dim, self.count = hnsw, params, int(dim), int(count)
+        self.hnsw.set_ef(max(params.ef, 2))
+        self.vectors: np.ndarray | None = None
+        if self.count < params.exact_threshold:
+            self.vectors = self.hnsw.get_items(np.arange(self.count), return_type="numpy")
+            self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
+
+    @property
+    def exact(self) -> bool:
+        return self.vectors is not None
+
+    @classmethod
+    def build(
+        cls, vectors: np.ndarray, params: IndexParams | None = None, threads: int = -1
+    ) -> EmbeddingIndex:
+        import hnswlib
+
+        params = params or IndexParams()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
+            raise BundleError(
+                f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
+            )
+        hnsw = hnswlib.Index(space=params.space, dim=vectors.shape[1])
+        hnsw.init_index(
+            max_elements=len(vectors), M=params.M, ef_construction=params.ef_construction
+        )
+        hnsw.add_items(vectors, np.arange(len(vectors)), num_threads=threads)
+        return cls(hnsw, params, vectors.shape[1], len(vectors))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = temp_path(path)
+        try:
+            self.hnsw.save_index(str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> EmbeddingIndex:
+        import hnswlib
+
+        hnsw = hnswlib.Index(space=params.space, dim=int(dim))
+        try:
+            hnsw.load_index(str(path), max_elements=int(count))
+        except (RuntimeError, ValueError, OSError) as err:
+            raise BundleError(f"hnswlib cannot read {path}: {err}") from None
+        if hnsw.get_current_count() != count:
+            raise BundleError(
+                f"{path} holds {hnsw.get_current_count()} vectors, the manifest says {count}"
+            )
+        return cls(hnsw, params, dim, count)
+
+    def loaded_ids(self) -> np.ndarray:
+        return np.arange(self.count)
+
+    def get_vectors(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        if self.vectors is not None:
+            return self.vectors[ids]
+        return self.hnsw.get_items(ids, return_type="numpy").astype(np.float32)
+
+    def memory_bytes(self) -> int:
+        """Approximate resident size: vectors + graph links (+ the exact copy if any)."""
+        per = 4 * self.dim + 4 * 2 * self.params.M + 16
+        return self.count * per + (self.vectors.nbytes if self.vectors is not None else 0)
+
+    def search(
+        self, queries: np.ndarray, k: int = 5, candidates: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` ids and cosine scores per query, best first (fewer if fewer tiles)."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.dim:
+            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        if candidates is not None:
+            candidates = np.unique(np.asarray(candidates, dtype=np.int64))
+            if candidates.size == 0:
+                raise SearchError("no candidate tiles to search (the prior excludes them all)")
+            if candidates.size < self.params.exact_threshold:
+                return _topk(q @ self.get_vectors(candidates).T, k, candidates)
+            allowed = np.zeros(self.count, dtype=bool)
+            allowed[candidates] = True
+            return self._hnsw(q, min(k, candidates.size), lambda i: bool(allowed[i]))
+        if self.vectors is not None:
+            return _topk(q @ self.vectors.T, k, None)
+        return self._hnsw(q, min(k, self.count), None)
+
+    def search_exact(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over every vector (for recall measurements), in bounded memory."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        best_ids, best_scores = [], []
+        step = 65_536
+        for start in range(0, self.count, step):
+            ids = np.arange(start, min(start + step, self.count))
+            vecs = self.vectors[ids] if self.vectors is not None else self.hnsw.get_items(ids)
+            i, s = _topk(q @ np.asarray(vecs, np.float32).T, k, ids)
+            best_ids.append(i)
+            best_scores.append(s)
+        return _topk(np.concatenate(best_scores, 1), k, None, np.concatenate(best_ids, 1))
+
+    def _hnsw(self, q, k, filt) -> tuple[np.ndarray, np.ndarray]:
+        labels, dist = self.hnsw.knn_query(q, k=k, num_threads=1, filter=filt)
+        return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+
+def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` of several searches' (Q, *) ids and scores, best first."""
+    return _topk(scores, k, None, ids)
+
+
+def _topk(scores: np.ndarray, k: int, ids: np.ndarray | None, id_table=None):
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else None
+    if part is None:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    top = np.take_along_axis(scores, part, 1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    cols = np.take_along_axis(part, order, 1)
+    out_scores = np.take_along_axis(scores, cols, 1).astype(np.float32)
+    if id_table is not None:
+        return np.take_along_axis(id_table, cols, 1).astype(np.int64), out_scores
+    return (cols if ids is None else ids[cols]).astype(np.int64), out_scores

@@ -1,0 +1,273 @@
+"""Ground image -> latitude/longitude: the ground encoder + the bundle's satellite index.
+
+``Localizer`` loads a bundle once (verified, see :mod:`d4g_edge.bundle`) and is safe to share
+across threads (onnxruntime sessions and hnswlib queries are re-entrant; ExecuTorch calls are
+serialised by the encoder). ``localize()`` is the one-call form on the default bundle.
+
+Heading. The models expect a panorama with north at its centre column. ``heading=h`` says the
+panorama's centre column looks at azimuth ``h`` degrees (clockwise from north); it is rolled
+north-up before encoding. ``heading=None`` (unknown) encodes ``headings`` circular rolls of the
+panorama in one batch and keeps the best; the answer's ``heading_deg`` is then the estimated
+azimuth of the query's centre column (a resolution of ``360 / headings`` degrees).
+
+Limited field of view. A photo that is not a 360-degree panorama is squashed to the
+panorama's shape, which the ``edge-s`` students never saw in training: expect far lower
+recall, and a heading search that is not meaningful (a roll of a narrow view is not another
+viewing direction). Use panoramas (or stitch frames into one); ``fov`` training is future work.
+
+Uncertainty. ``uncertainty_m`` is the score-weighted spread of the top-k tile centres around
+the best one (softmax of the cosine scores at ``temperature``), combined with half the tile
+stride, the resolution of a grid of tiles. It is a spread, not a calibrated confidence radius.
+
+Usage::
+
+    import d4g_edge
+    fix = d4g_edge.localize("pano.jpg")                     # default bundle
+    loc = d4g_edge.Localizer("bundles/town", threads=2)
+    fix = loc.localize(img, top_k=5, prior=(40.001, -88.002, 300))
+    fixes = loc.localize_batch([img1, img2])
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from d4g_edge.bundle import Bundle, check_pairing
+from d4g_edge.errors import BundleError, ModelMismatchError, NoDefaultBundleError, SearchError
+from d4g_edge.geo import haversine_m
+from d4g_edge.image import ImageInput
+from d4g_edge.runtime import Encoder, open_encoder
+
+BUNDLE_ENV = "D4G_EDGE_BUNDLE"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "_default"
+DEFAULT_HEADINGS = 8
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tile_id: int
+    lat: float
+    lon: float
+    score: float
+    distance_m: float  # from the best candidate
+
+
+@dataclass(frozen=True)
+class Localization:
+    lat: float
+    lon: float
+    score: float
+    heading_deg: float | None
+    uncertainty_m: float
+    candidates: tuple[Candidate, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_bundle_path() -> Path:
+    """``$D4G_EDGE_BUNDLE``, else the bundle shipped in the package, else a typed error."""
+    if os.environ.get(BUNDLE_ENV):
+        return Path(os.environ[BUNDLE_ENV])
+    if (DEFAULT_BUNDLE / "manifest.json").is_file():
+        return DEFAULT_BUNDLE
+    raise NoDefaultBundleError(
+        f"no bundle given and no default bundle is installed (looked at ${BUNDLE_ENV} and "
+        f"{DEFAULT_BUNDLE}). Build one with: d4g-edge build-index --tiles TILES --model "
+        "satellite.onnx --ground ground.onnx --out my_bundle; then pass --bundle my_bundle "
+        f"(or bundle=...), or set {BUNDLE_ENV}=my_bundle"
+    )
+
+
+def _roll_shift(heading_deg: float, width: int) -> int:
+    # the query's centre column looks at heading h: rolling by h * W / 360 puts north there
+    return round(heading_deg / 360.0 * width) % width
+
+
+class Localizer:
+    def __init__(
+        self,
+        bundle: str | Path | Bundle | None = None,
+        *,
+        backend: str = "onnxruntime",
+        threads: int | None = None,
+        ground: str | Path | None = None,
+        verify: bool = True,
+        temperature: float = 0.02,
+        region: tuple[float, float, float] | None = None,
+    ) -> None:
+        if not isinstance(bundle, Bundle):
+            path = bundle if bundle is not None else default_bundle_path()
+            # region: of a cell-sharded bundle, load only the cells near it (d4g_edge.cells)
+            bundle = Bundle.load(path, verify=verify, region=region)
+        self.bundle = bundle
+        self.temperature = float(temperature)
+        self.encoder = self._open_ground(ground, backend, threads)
+
+    def _open_ground(self, ground, backend, threads) -> Encoder:
+        b = self.bundle
+        if ground is None:
+            if b.ground_path is None:
+                raise BundleError(
+                    f"{b.root} is index-only (built without --ground); pass "
+                    "ground=PATH to the ground model"
+                )
+            ground = b.ground_file(".pte" if backend == "executorch" else ".onnx")
+            if ground is None:
+                raise BundleError(
+                    f"{b.root} holds no ground model for backend {backend!r} "
+                    f"({'ground.pte' if backend == 'executorch' else 'ground.onnx'}); rebuild "
+                    "with --ground for that format, or pass ground=PATH"
+                )
+        enc = open_encoder(ground, backend=backend, threads=threads)
+        expected = b.ground_config
+        if expected is not None and enc.config.replace(quantization="fp32") != expected.replace(
+            quantization="fp32"
+        ):
+            raise ModelMismatchError(
+                f"{ground}'s embedded config differs from the bundle's "
+                f"ground model ({b.root}/manifest.json)"
+            )
+        check_pairing(enc.config, b.satellite_config, str(b.root))
+        return enc
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def _candidates(self, prior) -> np.ndarray | None:
+        if prior is None:
+            return None
+        try:
+            lat, lon, radius = (float(v) for v in prior)
+        except (TypeError, ValueError):
+            raise SearchError(f"prior must be (lat, lon, radius_m), got {prior!r}") from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180 and radius > 0):
+            raise SearchError(f"prior {prior!r} is not (lat in -90..90, lon, radius_m > 0)")
+        rows = self.bundle.tiles.within(lat, lon, radius)
+        if rows.size == 0:
+            t = self.bundle.tiles
+            d = float(haversine_m(lat, lon, t.lat, t.lon).min())
+            raise SearchError(
+                f"no tile lies within {radius:.0f} m of ({lat:.6f}, {lon:.6f}); "
+                f"the nearest is {d:.0f} m away: widen the radius"
+            )
+        return rows
+
+    def _queries(self, image, heading) -> tuple[np.ndarray, np.ndarray]:
+        """(R, 3, H, W) inputs (R rolls) and their headings."""
+        x = self.encoder.preprocess(image)
+        w = x.shape[3]
+        headings = (
+            np.arange(DEFAULT_HEADINGS) * 360.0 / DEFAULT_HEADINGS
+            if heading is None
+            else np.array([float(heading) % 360.0])
+        )
+        rolls = [np.roll(x, _roll_shift(h, w), axis=3) for h in headings]
+        return np.concatenate(rolls), headings
+
+    def localize(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 5,
+        prior: tuple[float, float, float] | None = None,
+        heading: float | None = None,
+    ) -> Localization:
+        return self.localize_batch([image], top_k=top_k, prior=prior, heading=heading)[0]
+
+    def localize_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        top_k: int = 5,
+        prior: tuple[float, float, float] | None = None,
+        heading: float | Sequence[float | None] | None = None,
+    ) -> list[Localization]:
+        if int(top_k) < 1:
+            raise SearchError(f"top_k must be >= 1, got {top_k}")
+        headings = list(heading) if isinstance(heading, Sequence) else [heading] * len(images)
+        if len(headings) != len(images):
+            raise SearchError(f"{len(headings)} headings for {len(images)} images")
+        cand = self._candidates(prior)
+        batches = [self._queries(img, h) for img, h in zip(images, headings, strict=True)]
+        z = self.encoder.embed_tensor(np.concatenate([x for x, _ in batches]))
+        ids, scores = self.bundle.index.search(z, k=int(top_k), candidates=cand)
+        out, row = [], 0
+        for (x, hs), h_in in zip(batches, headings, strict=True):
+            r = slice(row, row + len(x))
+            row += len(x)
+            best = int(np.argmax(scores[r, 0]))
+            out.append(
+                self._result(
+                    ids[r][best], scores[r][best], hs[best] if h_in is None else float(h_in) % 360.0
+                )
+            )
+        return out
+
+    def retrieve(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 100,
+        prior: tuple[float, float, float] | None = None,
+        heading: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Raw top-k tile rows and scores (best heading's), and that heading (for trackers)."""
+        x, hs = self._queries(image, heading)
+        z = self.encoder.embed_tensor(x)
+        ids, scores = self.bundle.index.search(z, k=int(top_k), candidates=self._candidates(prior))
+        best = int(np.argmax(scores[:, 0]))
+        return ids[best], scores[best], float(hs[best])
+
+    def embed(self, image: ImageInput, heading: float | None = 0.0) -> np.ndarray:
+        """The query embedding(s) (rolled to north-up by ``heading``)."""
+        x, _ = self._queries(image, heading)
+        return self.encoder.embed_tensor(x)
+
+    def _result(self, ids, scores, heading) -> Localization:
+        t = self.bundle.tiles
+        lat, lon = t.lat[ids], t.lon[ids]
+        dist = haversine_m(lat[0], lon[0], lat, lon)
+        w = np.exp((scores - scores[0]) / self.temperature)
+        w /= w.sum()
+        spread2 = float((w * dist**2).sum())
+        half_stride = (self.bundle.stride_m or float(np.nanmedian(t.footprint_m[ids]) / 2)) / 2
+        half_stride = half_stride if np.isfinite(half_stride) else 0.0
+        cands = tuple(
+            Candidate(int(t.tile_id[i]), float(a), float(o), float(s), float(d))
+            for i, a, o, s, d in zip(ids, lat, lon, scores, dist, strict=True)
+        )
+        return Localization(
+            float(lat[0]),
+            float(lon[0]),
+            float(scores[0]),
+            float(heading),
+            float(np.sqrt(spread2 + half_stride**2)),
+            cands,
+        )
+
+
+_DEFAULT: dict[str, Localizer] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def localize(
+    image: ImageInput,
+    *,
+    bundle: str | Path | None = None,
+    top_k: int = 5,
+    prior: tuple[float, float, float] | None = None,
+    heading: float | None = None,
+) -> Localization:
+    """Localize one image; the bundle (default: :func:`default_bundle_path`) loads once."""
+    key = str(Path(bundle).resolve()) if bundle is not None else str(default_bundle_path())
+    with _DEFAULT_LOCK:
+        if key not in _DEFAULT:
+            _DEFAULT[key] = Localizer(key)
+        loc = _DEFAULT[key]
+    return loc.localize(image, top_k=top_k, prior=prior, heading=heading)

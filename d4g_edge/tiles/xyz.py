@@ -1,0 +1,98 @@
+"""Web-map tiles in an XYZ folder (``z/x/y.png|jpg``, the slippy-map layout) as a tile source.
+
+Tile bounds come from ``mercantile`` (optional extra ``d4g-edge[tiles]``). Each tile is one
+index entry: its centre in WGS84 and its footprint (edge length in ground metres: the Web
+Mercator edge scaled by cos(latitude)). ``scheme="tms"`` reads folders whose rows count from
+the south (TMS). With several zoom levels present the highest is used unless ``zoom`` is set.
+
+Usage::
+
+    from d4g_edge.tiles.xyz import XYZTileSource
+    src = XYZTileSource("tiles/")            # tiles/19/131072/87381.png ...
+    for tile in src: tile.tile_id, tile.lat, tile.lon, tile.read()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from d4g_edge._log import logger
+from d4g_edge.errors import TileSourceError
+from d4g_edge.image import load_rgb
+from d4g_edge.tiles.base import Tile
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _mercantile():
+    try:
+        import mercantile
+    except ImportError:
+        raise TileSourceError(
+            "XYZ tile folders need mercantile: pip install 'd4g-edge[tiles]'"
+        ) from None
+    return mercantile
+
+
+def xyz_tile_id(z: int, x: int, y: int) -> int:
+    """A unique integer per (z, x, y): z in the top bits, then x and y (28 bits each)."""
+    return (int(z) << 56) | (int(x) << 28) | int(y)
+
+
+class XYZTileSource:
+    def __init__(self, root: str | Path, zoom: int | None = None, scheme: str = "xyz") -> None:
+        self.root = Path(root)
+        if scheme not in ("xyz", "tms"):
+            raise TileSourceError(f"scheme must be 'xyz' or 'tms', got {scheme!r}")
+        self.scheme = scheme
+        self._m = _mercantile()
+        zooms = sorted(int(p.name) for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+        if not zooms:
+            raise TileSourceError(
+                f"{self.root} has no zoom folders; expected an XYZ layout z/x/y.png|jpg"
+            )
+        if zoom is None:
+            zoom = zooms[-1]
+            if len(zooms) > 1:
+                logger.info("%s holds zooms %s; indexing zoom %d", self.root, zooms, zoom)
+        elif zoom not in zooms:
+            raise TileSourceError(f"{self.root} has no zoom {zoom}; it holds {zooms}")
+        self.zoom = zoom
+        self._files = self._scan()
+        if not self._files:
+            raise TileSourceError(f"{self.root}/{zoom} holds no {'/'.join(SUFFIXES)} tiles")
+
+    def _scan(self) -> list[tuple[int, int, Path]]:
+        files, n = [], 1 << self.zoom
+        for xdir in sorted((self.root / str(self.zoom)).iterdir(), key=lambda p: p.name):
+            if not (xdir.is_dir() and xdir.name.isdigit()):
+                continue
+            for f in sorted(xdir.iterdir(), key=lambda p: p.name):
+                if f.suffix.lower() not in SUFFIXES or not f.stem.isdigit():
+                    continue
+                x, y = int(xdir.name), int(f.stem)
+                if self.scheme == "tms":
+                    y = n - 1 - y
+                if not (0 <= x < n and 0 <= y < n):
+                    raise TileSourceError(f"{f}: tile ({x}, {y}) is outside zoom {self.zoom}")
+                files.append((x, y, f))
+        return files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def describe(self) -> dict:
+        return {"kind": "xyz", "path": str(self.root), "zoom": self.zoom, "scheme": self.scheme}
+
+    def tile(self, x: int, y: int, path: Path) -> Tile:
+        m = self._m
+        b = m.xy_bounds(x, y, self.zoom)
+        lon, lat = m.lnglat((b.left + b.right) / 2, (b.bottom + b.top) / 2)
+        footprint = (b.right - b.left) * math.cos(math.radians(lat))
+        return Tile(xyz_tile_id(self.zoom, x, y), lat, lon, footprint, lambda: load_rgb(path))
+
+    def __iter__(self) -> Iterator[Tile]:
+        for x, y, path in self._files:
+            yield self.tile(x, y, path)

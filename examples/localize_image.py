@@ -1,0 +1,26 @@
+"""Localize one ground panorama against a bundle: the ten lines a user copies.
+
+Run from anywhere with the SDK installed (``pip install d4g-edge``)::
+
+    python examples/localize_image.py examples/query_pano.jpg --bundle my_bundle
+"""
+
+import argparse
+
+import d4g_edge
+
+p = argparse.ArgumentParser()
+p.add_argument("image")
+p.add_argument("--bundle", default=None, help="bundle dir (default: the bundled default)")
+args = p.parse_args()
+
+loc = d4g_edge.Localizer(args.bundle, threads=2)  # loads and verifies the bundle once
+fix = loc.localize(args.image, top_k=5)  # heading unknown: searched over 8 rolls
+print(
+    f"lat {fix.lat:.6f} lon {fix.lon:.6f} (±{fix.uncertainty_m:.0f} m), "
+    f"heading {fix.heading_deg:.0f}°, score {fix.score:.3f}"
+)
+for c in fix.candidates:
+    print(
+        f"  tile {c.tile_id}: {c.lat:.6f}, {c.lon:.6f}  score {c.score:.3f}  {c.distance_m:.0f} m"
+    )

@@ -1,0 +1,115 @@
+"""d4g_edge.localize / Localizer on a real bundle built from a raster with real encoders."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import d4g_edge
+from d4g_edge import localizer as localizer_mod
+from d4g_edge.errors import BundleError, NoDefaultBundleError, SearchError
+from d4g_edge.geo import haversine_m
+from d4g_edge.localizer import Localizer
+from tests.sdk._models import GROUND_HW, pano_of_tile
+
+
+@pytest.fixture(scope="module")
+def loc(paired):
+    return Localizer(paired["bundle"], threads=1)
+
+
+@pytest.mark.parametrize("k", [0, 17, 40])
+def test_finds_the_tile_a_panorama_was_made_from(loc, paired, k):
+    tile = paired["tiles"][k]
+    fix = loc.localize(pano_of_tile(tile.read()), heading=0.0, top_k=3)
+    assert fix.candidates[0].tile_id == tile.tile_id
+    assert (fix.lat, fix.lon) == (tile.lat, tile.lon)
+    assert fix.score > 0.999 and fix.heading_deg == 0.0
+    assert len(fix.candidates) == 3 and fix.candidates[0].distance_m == 0.0
+    d = haversine_m(fix.lat, fix.lon, fix.candidates[2].lat, fix.candidates[2].lon)
+    assert fix.candidates[2].distance_m == pytest.approx(float(d))
+    assert fix.uncertainty_m >= 8 / 2  # at least half the stride
+    assert fix.to_dict()["candidates"][0]["tile_id"] == tile.tile_id
+
+
+@pytest.mark.parametrize("steps", [1, 3, 6])  # the query's heading: steps * 45 degrees
+def test_unknown_heading_is_recovered(loc, paired, steps):
+    tile = paired["tiles"][25]
+    pano = pano_of_tile(tile.read())
+    shift = steps * GROUND_HW[1] // 8
+    # column c of the rolled query shows what column c + shift of the north-up one showed
+    query = np.ascontiguousarray(np.roll(pano, -shift, axis=1))
+    fix = loc.localize(query)  # heading unknown: 8 rolls in one batch
+    assert fix.heading_deg == pytest.approx(steps * 45.0)
+    assert fix.candidates[0].tile_id == tile.tile_id and fix.score > 0.999
+    known = loc.localize(query, heading=steps * 45.0)
+    assert known.score == pytest.approx(fix.score, abs=1e-6)
+    wrong = loc.localize(query, heading=steps * 45.0 + 90.0)
+    assert wrong.score < fix.score - 1e-3
+
+
+def test_prior_restricts_the_search(loc, paired):
+    tiles = paired["tiles"]
+    truth, far = tiles[0], tiles[-1]
+    query = pano_of_tile(truth.read())
+    near_far = loc.localize(query, heading=0.0, prior=(far.lat, far.lon, 20.0), top_k=5)
+    for c in near_far.candidates:
+        assert haversine_m(far.lat, far.lon, c.lat, c.lon) <= 20.0
+    assert near_far.candidates[0].tile_id != truth.tile_id
+    inside = loc.localize(query, heading=0.0, prior=(truth.lat, truth.lon, 20.0))
+    assert inside.candidates[0].tile_id == truth.tile_id
+    with pytest.raises(SearchError, match="nearest is"):
+        loc.localize(query, prior=(41.0, -88.0, 100.0))
+    with pytest.raises(SearchError, match="prior"):
+        loc.localize(query, prior=(40.0, -88.0))
+
+
+def test_batch_and_threads_agree_with_single_calls(loc, paired):
+    queries = [pano_of_tile(paired["tiles"][k].read()) for k in (2, 9, 33, 50)]
+    single = [loc.localize(q, heading=0.0) for q in queries]
+    batch = loc.localize_batch(queries, heading=0.0)
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda q: loc.localize(q, heading=0.0), queries * 3))
+    for a, b in zip(single, batch, strict=True):
+        assert a.candidates[0].tile_id == b.candidates[0].tile_id
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+    assert [f.candidates[0].tile_id for f in threaded] == [
+        f.candidates[0].tile_id for f in single * 3
+    ]
+
+
+def test_module_function_and_image_forms(paired, tmp_path):
+    from PIL import Image
+
+    tile = paired["tiles"][12]
+    pano = pano_of_tile(tile.read())
+    Image.fromarray(pano).save(tmp_path / "q.png")
+    for image in (tmp_path / "q.png", (tmp_path / "q.png").read_bytes(), Image.fromarray(pano)):
+        fix = d4g_edge.localize(image, bundle=paired["bundle"], heading=0.0)
+        assert fix.candidates[0].tile_id == tile.tile_id
+
+
+def test_no_default_bundle_is_a_typed_error(monkeypatch, tmp_path, paired):
+    monkeypatch.delenv(localizer_mod.BUNDLE_ENV, raising=False)
+    monkeypatch.setattr(localizer_mod, "DEFAULT_BUNDLE", tmp_path / "none")
+    with pytest.raises(NoDefaultBundleError, match="build-index"):
+        d4g_edge.localize(np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setenv(localizer_mod.BUNDLE_ENV, str(paired["bundle"]))
+    tile = paired["tiles"][5]
+    fix = d4g_edge.localize(pano_of_tile(tile.read()), heading=0)
+    assert fix.candidates[0].tile_id == tile.tile_id
+
+
+def test_index_only_bundle_needs_a_ground_model(paired, tmp_path):
+    from d4g_edge.build import build_index
+    from d4g_edge.tiles import open_tile_source
+
+    src = open_tile_source(paired["dir"] / "ortho.png", tile_size_m=32, stride_m=16)
+    b = build_index(src, paired["satellite"], tmp_path / "idx")
+    with pytest.raises(BundleError, match="index-only"):
+        Localizer(b)
+    loc = Localizer(b, ground=paired["ground"])
+    tile = next(iter(src))
+    assert loc.localize(pano_of_tile(tile.read()), heading=0).candidates[0].tile_id == tile.tile_id
