@@ -40,11 +40,17 @@ def config_from_student_meta(meta: dict[str, Any]) -> EncoderConfig:
         model_kwargs=meta.get("model_kwargs") or {},
         mean=meta.get("mean") or (0.485, 0.456, 0.406),
         std=meta.get("std") or (0.229, 0.224, 0.225),
-        teacher_centre=meta.get("teacher_centre"),
+        teacher_centre=_view_centre(meta.get("teacher_centre"), view),
         teacher_model=meta.get("teacher_model"),
         teacher_sha256=meta.get("teacher_sha256"),
         weights_sha256=meta.get("sha256"),
     )
+
+
+def _view_centre(centre: Any, view: str) -> Any:
+    # train.distill writes the centres of every view it trained ({view: [...]}); a student
+    # carries its own view's.
+    return centre.get(view) if isinstance(centre, dict) else centre
 
 
 def load_student(path: str | Path, view: str | None = None) -> tuple[nn.Module, EncoderConfig]:
