@@ -106,13 +106,16 @@ def build_parser(cls: type, description: str | None = None) -> argparse.Argument
         if typing.get_origin(tp) in (typing.Union, types.UnionType):
             tp = next(a for a in typing.get_args(tp) if a is not type(None))
         kw: dict[str, Any] = {"type": tp, "help": f.metadata.get("help", "")}
+        if tp is bool:
+            kw = {"action": argparse.BooleanOptionalAction, "help": kw["help"]}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.default is dataclasses.MISSING:
             kw["required"] = True
         else:
             kw["default"] = f.default
-            kw["help"] += f" (default: {f.default})"
+            if tp is not bool:  # BooleanOptionalAction states its default itself
+                kw["help"] += f" (default: {f.default})"
         parser.add_argument("--" + f.name.replace("_", "-"), **kw)
     return parser
 
