@@ -118,7 +118,10 @@ def _source(cfg: ExecuTorchConfig) -> tuple[torch.nn.Module, EncoderConfig]:
     path = Path(cfg.checkpoint) if cfg.checkpoint else default_student(cfg.view)
     if not path.is_file():
         raise UserError(f"--checkpoint {path}: no such file; pass a train.distill student_*.pt")
-    model, enc = load_student(path, view=cfg.view)
+    try:
+        model, enc = load_student(path, view=cfg.view)
+    except ValueError as err:  # train.checkpoint.CheckpointError: wrong kind/view, bad sidecar
+        raise UserError(str(err)) from err
     return model, enc.replace(weights_sha256=file_sha256(path))
 
 

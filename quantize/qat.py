@@ -63,7 +63,10 @@ class QuantizeConfig:
     scheme: str = field(default="int8", metadata={"help": "quantization", "choices": SCHEMES})
     view: str = field(
         default="ground",
-        metadata={"help": "view of the default student (checked against --student)"},
+        metadata={
+            "help": "view of the default student (checked against --student)",
+            "choices": VIEWS,
+        },
     )
     student: Path | None = field(
         default=None, metadata={"help": "student checkpoint (default: the committed one)"}
@@ -101,7 +104,10 @@ def _student(path: Path | None, view: str):
     path = Path(path) if path else default_student(view)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; pass a train.distill student_*.pt")
-    model, cfg = load_student(path, view=view)
+    try:
+        model, cfg = load_student(path, view=view)
+    except ValueError as err:  # train.checkpoint.CheckpointError: wrong kind/view, bad sidecar
+        raise UserError(str(err)) from err
     return model, cfg.replace(weights_sha256=file_sha256(path))
 
 
@@ -130,7 +136,7 @@ def fine_tune(model, prepared, ds, cfg: QuantizeConfig) -> list[float]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step == 1 or step % 25 == 0 or step == cfg.steps:
             logger.info("step %d/%d  1 - cos %.5f", step, cfg.steps, losses[-1])
     return losses
@@ -154,9 +160,21 @@ def quantize_student(model, enc: EncoderConfig, ds, cfg: QuantizeConfig):
     return pt2e.convert(prepared), losses
 
 
+def _partner_path(cfg: QuantizeConfig) -> Path:
+    """The other view's encoder, resolved before any training (a typo fails in seconds)."""
+    other = "satellite" if cfg.view == "ground" else "ground"
+    path = Path(cfg.partner) if cfg.partner else default_student(other)
+    if not path.exists():
+        raise UserError(
+            f"--partner {path}: no such file or folder; pass the {other} student or a "
+            f"quantize.qat run of it, or --no-evaluate"
+        )
+    return path
+
+
 def _partner(cfg: QuantizeConfig, other: str):
     """(encoder, EncoderConfig) of the other view: a checkpoint or a quantize.qat run."""
-    path = Path(cfg.partner) if cfg.partner else default_student(other)
+    path = _partner_path(cfg)
     if path.is_dir() or path.suffix == ".pt2":
         program, pcfg = load_quantized(path, other)
         return program.module(), pcfg
@@ -167,6 +185,8 @@ def run(cfg: QuantizeConfig) -> dict:
     """Quantize, save, evaluate; returns what ``metrics.json`` holds."""
     t0 = time.time()
     model, enc = _student(cfg.student, cfg.view)
+    if cfg.evaluate:
+        _partner_path(cfg)
     train_split = load(cfg.dataset, cfg.data, "train")
     ds = view_dataset(enc, view_paths(train_split, cfg.view), cfg.view)
     quantized, losses = quantize_student(model, enc, ds, cfg)

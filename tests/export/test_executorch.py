@@ -79,6 +79,7 @@ def test_failed_verification_leaves_nothing_behind(student, tmp_path, monkeypatc
         (["--checkpoint", "missing.pt"], "missing.pt: no such file"),
         (["--qat", "no_run", "--checkpoint", "STUDENT"], "no_run: no such folder"),
         (["--verify-images", "1", "--checkpoint", "STUDENT"], "--verify-images must be >= 2"),
+        (["--view", "ground", "--checkpoint", "STUDENT"], "not the ground one"),
     ],
 )
 def test_cli_user_errors_exit_2(student, tmp_path, capsys, args, message):
@@ -89,3 +90,20 @@ def test_cli_user_errors_exit_2(student, tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "fastervit_edge"])
+def test_int8_ptq_pte_is_smaller_and_agrees_with_fp32(name, tmp_path):
+    # post-training PT2E int8 (the fallback without --qat), lowered with pad kept outside
+    student = make_student(tmp_path / "student_ground.pt", "ground", name=name)
+    cfg = ExecuTorchConfig(
+        view="ground", checkpoint=student, quant="int8", out=tmp_path / "a", calibration=16
+    )
+    result = export(cfg)
+    assert result.path.name == "ground_int8.pte"
+    embedded = json.loads(PteModel(result.path).constant("encoder_config"))
+    assert embedded["quantization"] == "pt2e-int8"  # what was applied, not the file's tag
+    assert result.agreement["top1_agreement"] >= 0.9
+    fp32 = export(ExecuTorchConfig(view="ground", checkpoint=student, out=tmp_path / "a"))
+    assert result.bytes < 0.5 * fp32.bytes
