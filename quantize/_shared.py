@@ -158,6 +158,10 @@ def run_cli(
     from d4g_edge._log import setup_logging
 
     parser = dataclass_parser(cls, description=doc)
+    module = fn.__module__
+    if module == "__main__":  # run with python -m: the spec knows the dotted name
+        module = getattr(sys.modules["__main__"].__spec__, "name", module)
+    parser.prog = f"python -m {module}"
     args = parser.parse_args(argv)
     setup_logging()
     logger.info("argv: %s", " ".join(sys.argv if argv is None else argv))

@@ -69,6 +69,10 @@ def load_quantized(
 ) -> tuple[torch.export.ExportedProgram, EncoderConfig]:
     """The saved program and its config; a wrong view or missing sidecar is a UserError."""
     path = Path(run_dir_or_file)
+    if not path.exists():
+        raise UserError(
+            f"{path}: no such folder or file; pass a quantize.qat --out folder (or its .pt2)"
+        )
     path = find_quantized(path, view) if path.is_dir() else path
     sidecar = path.with_name(path.name + ".json")
     if not path.is_file() or not sidecar.is_file():

@@ -77,7 +77,7 @@ def test_failed_verification_leaves_nothing_behind(student, tmp_path, monkeypatc
     [
         (["--view", "drone"], "invalid choice"),
         (["--checkpoint", "missing.pt"], "missing.pt: no such file"),
-        (["--qat", "no_run", "--checkpoint", "STUDENT"], "no_run: no such folder"),
+        (["--qat", "no_run", "--checkpoint", "STUDENT"], "no_run: no such folder or file"),
         (["--verify-images", "1", "--checkpoint", "STUDENT"], "--verify-images must be >= 2"),
         (["--view", "ground", "--checkpoint", "STUDENT"], "not the ground one"),
     ],
