@@ -280,7 +280,6 @@ def load_teacher(
     Returns:
         ``(teacher, meta)``: meta is the sidecar (``{"model": name}`` without one).
     """
-    from train.models import create_model
 
     path = Path(path)
     state = read_state_dict(path)
@@ -305,7 +304,7 @@ def load_teacher(
             )
         _check_digest(path, meta)
         name = str(meta.get("model"))
-    teacher = create_model("teacher", name, **meta.get("model_kwargs", {}))
+    teacher = _build_from_sidecar("teacher", name, meta, path)
     apply_state_dict(teacher, state, name=name)
     return teacher.eval(), meta
 
@@ -313,7 +312,6 @@ def load_teacher(
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild any of our encoders (teacher or student, from the sidecar's ``kind``), in eval
     mode. The meta gains ``sizes``: the (H, W) input each view is embedded at."""
-    from train.models import create_model
 
     path = Path(path)
     meta = read_checkpoint_meta(path)
@@ -333,7 +331,7 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
             f"{meta.get('kind')!r}, view {meta.get('view')!r}); re-save it with train.distill"
         )
     _check_digest(path, meta)
-    student = create_model("student", str(meta["model"]), **meta.get("model_kwargs", {}))
+    student = _build_from_sidecar("student", str(meta["model"]), meta, path)
     apply_state_dict(student, read_state_dict(path), name=str(meta["model"]))
     size = tuple(int(v) for v in meta["input_size"])
     if meta["view"] == "satellite" and meta.get("sat_size"):
@@ -375,8 +373,36 @@ def init_student(
     logger.info("initialised the %s student from %s (epoch %s)", view, path, meta.get("epoch"))
 
 
+def _build_from_sidecar(kind: str, name: str, meta: dict[str, Any], path: Path) -> nn.Module:
+    """``create_model`` with the sidecar's name and kwargs; a name or kwarg this version does
+    not know is a CheckpointError naming the sidecar, not a KeyError/TypeError traceback."""
+    from train.models import create_model
+    from train.models.registry import UnknownModelError
+
+    kwargs = meta.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{_sidecar_path(path)}: model_kwargs must be an object")
+    try:
+        return create_model(kind, name, **kwargs)
+    except UnknownModelError as err:
+        raise CheckpointError(f"{_sidecar_path(path)} names an unknown model: {err}") from None
+    except TypeError as err:
+        raise CheckpointError(
+            f"{_sidecar_path(path)}: {kind} {name!r} does not accept its model_kwargs "
+            f"{sorted(kwargs)} ({err}); the checkpoint was written by another version"
+        ) from None
+
+
 def _check_digest(path: Path, meta: dict[str, Any]) -> None:
-    if (digest := meta.get("sha256")) and digest != _sha256(path):
+    digest = meta.get("sha256")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        # Without it, weights swapped under an intact sidecar would load unnoticed.
+        raise CheckpointError(
+            f"{_sidecar_path(path)} has no valid 'sha256' of the weights (got {digest!r}), so "
+            f"{path.name} cannot be checked against it; re-save the checkpoint with "
+            "train.checkpoint.save_checkpoint"
+        )
+    if digest != _sha256(path):
         raise CheckpointError(
             f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
             "after saving); save the checkpoint again"

@@ -103,6 +103,10 @@ class DistillConfig:
         },
     )
     resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace the run in --out (removed only once the inputs check out)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
 
     @property
@@ -172,6 +176,9 @@ class DistillTask:
         }
         kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
         train_split = load(cfg.dataset, cfg.data, "train", **kw)
+        # every input checked before the long teacher-cache pass: a corrupt test image fails now
+        test = load(cfg.dataset, cfg.data, "test", **kw)
+        self.test_teacher = RetrievalSet(test, t_sat, t_ground, t_polar).preload()
         teacher_pairs = PairDataset(train_split, t_sat, t_ground, sat_polar=t_polar).preload()
         student_pairs = PairDataset(
             train_split, self.sat_size, self.ground_size, sat_polar=self.sat_polar
@@ -232,8 +239,6 @@ class DistillTask:
                 )
         self.teacher.to(info.device)
         # validation: each student against the teacher's other view (or the other student)
-        test = load(cfg.dataset, cfg.data, "test", **kw)
-        self.test_teacher = RetrievalSet(test, t_sat, t_ground, t_polar)
         self.test_student = RetrievalSet(test, self.sat_size, self.ground_size, self.sat_polar)
         q, r = self.test_teacher.embed(self.teacher, None, info, hp.batch_size)
         # retention is relative to the teacher as it is used: raw embeddings, both views
@@ -370,6 +375,7 @@ def run(cfg: DistillConfig, hp: HParams | None = None) -> dict:
         out=cfg.out,
         device=cfg.device,
         resume=cfg.resume,
+        overwrite=cfg.overwrite,
     )
 
 

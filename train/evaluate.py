@@ -45,6 +45,7 @@ from d4g_edge.metrics import (
     RetrievalMetrics,
     evaluate_retrieval,
 )
+from train.arg_checks import check_output_file, user_message
 from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
 
 REQUIRED = ("query", "reference", "query_ids", "reference_ids")
@@ -231,6 +232,7 @@ class EvaluateConfig:
     ground: Path | None = None
     satellite: Path | None = None
     split: str = "test"
+    vigor_mode: str = "cross"
     save_embeddings: Path | None = None
     json: Path | None = None
     ks: tuple[int, ...] = DEFAULT_KS
@@ -252,6 +254,10 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     from train.distributed import init_distributed
     from train.evalsets import RetrievalSet
 
+    # The data first (cheap, and what users get wrong), then the models; VIGOR in the area
+    # protocol that train.teacher / train.distill validate with (cross-area by default).
+    kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
+    split = load(cfg.dataset, cfg.data, cfg.split, **kw)
     loaded: dict[Path, tuple] = {}  # one load when both sides are the same teacher
     encoders, sizes = {}, {}
     for view in ("ground", "satellite"):
@@ -265,7 +271,6 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
                 f"cannot embed {view} images; pass a {view} student or a teacher"
             )
         sizes[view] = meta["sizes"][view]
-    split = load(cfg.dataset, cfg.data, cfg.split)
     info = init_distributed("auto")
     polar = loaded[cfg.satellite][1].get("sat_polar")
     evalset = RetrievalSet(
@@ -317,12 +322,16 @@ def _align_spaces(query, reference, ground_meta: dict, sat_meta: dict):
 
 def run(cfg: EvaluateConfig) -> RetrievalMetrics:
     """Evaluate in the mode ``cfg`` selects and write ``cfg.json`` atomically if given."""
+    check_output_file(cfg.json, "--json")  # before minutes of embedding, not after
+    check_output_file(cfg.save_embeddings, "--save-embeddings")
     if cfg.embeddings is not None:
         metrics = evaluate_embeddings(cfg.embeddings, ks=cfg.ks, chunk=cfg.chunk)
         record: dict = {"mode": "embeddings", "embeddings": str(cfg.embeddings)}
     else:
         metrics = evaluate_model(cfg)
         record = {"mode": "model", "dataset": cfg.dataset, "split": cfg.split}
+        if cfg.dataset == "vigor":
+            record["vigor_mode"] = cfg.vigor_mode
     record["metrics"] = metrics.to_dict()
     if cfg.json is not None:
         _write_json(cfg.json, record)
@@ -332,8 +341,11 @@ def run(cfg: EvaluateConfig) -> RetrievalMetrics:
 def _write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed replace; a no-op after a good one
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--ground", type=Path, metavar="CKPT", help="ground encoder")
     model.add_argument("--satellite", type=Path, metavar="CKPT", help="satellite encoder")
     model.add_argument("--split", default="test", help="split to embed (default: test)")
+    model.add_argument(
+        "--vigor-mode",
+        choices=("same", "cross"),
+        default="cross",
+        help="VIGOR same-area or cross-area test set, as train.teacher/train.distill "
+        "validate (default: cross)",
+    )
     model.add_argument(
         "--save-embeddings",
         type=Path,
@@ -389,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run(cfg)
     except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
+        parser.exit(2, f"error: {user_message(e)}\n")
     print(metrics.format_table())  # the result itself goes to stdout; logs go to stderr
     return 0
 

@@ -68,6 +68,10 @@ class TeacherConfig:
         metadata={"help": "initial weights: a teacher.pt or a published Sample4Geo .pth"},
     )
     resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace the run in --out (removed only once the inputs check out)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
 
 
@@ -117,7 +121,7 @@ class TeacherTask:
             self.sat_size,
             self.ground_size,
             self.sat_polar,
-        )
+        ).preload()  # every test image decoded now: a corrupt one fails before training
         self.sampler = HardNegativeSampler(
             train_split,
             batch_size=hp.batch_size,
@@ -217,6 +221,7 @@ def run(cfg: TeacherConfig, hp: HParams | None = None) -> dict:
         out=cfg.out,
         device=cfg.device,
         resume=cfg.resume,
+        overwrite=cfg.overwrite,
     )
 
 
