@@ -25,6 +25,7 @@ import numpy as np
 
 from d4g_edge import logger
 
+from ._checks import check_latlon, inside_root, not_utf8
 from ._errors import DatasetFormatError, missing_file
 from ._files import FileChecker
 from ._split import CrossViewSplit
@@ -47,8 +48,12 @@ def _read_pairs(csv_path: Path) -> list[tuple[int, str, str, int]]:
         )
     rows: list[tuple[int, str, str, int]] = []
     seen: dict[int, int] = {}
-    with open(csv_path, newline="") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        try:
+            numbered = list(enumerate(csv.reader(fh), start=1))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise _unreadable(csv_path, err) from None
+        for line_no, row in numbered:
             if not row or all(not f.strip() for f in row):
                 continue  # tolerate blank lines (e.g. a trailing newline)
             fields = [f.strip() for f in row]
@@ -59,7 +64,8 @@ def _read_pairs(csv_path: Path) -> list[tuple[int, str, str, int]]:
                     line=line_no,
                     hint=f"rows look like {_ROW_EXAMPLE!r}",
                 )
-            sat, ground = fields[0], fields[1]
+            sat = inside_root(csv_path, fields[0], line=line_no)
+            ground = inside_root(csv_path, fields[1], line=line_no)
             stem = Path(sat).stem
             if not stem.isdigit():
                 raise DatasetFormatError(
@@ -82,17 +88,31 @@ def _read_pairs(csv_path: Path) -> list[tuple[int, str, str, int]]:
     return rows
 
 
+def _unreadable(path: Path, err: Exception) -> DatasetFormatError:
+    if isinstance(err, UnicodeDecodeError):
+        return not_utf8(path, err)
+    return DatasetFormatError(path, f"not readable as CSV ({err})")
+
+
 def _read_locations(path: Path) -> np.ndarray:
     """(N, 4) float64 [sat_lat, sat_lon, grd_lat, grd_lon]; row i belongs to id i + 1."""
     out: list[list[float]] = []
-    with open(path, newline="") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        try:
+            numbered = list(enumerate(csv.reader(fh), start=1))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise _unreadable(path, err) from None
+        for line_no, row in numbered:
             if not row:
                 continue
             try:
                 if len(row) < 4:
                     raise ValueError
                 out.append([float(v) for v in row[:4]])
+                for what, (lat, lon) in (("satellite", out[-1][:2]), ("ground", out[-1][2:])):
+                    check_latlon(path, lat, lon, line=line_no, what=f"{what} position")
+            except DatasetFormatError:
+                raise
             except ValueError:
                 raise DatasetFormatError(
                     path,
