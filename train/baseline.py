@@ -44,6 +44,7 @@ from d4g_edge import logger
 from d4g_edge._log import setup_logging
 from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval, evaluate_scores
 from d4g_edge.polar import polar_transform
+from train.arg_checks import check_output_file, user_message
 from train.loop.atomic import atomic_write
 from train.loop.cli import config_from_args, dataclass_parser
 
@@ -229,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(BaselineConfig, args)
         logger.info("train.baseline %s", cfg)
+        check_output_file(cfg.json, "--json")  # before the work, not after
+        check_output_file(cfg.save_embeddings, "--save-embeddings")
         metrics = run(cfg)
     except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
+        parser.exit(2, f"error: {user_message(e)}\n")
     print(metrics.format_table())
     return 0
 

@@ -108,6 +108,10 @@ class DistillConfig:
         },
     )
     resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace the run in --out (removed only once the inputs check out)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
 
     @property
@@ -131,6 +135,10 @@ class DistillTask:
             "satellite": self.sat_polar or (self.sat_size, self.sat_size),
         }
         train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
+        # every input checked before the long teacher-cache pass: a corrupt test image fails now
+        self.test_teacher = RetrievalSet(
+            test_split, self.t_sat, self.t_ground, self.t_polar
+        ).preload()
         teacher_pairs = PairDataset(
             train_split, self.t_sat, self.t_ground, sat_polar=self.t_polar
         ).preload()
@@ -218,7 +226,6 @@ class DistillTask:
         """Validation: each student against the teacher's other view (or the other student)."""
         info, hp, teacher = self.info, self.hp, self.teacher
         t_sat, t_ground, t_polar = self.t_sat, self.t_ground, self.t_polar
-        self.test_teacher = RetrievalSet(test_split, t_sat, t_ground, t_polar)
         self.test_student = RetrievalSet(
             test_split, self.sat_size, self.ground_size, self.sat_polar
         )

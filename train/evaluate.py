@@ -45,6 +45,7 @@ from d4g_edge.metrics import (
     RetrievalMetrics,
     evaluate_retrieval,
 )
+from train.arg_checks import check_output_file, user_message
 from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
 from train.loop.atomic import atomic_write
 from train.loop.cli import config_from_args, dataclass_parser
@@ -241,6 +242,15 @@ class EvaluateConfig:
         default=None, metadata={"group": _MODEL, "metavar": "CKPT", "help": "satellite encoder"}
     )
     split: str = field(default="test", metadata={"group": _MODEL, "help": "split to embed"})
+    vigor_mode: str = field(
+        default="cross",
+        metadata={
+            "group": _MODEL,
+            "choices": ("same", "cross"),
+            "help": "VIGOR same-area or cross-area test set, as train.teacher/train.distill "
+            "validate",
+        },
+    )
     save_embeddings: Path | None = field(
         default=None,
         metadata={
@@ -276,6 +286,10 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     from train.loop.distributed import init_distributed
     from train.loop.evalsets import RetrievalSet
 
+    # The data first (cheap, and what users get wrong), then the models; VIGOR in the area
+    # protocol that train.teacher / train.distill validate with (cross-area by default).
+    kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
+    split = load(cfg.dataset, cfg.data, cfg.split, **kw)
     loaded: dict[Path, tuple] = {}  # one load when both sides are the same teacher
     encoders, inputs = {}, {}
     for view in ("ground", "satellite"):
@@ -289,7 +303,6 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
                 f"cannot embed {view} images; pass a {view} student or a teacher"
             )
         inputs[view] = config.input(view)
-    split = load(cfg.dataset, cfg.data, cfg.split)
     info = init_distributed("auto")
     sat = inputs["satellite"]
     evalset = RetrievalSet(split, sat.size[0], inputs["ground"].size, sat.polar)
@@ -341,12 +354,16 @@ def _kind(sidecar: dict) -> str:
 
 def run(cfg: EvaluateConfig) -> RetrievalMetrics:
     """Evaluate in the mode ``cfg`` selects and write ``cfg.json`` atomically if given."""
+    check_output_file(cfg.json, "--json")  # before minutes of embedding, not after
+    check_output_file(cfg.save_embeddings, "--save-embeddings")
     if cfg.embeddings is not None:
         metrics = evaluate_embeddings(cfg.embeddings, ks=cfg.ks, chunk=cfg.chunk)
         record: dict = {"mode": "embeddings", "embeddings": str(cfg.embeddings)}
     else:
         metrics = evaluate_model(cfg)
         record = {"mode": "model", "dataset": cfg.dataset, "split": cfg.split}
+        if cfg.dataset == "vigor":
+            record["vigor_mode"] = cfg.vigor_mode
     record["metrics"] = metrics.to_dict()
     if cfg.json is not None:
         atomic_write(cfg.json, json.dumps(record, indent=2) + "\n")
@@ -376,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run(cfg)
     except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
+        parser.exit(2, f"error: {user_message(e)}\n")
     print(metrics.format_table())  # the result itself goes to stdout; logs go to stderr
     return 0
 

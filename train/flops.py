@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from d4g_edge import logger
 from d4g_edge._log import setup_logging
+from train.arg_checks import check_output_file
 from train.loop.atomic import atomic_write
 from train.loop.cli import config_from_args, dataclass_parser
 from train.models import create_model
@@ -342,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = dataclass_parser(FlopsConfig, description=__doc__)
     cfg = config_from_args(FlopsConfig, parser.parse_args(argv))
     logger.info("train.flops %s", cfg)
-    costs, summary = run(cfg)
+    try:
+        check_output_file(cfg.json, "--json")
+        costs, summary = run(cfg)
+    except (ValueError, FileNotFoundError) as e:  # e.g. an unknown --edge-teacher
+        parser.exit(2, f"error: {e}\n")
     # The table is this command's output, so it goes to stdout (logs go to stderr).
     sys.stdout.write(format_table(costs) + "\n\n" + CONVENTION + "\n")
     for s in summary:

@@ -70,6 +70,10 @@ class TeacherConfig:
         metadata={"help": "initial weights: a teacher.pt or a published Sample4Geo .pth"},
     )
     resume: bool = field(default=False, metadata={"help": "continue the run in --out"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace the run in --out (removed only once the inputs check out)"},
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
 
 
@@ -97,7 +101,10 @@ class TeacherTask:
         self.train_views = RetrievalSet(
             train_split, self.sat_size, self.ground_size, self.sat_polar
         )
-        self.test = RetrievalSet(test_split, self.sat_size, self.ground_size, self.sat_polar)
+        # every test image decoded now: a corrupt one fails before training
+        self.test = RetrievalSet(
+            test_split, self.sat_size, self.ground_size, self.sat_polar
+        ).preload()
         self.sampler = HardNegativeSampler(
             train_split,
             batch_size=hp.batch_size,

@@ -66,8 +66,9 @@ def load(
 
     ``mode`` ("same" | "cross", default "same") and ``cities`` apply to VIGOR only.
     ``check_files`` verifies that every listed image exists before returning.
-    ``on_missing`` applies to CVACT only: "skip" (default, as Sample4Geo: the release lacks
-    a few train images) or "error".
+    ``on_missing`` applies to CVACT only: "skip" (the default for ``train``, as Sample4Geo:
+    the release lacks a few train images) or "error" (the default for ``val``/``test``: an
+    evaluation split must be complete).
     """
     if name not in DATASETS:
         raise _choice_error("dataset", name, DATASETS)
@@ -82,7 +83,7 @@ def load(
     if name == "cvusa":
         return load_cvusa(root, split, check_files=check_files)
     if name == "cvact":
-        return load_cvact(root, split, check_files=check_files, on_missing=on_missing or "skip")
+        return load_cvact(root, split, check_files=check_files, on_missing=on_missing)
     return load_vigor(root, split, mode=mode or "same", cities=cities, check_files=check_files)
 
 

@@ -10,6 +10,7 @@ Usage::
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 
@@ -21,8 +22,15 @@ class DatasetFormatError(ValueError):
     """
 
     def __init__(
-        self, path: str | Path, problem: str, *, line: int | None = None, hint: str = ""
+        self,
+        path: str | Path,
+        problem: str | None = None,
+        *,
+        line: int | None = None,
+        hint: str = "",
     ) -> None:
+        if problem is None:  # one argument: re-raised from a DataLoader worker, see below
+            path, problem, line = _from_worker(str(path))
         self.path = Path(path)
         self.line = line
         self.problem = problem
@@ -31,6 +39,20 @@ class DatasetFormatError(ValueError):
         if hint:
             message += f" ({hint})"
         super().__init__(message)
+
+
+def _from_worker(text: str) -> tuple[str, str, int | None]:
+    """(path, problem, line) of the one-string form torch's DataLoader builds when it re-raises
+    a worker's exception ("Caught DatasetFormatError in DataLoader worker process 0. Original
+    Traceback ...": ``torch._utils.ExceptionWrapper.reraise``). Only the original message's
+    last line is kept, so the CLI shows the file at fault rather than a worker traceback."""
+    last = text.strip().splitlines()[-1] if text.strip() else text
+    last = last.split("DatasetFormatError: ", 1)[-1]
+    found = re.match(r"(.+?)(?:, line (\d+))?: (.+)", last, re.DOTALL)
+    if not found:
+        return "<unknown>", last, None
+    line = int(found.group(2)) if found.group(2) else None
+    return found.group(1), found.group(3), line
 
 
 def missing_file(

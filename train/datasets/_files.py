@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ._errors import DatasetFormatError, missing_file
+from ._images import to_rgb8
 
 
 def read_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -32,14 +33,23 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
     path = Path(path)
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = to_rgb8(img, path)
             if size is not None and (img.height, img.width) != tuple(size):
                 img = img.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise missing_file(path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        # Pillow reports truncated/corrupt files as OSError and some decoders as SyntaxError.
+    except DatasetFormatError:
+        raise
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
+        # Pillow reports truncated/corrupt files as OSError, some decoders as SyntaxError or
+        # ValueError, and absurd dimensions as DecompressionBombError.
         raise DatasetFormatError(
             path, f"cannot decode image ({exc})", hint="re-download or re-extract this file"
         ) from exc

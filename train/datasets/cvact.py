@@ -12,9 +12,9 @@ Splits: ``train`` = trainSet and ``val`` = valSet (both in ANU_data_small), ``te
 valSetAll in ANU_data_test (the CVACT_test benchmark). The id of a pair is its 1-based row
 in ``ACT_data.mat`` so the same place has the same id in ``val`` and ``test``.
 
-The official release lacks a few training images; like Sample4Geo, pairs with a missing
-image are skipped with a warning by default (``on_missing="skip"``). Pass
-``on_missing="error"`` to make any missing image an error instead.
+The official release lacks a few training images; like Sample4Geo, training pairs with a
+missing image are skipped with a warning by default (``on_missing="skip"``). ``val`` and
+``test`` default to ``on_missing="error"``: a benchmark split must be complete.
 
 Usage::
 
@@ -103,6 +103,12 @@ def _indices(mat_path: Path, mat: dict, struct: str, field: str, n_rows: int) ->
         raise DatasetFormatError(
             mat_path, f"{struct}.{field} must hold integer indices, got {raw.dtype}"
         )
+    if raw.size == 0:
+        raise DatasetFormatError(
+            mat_path,
+            f"{struct}.{field} is empty: the split lists no pairs",
+            hint="expected the 1-based rows of panoIds in this split",
+        )
     idx = raw.astype(np.int64)
     bad = (idx < 1) | (idx > n_rows)
     if bad.any():
@@ -117,9 +123,15 @@ def _indices(mat_path: Path, mat: dict, struct: str, field: str, n_rows: int) ->
 
 
 def load_cvact(
-    root: str | Path, split: str, *, check_files: bool = True, on_missing: str = "skip"
+    root: str | Path, split: str, *, check_files: bool = True, on_missing: str | None = None
 ) -> CrossViewSplit:
-    """Read one CVACT split: ``train``, ``val`` or ``test`` (valSetAll on ANU_data_test)."""
+    """Read one CVACT split: ``train``, ``val`` or ``test`` (valSetAll on ANU_data_test).
+
+    ``on_missing`` defaults to "skip" for ``train`` and "error" for ``val``/``test``: an
+    evaluation split must be complete, or the benchmark silently shrinks.
+    """
+    if on_missing is None:
+        on_missing = "skip" if split == "train" else "error"
     if on_missing not in ("skip", "error"):
         raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
     root = Path(root)
@@ -140,7 +152,16 @@ def load_cvact(
                 hint="expected panoIds, utm, trainSet, valSet, valSetAll",
             )
     pano_ids = _pano_ids(mat_path, mat["panoIds"])
-    utm = np.asarray(mat["utm"], dtype=np.float64)
+    utm = np.asarray(mat["utm"])
+    if utm.dtype.kind not in "iuf":
+        raise DatasetFormatError(
+            mat_path,
+            f"utm holds {utm.dtype} values, expected numbers (easting, northing in metres)",
+        )
+    utm = utm.astype(np.float64)
+    if not np.isfinite(utm).all():
+        row = int(np.flatnonzero(~np.isfinite(utm).all(axis=-1))[0]) + 1 if utm.ndim == 2 else 1
+        raise DatasetFormatError(mat_path, f"utm row {row} is not finite (NaN or inf)")
     if utm.shape != (len(pano_ids), 2):
         raise DatasetFormatError(
             mat_path, f"utm has shape {utm.shape}, expected ({len(pano_ids)}, 2) like panoIds"
@@ -178,8 +199,27 @@ def load_cvact(
         rows = np.asarray(keep, dtype=np.int64)
 
     ids = rows + 1
+    # UTM (southern zone): eastings lie within 0..1000 km of the zone's origin, northings
+    # within 0..10000 km; anything else converts to a wrong place rather than failing.
+    e, n = utm[rows, 0], utm[rows, 1]
+    off = (e <= 0) | (e >= 1e6) | (n < 0) | (n > 1e7)
+    if off.any():
+        row = int(rows[np.flatnonzero(off)[0]])
+        raise DatasetFormatError(
+            mat_path,
+            f"utm row {row + 1} ({utm[row].tolist()}) is outside UTM's range "
+            "(easting 0..1000000 m, northing 0..10000000 m)",
+        )
     lat, lon = utm_to_latlon(utm[rows, 0], utm[rows, 1], CVACT_ZONE)
     latlon = np.stack([lat, lon], axis=1)
+    bad = ~(np.isfinite(latlon).all(axis=1) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+    if bad.any():
+        raise DatasetFormatError(
+            mat_path,
+            f"utm row {int(rows[bad][0]) + 1} ({utm[rows[bad][0]].tolist()}) is no place in "
+            f"UTM zone {CVACT_ZONE.number}S",
+            hint="utm holds easting, northing in metres",
+        )
     names = tuple(pano_ids[r] for r in rows)
     return CrossViewSplit(
         dataset="cvact",

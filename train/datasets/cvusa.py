@@ -25,6 +25,7 @@ import numpy as np
 
 from d4g_edge import logger
 
+from ._checks import check_latlon, inside_root, not_utf8
 from ._errors import DatasetFormatError, missing_file
 from ._files import FileChecker
 from ._split import CrossViewSplit
@@ -47,34 +48,34 @@ def _read_pairs(csv_path: Path) -> list[tuple[int, str, str, int]]:
         )
     rows: list[tuple[int, str, str, int]] = []
     seen: dict[int, int] = {}
-    with open(csv_path, newline="") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
-            if not row or all(not f.strip() for f in row):
-                continue  # tolerate blank lines (e.g. a trailing newline)
-            fields = [f.strip() for f in row]
-            if len(fields) != 3 or not all(fields):
-                raise DatasetFormatError(
-                    csv_path,
-                    f"expected 3 non-empty comma-separated fields, got {row!r}",
-                    line=line_no,
-                    hint=f"rows look like {_ROW_EXAMPLE!r}",
-                )
-            sat, ground = fields[0], fields[1]
-            stem = Path(sat).stem
-            if not stem.isdigit():
-                raise DatasetFormatError(
-                    csv_path,
-                    f"satellite file {sat!r} has no integer basename (the pair id)",
-                    line=line_no,
-                    hint=f"rows look like {_ROW_EXAMPLE!r}",
-                )
-            pair_id = int(stem)
-            if pair_id in seen:
-                raise DatasetFormatError(
-                    csv_path, f"pair id {pair_id} repeats line {seen[pair_id]}", line=line_no
-                )
-            seen[pair_id] = line_no
-            rows.append((pair_id, sat, ground, line_no))
+    for line_no, row in _csv_rows(csv_path):
+        if not row or all(not f.strip() for f in row):
+            continue  # tolerate blank lines (e.g. a trailing newline)
+        fields = [f.strip() for f in row]
+        if len(fields) != 3 or not all(fields):
+            raise DatasetFormatError(
+                csv_path,
+                f"expected 3 non-empty comma-separated fields, got {row!r}",
+                line=line_no,
+                hint=f"rows look like {_ROW_EXAMPLE!r}",
+            )
+        sat = inside_root(csv_path, fields[0], line=line_no)
+        ground = inside_root(csv_path, fields[1], line=line_no)
+        stem = Path(sat).stem
+        if not stem.isdigit():
+            raise DatasetFormatError(
+                csv_path,
+                f"satellite file {sat!r} has no integer basename (the pair id)",
+                line=line_no,
+                hint=f"rows look like {_ROW_EXAMPLE!r}",
+            )
+        pair_id = int(stem)
+        if pair_id in seen:
+            raise DatasetFormatError(
+                csv_path, f"pair id {pair_id} repeats line {seen[pair_id]}", line=line_no
+            )
+        seen[pair_id] = line_no
+        rows.append((pair_id, sat, ground, line_no))
     if not rows:
         raise DatasetFormatError(
             csv_path, "no pairs listed", hint=f"expected rows like {_ROW_EXAMPLE!r}"
@@ -82,24 +83,38 @@ def _read_pairs(csv_path: Path) -> list[tuple[int, str, str, int]]:
     return rows
 
 
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every row; a file that is not UTF-8 CSV is a format error."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        try:
+            return list(enumerate(csv.reader(fh), start=1))
+        except UnicodeDecodeError as err:
+            raise not_utf8(path, err) from None
+        except csv.Error as err:
+            raise DatasetFormatError(path, f"not readable as CSV ({err})") from None
+
+
 def _read_locations(path: Path) -> np.ndarray:
     """(N, 4) float64 [sat_lat, sat_lon, grd_lat, grd_lon]; row i belongs to id i + 1."""
     out: list[list[float]] = []
-    with open(path, newline="") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
-            if not row:
-                continue
-            try:
-                if len(row) < 4:
-                    raise ValueError
-                out.append([float(v) for v in row[:4]])
-            except ValueError:
-                raise DatasetFormatError(
-                    path,
-                    f"expected at least 4 numbers (sat_lat,sat_lon,grd_lat,grd_lon), got {row!r}",
-                    line=line_no,
-                    hint="the file has no header; row k holds the pair with id k",
-                ) from None
+    for line_no, row in _csv_rows(path):
+        if not row:
+            continue
+        try:
+            if len(row) < 4:
+                raise ValueError
+            out.append([float(v) for v in row[:4]])
+            for what, (lat, lon) in (("satellite", out[-1][:2]), ("ground", out[-1][2:])):
+                check_latlon(path, lat, lon, line=line_no, what=f"{what} position")
+        except DatasetFormatError:
+            raise
+        except ValueError:
+            raise DatasetFormatError(
+                path,
+                f"expected at least 4 numbers (sat_lat,sat_lon,grd_lat,grd_lon), got {row!r}",
+                line=line_no,
+                hint="the file has no header; row k holds the pair with id k",
+            ) from None
     return np.asarray(out, dtype=np.float64).reshape(-1, 4)
 
 

@@ -189,6 +189,11 @@ class ViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self._images.paths)
 
+    def preload(self, threads: int = 4) -> ViewDataset:
+        """Decode every image into the cache now (see :meth:`PairDataset.preload`)."""
+        self._images.fill(threads, "decode view")
+        return self
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = self._images[i]
         if self.polar is not None:

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from d4g_edge._log import logger
+
+from ._checks import check_latlon, not_utf8, plain_name
 from ._errors import DatasetFormatError, missing_file
 from ._files import FileChecker
 from ._split import CrossViewSplit
@@ -81,8 +84,11 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
         raise FileNotFoundError(
             2, "VIGOR split file not found (expected splits/{city}/...)", str(path)
         )
-    with open(path) as fh:
-        return [(i, s.strip()) for i, s in enumerate(fh, start=1) if s.strip()]
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return [(i, s.strip()) for i, s in enumerate(fh, start=1) if s.strip()]
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from None
 
 
 def _read_labels(path: Path, sat_index: dict[str, int]):
@@ -98,8 +104,14 @@ def _read_labels(path: Path, sat_index: dict[str, int]):
                 hint=f"lines look like {_LINE_EXAMPLE!r}",
             )
         try:
-            parse_panorama_name(tok[0])
+            plain_name(path, tok[0], line=line_no)
+            _, lat, lon = parse_panorama_name(tok[0])
+            check_latlon(path, lat, lon, line=line_no, what="panorama position")
             offsets = np.array([[float(tok[i + 1]), float(tok[i + 2])] for i in (1, 4, 7, 10)])
+            if not np.isfinite(offsets).all():
+                raise ValueError(f"pixel offsets must be finite numbers, got {offsets.tolist()}")
+        except DatasetFormatError:
+            raise
         except ValueError as exc:
             raise DatasetFormatError(
                 path, str(exc), line=line_no, hint=f"lines look like {_LINE_EXAMPLE!r}"
@@ -143,7 +155,11 @@ def load_vigor(
         sat_index: dict[str, int] = {}
         for line_no, name in _read_lines(list_path):
             try:
+                plain_name(list_path, name, line=line_no)
                 latlon = parse_satellite_name(name)
+                check_latlon(list_path, *latlon, line=line_no, what="tile position")
+            except DatasetFormatError:
+                raise
             except ValueError as exc:
                 raise DatasetFormatError(list_path, str(exc), line=line_no) from None
             if name in sat_index:
@@ -155,7 +171,10 @@ def load_vigor(
             ref_names.append(name)
             ref_latlon.append(latlon)
         label_path = root / "splits" / city / label_file
-        for pano, tiles, offsets in _read_labels(label_path, sat_index):
+        labels = _read_labels(label_path, sat_index)
+        if not labels:
+            logger.warning("VIGOR %s: %s lists no panoramas", city, label_path)
+        for pano, tiles, offsets in labels:
             if check_files and not checker.exists(pano_dir / pano):
                 raise missing_file(pano_dir / pano, referenced_by=label_path)
             q_paths.append(pano_dir / pano)
@@ -164,6 +183,12 @@ def load_vigor(
             q_tiles.append(tiles)
             q_offsets.append(offsets)
 
+    if not q_paths:
+        raise DatasetFormatError(
+            root / "splits",
+            f"the {mode}-area {split} split lists no panoramas in {', '.join(cities)}",
+            hint=f"each city's splits/<city>/{label_file} should hold label lines",
+        )
     ids = np.arange(len(ref_paths), dtype=np.int64)
     tiles = np.asarray(q_tiles, dtype=np.int64).reshape(-1, 4)
     return CrossViewSplit(

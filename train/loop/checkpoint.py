@@ -221,7 +221,15 @@ def _load_failure(err: Exception) -> str:
 
 def check_digest(path: str | Path, sidecar: Mapping[str, Any]) -> None:
     """Refuse weights that are not the file the sidecar was written for."""
-    if (digest := sidecar.get("sha256")) and digest != _sha256(Path(path)):
+    digest = sidecar.get("sha256")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        # Without it, weights swapped under an intact sidecar would load unnoticed.
+        raise CheckpointError(
+            f"{sidecar_path(path)} has no valid 'sha256' of the weights (got {digest!r}), so "
+            f"{Path(path).name} cannot be checked against it; re-save the checkpoint with "
+            "train.loop.save_checkpoint"
+        )
+    if digest != _sha256(Path(path)):
         raise CheckpointError(
             f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
             "after saving); save the checkpoint again"

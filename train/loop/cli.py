@@ -159,6 +159,7 @@ def step_main(
     run, and turn user errors into a message and exit status 2 instead of a traceback."""
     from d4g_edge import logger
     from d4g_edge._log import setup_logging
+    from train.arg_checks import user_message
 
     setup_logging()
     parser = dataclass_parser(cls, description=description)
@@ -169,6 +170,6 @@ def step_main(
     try:
         best = run(cfg, resolve_hparams(preset_hparams(get_preset(cfg.preset)), args))
     except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+        parser.exit(2, f"error: {user_message(err)}\n")
     logger.info("best epoch: %s", best)
     return 0

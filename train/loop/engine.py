@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from d4g_edge import logger
+from train.arg_checks import check_step_flags
 from train.loop.atomic import atomic_write
 from train.loop.distributed import (
     DistInfo,
@@ -46,6 +47,7 @@ from train.loop.state import (
     save_training_state,
 )
 from train.presets import HParams, Preset, get_preset
+from train.run_dir import check_run_dir, claim_run_dir
 
 STATE_FILE = "last.pt"
 
@@ -240,15 +242,24 @@ def launch(
     out: Path,
     device: str,
     resume: bool,
+    overwrite: bool = False,
 ) -> dict:
-    """Run one training step's CLI config end to end: join torchrun's process group, save the
-    resolved config, seed (model initialisation is part of the run), build the task, fit."""
+    """Run one training step's CLI config end to end: check the flags and ``out``, join
+    torchrun's process group, seed (model initialisation is part of the run), build the task
+    (which loads and checks every input), then write the resolved config and fit. Nothing is
+    written into ``out`` before the inputs have been checked."""
+    check_step_flags(cfg, hp)
+    check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
     if resume:  # fail before minutes of data loading, not after
         _check_resumable(out)
     info = init_distributed(device)
     try:
+        # ranks on one machine share its cores
+        torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))
+        seed_everything(hp.seed + info.rank)
+        task = make_task(info)
         if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+            claim_run_dir(out, overwrite=overwrite)
             resolved = {
                 "argv": sys.argv,
                 "config": dataclasses.asdict(cfg),
@@ -257,10 +268,7 @@ def launch(
             }
             atomic_write(out / "config.json", json.dumps(resolved, indent=2, default=str))
             logger.info("resolved config: %s", json.dumps(resolved, default=str))
-        # ranks on one machine share its cores
-        torch.set_num_threads(max(1, torch.get_num_threads() // info.world_size))
-        seed_everything(hp.seed + info.rank)
-        return fit(make_task(info), LoopConfig(run_dir=out, hp=hp, resume=resume), info)
+        return fit(task, LoopConfig(run_dir=out, hp=hp, resume=resume), info)
     finally:
         shutdown_distributed()
 
@@ -283,4 +291,5 @@ def run_task(
         out=cfg.out,
         device=cfg.device,
         resume=cfg.resume,
+        overwrite=cfg.overwrite,
     )

@@ -30,6 +30,13 @@ class RetrievalSet:
             split.reference_paths, (sat_size, sat_size), cache=True, polar=sat_polar
         )
 
+    def preload(self) -> RetrievalSet:
+        """Decode every image now, so a corrupt one fails before training, not after an
+        epoch; returns self. (A cache too large for RAM decodes on use instead.)"""
+        self.queries.preload()
+        self.references.preload()
+        return self
+
     def embed(
         self, ground: nn.Module, satellite: nn.Module | None, info: DistInfo, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:

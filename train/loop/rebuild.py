@@ -84,8 +84,6 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, EncoderConfig, dict[str, 
     Returns ``(model, config, sidecar)``: the sidecar as a format-2 dict (format 1 upgraded).
     Weights stored in fp16 load into the fp32 model (``load_state_dict`` casts).
     """
-    from train.models import create_model
-
     path = Path(path)
     sidecar = read_sidecar(path)
     if sidecar is None:
@@ -96,9 +94,28 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, EncoderConfig, dict[str, 
     cfg = encoder_config(sidecar, source=str(sidecar_path(path)))
     state = read_state_dict(path)
     check_digest(path, sidecar)
-    model = create_model(cfg.kind, cfg.model_id, **cfg.model_kwargs)
+    model = _build_from_config(cfg, path)
     apply_state_dict(model, state, name=cfg.model_id)
     return model.float().eval(), cfg, sidecar
+
+
+def _build_from_config(cfg: EncoderConfig, path: Path) -> nn.Module:
+    """``create_model`` with the sidecar's ``encoder.model_id`` and ``model_kwargs``; a name or
+    kwarg this version does not know is a CheckpointError naming the sidecar, not a
+    KeyError/TypeError traceback."""
+    from train.models import create_model
+    from train.models.registry import UnknownModelError
+
+    kwargs = dict(cfg.model_kwargs)
+    try:
+        return create_model(cfg.kind, cfg.model_id, **kwargs)
+    except UnknownModelError as err:
+        raise CheckpointError(f"{sidecar_path(path)} names an unknown model: {err}") from None
+    except TypeError as err:
+        raise CheckpointError(
+            f"{sidecar_path(path)}: {cfg.kind} {cfg.model_id!r} does not accept its model_kwargs "
+            f"{sorted(kwargs)} ({err}); the checkpoint was written by another version"
+        ) from None
 
 
 def load_teacher(

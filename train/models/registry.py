@@ -22,8 +22,12 @@ from typing import Any
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {}
 
 
-class UnknownModelError(KeyError):
-    """An unknown model name; the message lists the registered names and the closest one."""
+class UnknownModelError(KeyError, ValueError):
+    """An unknown model name; the message lists the registered names and the closest one.
+
+    A ``ValueError`` too, so the CLIs report it as a user error (exit 2, no traceback); a
+    ``KeyError`` for callers that looked names up like a mapping.
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
