@@ -24,7 +24,7 @@ from pathlib import Path
 
 from d4g_edge._log import setup_logging
 from d4g_edge._version import __version__
-from d4g_edge.build import add_index_args, index_params
+from d4g_edge.build import add_build_args, add_index_args, index_params
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError
 from d4g_edge.localizer import BUNDLE_ENV
@@ -92,8 +92,6 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="XYZ folder z/x/y.png|jpg, or a world-file image / GeoTIFF",
     )
-    bld.add_argument("--model", required=True, type=Path, help="satellite encoder (.onnx/.pte)")
-    bld.add_argument("--out", required=True, type=Path, help="bundle (or shard) directory")
     bld.add_argument("--tile-size-m", type=float, default=None, help="raster tile side (m)")
     bld.add_argument(
         "--stride-m",
@@ -103,11 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bld.add_argument("--crs", default=None, help="CRS of a world file, e.g. EPSG:32616")
     bld.add_argument("--zoom", type=int, default=None, help="XYZ zoom (default: the highest)")
-    bld.add_argument("--shard", default="0/1", help="embed only shard i of n (then: merge)")
-    bld.add_argument("--resume", action="store_true", help="continue an interrupted build")
-    bld.add_argument("--batch-size", type=int, default=32)
-    bld.add_argument("--cell-deg", type=float, default=0.01, help="cell size (deg; ~1.1 km)")
-    add_index_args(bld)
+    add_build_args(bld)
 
     mrg = sub.add_parser("merge", help="join the shards of a build-index --shard run")
     mrg.add_argument("shards", nargs="+", type=Path)
@@ -197,7 +191,7 @@ def _info(args) -> int:
 
 
 def _build(args) -> int:
-    from d4g_edge.build import build_index, parse_shard
+    from d4g_edge.build import build_from_args
     from d4g_edge.tiles import open_tile_source
 
     src = open_tile_source(
@@ -207,19 +201,7 @@ def _build(args) -> int:
         crs=args.crs,
         zoom=args.zoom,
     )
-    out = build_index(
-        src,
-        args.model,
-        args.out,
-        ground=args.ground,
-        shard=parse_shard(args.shard),
-        resume=args.resume,
-        params=index_params(args),
-        batch_size=args.batch_size,
-        threads=args.threads,
-        cell_deg=args.cell_deg,
-        cells=args.cells,
-    )
+    out = build_from_args(src, args)
     print(f"wrote {out}")
     return 0
 

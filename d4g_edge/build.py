@@ -36,7 +36,15 @@ from d4g_edge.runtime import open_encoder
 from d4g_edge.shards import open_grounds, parse_shard, write_shard
 from d4g_edge.tiles.base import DEFAULT_CELL_DEG, TileSource, TileTable
 
-__all__ = ["add_index_args", "build_index", "embed_tiles", "index_params", "parse_shard"]
+__all__ = [
+    "add_build_args",
+    "add_index_args",
+    "build_from_args",
+    "build_index",
+    "embed_tiles",
+    "index_params",
+    "parse_shard",
+]
 
 
 def add_index_args(p) -> None:
@@ -61,6 +69,37 @@ def add_index_args(p) -> None:
         "--cells",
         action="store_true",
         help="one index per geographic cell, so a device loads only the cells near a prior",
+    )
+
+
+def add_build_args(p) -> None:
+    """The flags of every command that embeds tiles (``d4g-edge build-index``,
+    ``train.build_index``): encoder, output, sharding, cells, plus :func:`add_index_args`."""
+    p.add_argument("--model", required=True, type=Path, help="satellite encoder (.onnx/.pte)")
+    p.add_argument("--out", required=True, type=Path, help="bundle (or shard) directory")
+    p.add_argument("--shard", default="0/1", help="embed only shard i of n (then: merge)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--cell-deg", type=float, default=DEFAULT_CELL_DEG, help="cell size (deg; ~1.1 km)"
+    )
+    add_index_args(p)
+
+
+def build_from_args(source: TileSource, args) -> Path:
+    """:func:`build_index` of ``source`` with the flags :func:`add_build_args` parsed."""
+    return build_index(
+        source,
+        args.model,
+        args.out,
+        ground=args.ground,
+        shard=parse_shard(args.shard),
+        resume=args.resume,
+        params=index_params(args),
+        batch_size=args.batch_size,
+        threads=args.threads,
+        cell_deg=args.cell_deg,
+        cells=args.cells,
     )
 
 

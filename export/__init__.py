@@ -9,6 +9,7 @@ Usage::
 
     python -m export.onnx   --view ground [--checkpoint CKPT] [--quant int8] [--out artifacts]
     python -m export.coreml --view ground [--quant fp16|fp32|int8]
+    python -m export.executorch --view ground [--quant int8] [--qat runs/qat_ground]
     python -m export.bench  --json bench.json
 """
 

@@ -1,5 +1,7 @@
-"""Plumbing every exporter shares: config dataclass -> CLI, the source student, the embedded
-config, atomic artifact writes and a timing/size log.
+"""Plumbing every exporter shares: the common flags, the source student, the embedded config,
+artifact names and a timing/size log. The pieces ``quantize`` needs too (config JSON, SHA-256,
+atomic writes, the dataclass -> CLI builder, the user-error type) live in
+:mod:`quantize._shared` (export imports quantize, never the reverse) and are re-exported here.
 
 An exporter is a frozen dataclass (subclass of :class:`ExportConfig`) plus
 ``export(cfg) -> Path``; its ``__main__`` is ``run_cli(MyConfig, export, argv, __doc__)``,
@@ -16,42 +18,38 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
-import os
-import shutil
-import sys
 import time
-import types
-import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from d4g_edge import logger
-from d4g_edge.config import ConfigError, EncoderConfig
+from d4g_edge.config import EncoderConfig
+from quantize import _shared
+from quantize._shared import (  # noqa: F401  (re-exported: the exporters' one import)
+    METADATA_KEY,
+    UserError,
+    atomic_artifact,
+    build_parser,
+    config_json,
+    flag,
+    sha256_file,
+    write_config_sidecar,
+)
 
-METADATA_KEY = "d4g_edge.encoder_config"  # the key every artifact embeds the config under
 VIEWS = ("ground", "satellite")
 DEFAULT_OUT = Path("artifacts")
 
 
-class ExportError(ValueError):
-    """A user error: bad option, missing checkpoint, unsupported combination."""
+# One user-error type for quantize/ and export/: every CLI exits 2 on it.
+ExportError = UserError
 
 
 class VerificationError(RuntimeError):
     """The artifact disagreed with the eager model in its own runtime (it was not kept)."""
-
-
-def flag(help: str, choices: Sequence[str] | None = None) -> dict[str, Any]:
-    """Field metadata that :func:`build_parser` turns into the flag's help (and choices)."""
-    return {"help": help, **({"choices": tuple(choices)} if choices else {})}
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class ExportConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
-            if choices and value not in choices:
+            if choices and value is not None and value not in choices:
                 raise ExportError(
                     f"{type(self).__name__}.{f.name} must be one of {list(choices)}, got {value!r}"
                 )
@@ -95,31 +93,6 @@ class ExportConfig:
 # ---- command line ---------------------------------------------------------------------------
 
 
-def build_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
-    """One ``--flag`` per field of the config dataclass ``cls`` (type, default, choices, help)."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        kw: dict[str, Any] = {"type": tp, "help": f.metadata.get("help", "")}
-        if tp is bool:
-            kw = {"action": argparse.BooleanOptionalAction, "help": kw["help"]}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        if f.default is dataclasses.MISSING:
-            kw["required"] = True
-        else:
-            kw["default"] = f.default
-            if tp is not bool:  # BooleanOptionalAction states its default itself
-                kw["help"] += f" (default: {f.default})"
-        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
-    return parser
-
-
 def run_cli(
     cls: type,
     export_fn: Callable[[Any], Path],
@@ -130,20 +103,7 @@ def run_cli(
 
     User errors exit 2 with a message (no traceback); a failed verification exits 1.
     """
-    from d4g_edge._log import setup_logging
-
-    setup_logging()
-    parser = build_parser(cls, description)
-    args = parser.parse_args(argv)
-    try:
-        cfg = cls(**vars(args))
-        logger.info("argv: %s", " ".join(sys.argv))
-        logger.info("config: %s", cfg)
-        path = export_fn(cfg)
-    except (ExportError, ConfigError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    except VerificationError as err:
-        parser.exit(1, f"verification failed: {err}\n")
+    path = _shared.run_cli(cls, export_fn, argv, description, failures=(VerificationError,))
     print(path)
     return 0
 
@@ -162,9 +122,9 @@ class Source:
 
 def load_source(view: str, checkpoint: Path | None = None) -> Source:
     """Load ``checkpoint`` (default: the committed ``edge-s`` student of ``view``)."""
-    from train.checkpoint import CheckpointError
     from train.default_weights import MissingDefaultWeightsError, default_student
     from train.encoder_source import load_student
+    from train.loop.checkpoint import CheckpointError
 
     try:
         path = Path(checkpoint) if checkpoint is not None else default_student(view)
@@ -187,60 +147,12 @@ def artifact_config(cfg: EncoderConfig, quant: str) -> EncoderConfig:
     return cfg.replace(quantization=quant)
 
 
-def config_json(cfg: EncoderConfig) -> str:
-    """The compact, key-sorted JSON every artifact embeds under :data:`METADATA_KEY`."""
-    return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(functools.partial(fh.read, 1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---- files ----------------------------------------------------------------------------------
 
 
 def artifact_path(out: Path, view: str, quant: str, ext: str) -> Path:
     """``out/{view}_{quant}.{ext}``, e.g. ``artifacts/ground_int8.onnx``."""
     return Path(out) / f"{view}_{quant}.{ext}"
-
-
-@contextlib.contextmanager
-def atomic_artifact(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (same suffix, so runtimes accept it); rename it
-    onto ``path`` when the block succeeds, delete it when the block raises.
-
-    A Core ML ``.mlpackage`` is a folder: an old one is removed just before the rename (a
-    folder cannot be replaced in one step), so a reader can briefly see none, never half.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    _remove(tmp)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"the exporter wrote nothing to {tmp}")
-        if tmp.is_dir():
-            _remove(path)
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-
-
-def write_config_sidecar(artifact: Path, cfg: EncoderConfig) -> Path:
-    """``<artifact>.json`` holding ``cfg`` (for runtimes that read no embedded strings)."""
-    sidecar = Path(artifact).with_name(Path(artifact).name + ".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(cfg.to_dict(), sort_keys=True, indent=1) + "\n")
-        os.replace(tmp, sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return sidecar
 
 
 def artifact_size(path: Path) -> int:
@@ -267,10 +179,3 @@ def logged_export(fn: Callable[..., Path]) -> Callable[..., Path]:
         return path
 
     return wrapper
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

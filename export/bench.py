@@ -103,33 +103,13 @@ def config_class(module) -> type:
     return typing.get_type_hints(module.export)[first]
 
 
-def quants(cls: type) -> tuple[str, ...]:
+def quants(module, cls: type) -> tuple[str, ...]:
+    """The precisions to time: the module's ``BENCH_QUANTS`` (where two choices build the same
+    artifact), else every choice of the config's ``quant``."""
+    if hasattr(module, "BENCH_QUANTS"):
+        return tuple(module.BENCH_QUANTS)
     quant = next(f for f in dataclasses.fields(cls) if f.name == "quant")
     return tuple(quant.metadata.get("choices") or (quant.default,))
-
-
-def runner(fmt: str, module, path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``x -> embeddings`` in the artifact's runtime: the module's own ``runner(path,
-    threads)`` where it has one, else (ExecuTorch) ``executorch.runtime`` with XNNPACK."""
-    if hasattr(module, "runner"):
-        return module.runner(path, threads)
-    return _executorch_runner(path, threads)
-
-
-def _executorch_runner(path: Path, threads: int):
-    import torch
-    from executorch.extension.pybindings import portable_lib
-    from executorch.runtime import Runtime
-
-    portable_lib._unsafe_reset_threadpool(threads)
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return np.concatenate(
-            [method.execute([torch.from_numpy(x[i : i + 1])])[0].numpy() for i in range(len(x))]
-        )
-
-    return run
 
 
 def bench_view(view: str, src, other, cfg: BenchConfig, modules, threads) -> list[dict]:
@@ -180,15 +160,16 @@ def bench_view(view: str, src, other, cfg: BenchConfig, modules, threads) -> lis
     rows = [row("eager", "fp32", src.path.stat().st_size, eager_run)]
     for fmt, module in modules.items():
         cls = config_class(module)
-        for quant in quants(cls):
+        for quant in quants(module, cls):
             path = module.export(cls(view=view, checkpoint=src.path, quant=quant, out=cfg.out))
-            runs = hasattr(module, "runner") or fmt == "executorch"  # Core ML: macOS only
+            # every exporter's runner(path, threads) runs its artifact (Core ML: macOS only)
+            run_for = getattr(module, "runner", None)
             rows.append(
                 row(
                     fmt,
                     quant,
                     artifact_size(path),
-                    (lambda t, m=module, p=path, f=fmt: runner(f, m, p, t)) if runs else None,
+                    (lambda t, r=run_for, p=path: r(p, t)) if run_for else None,
                 )
             )
     return rows

@@ -15,14 +15,13 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch.export import Dim
 
 from d4g_edge.config import ConfigError, EncoderConfig
-from quantize._shared import UserError, atomic_write, temp_path
+from quantize._shared import UserError, atomic_artifact, write_config_sidecar
 from quantize.pt2e import MAX_BATCH
 
 
@@ -38,14 +37,9 @@ def save_quantized(run_dir: str | Path, module: torch.nn.Module, cfg: EncoderCon
         module, example, dynamic_shapes=({0: Dim("batch", min=1, max=MAX_BATCH)},)
     )
     path = Path(run_dir) / artifact_name(cfg.view, cfg.quantization)
-    tmp = temp_path(path, suffix=".pt2")  # torch.export.save wants the extension
-    try:
+    with atomic_artifact(path) as tmp:  # same suffix: torch.export.save wants the extension
         torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    atomic_write(path.with_name(path.name + ".json"), json.dumps(cfg.to_dict(), indent=1))
+    write_config_sidecar(path, cfg)
     return path
 
 

@@ -45,7 +45,7 @@ from d4g_edge import logger
 from d4g_edge.config import EncoderConfig
 from quantize import linear_qat, pt2e
 from quantize._eval import embed_view, pair_recall, view_dataset, view_paths
-from quantize._shared import UserError, atomic_write, file_sha256, run_cli
+from quantize._shared import UserError, atomic_write, run_cli, sha256_file
 from quantize.artifact import load_quantized, save_quantized
 from train.datasets import DATASETS, load
 from train.default_weights import default_student
@@ -108,7 +108,7 @@ def _student(path: Path | None, view: str):
         model, cfg = load_student(path, view=view)
     except ValueError as err:  # train.checkpoint.CheckpointError: wrong kind/view, bad sidecar
         raise UserError(str(err)) from err
-    return model, cfg.replace(weights_sha256=file_sha256(path))
+    return model, cfg.replace(weights_sha256=sha256_file(path))
 
 
 def _batches(ds, batch_size: int, seed: int, steps: int):

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from d4g_edge._log import setup_logging
-from d4g_edge.build import add_index_args, build_index, index_params, parse_shard
+from d4g_edge.build import add_build_args, build_from_args
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError
 
@@ -45,12 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stride-m", type=float, default=15.0, help="world tile stride (m)")
     p.add_argument("--tile-px", type=int, default=256, help="world tile pixels")
     p.add_argument("--gap-strength", type=float, default=1.0, help="world capture domain gap")
-    p.add_argument("--model", required=True, type=Path, help="satellite encoder (.onnx/.pte)")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--shard", default="0/1", help="embed only shard i of n (then d4g-edge merge)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--batch-size", type=int, default=32)
-    add_index_args(p)  # --ground (repeatable), HNSW parameters, --threads, --cells
+    add_build_args(p)  # --model, --out, --shard, --resume, --ground, HNSW, --threads, --cells
     return p
 
 
@@ -74,19 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.tile_px,
                 args.gap_strength,
             )
-        params = index_params(args)
-        out = build_index(
-            src,
-            args.model,
-            args.out,
-            ground=args.ground,
-            shard=parse_shard(args.shard),
-            resume=args.resume,
-            params=params,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            cells=args.cells,
-        )
+        out = build_from_args(src, args)
     except (D4GEdgeError, ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

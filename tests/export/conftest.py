@@ -10,31 +10,22 @@ import pytest
 GROUND_HW, SAT_SIZE, EMBED_DIM = (32, 128), 64, 16
 
 
-def save_student(directory: Path, view: str) -> Path:
-    """A random fastervit_edge student saved the way train.distill saves one."""
-    import torch
+def save_student(directory: Path, view: str, seed: int | None = None) -> Path:
+    """A random fastervit_edge student saved the way train.distill saves one (the seed
+    defaults to one per view; equal seeds give both views the same weights)."""
+    from tests.quantize._tiny import make_student
 
-    from train.checkpoint import save_checkpoint
-    from train.models import create_model
-
-    torch.manual_seed({"ground": 0, "satellite": 1}[view])
-    model = create_model("student", "fastervit_edge", input_size=GROUND_HW, embed_dim=EMBED_DIM)
-    path = directory / f"student_{view}.pt"
-    save_checkpoint(
-        path,
-        model,
-        meta={
-            "kind": "student",
-            "view": view,
-            "input_size": list(GROUND_HW),
-            "model": "fastervit_edge",
-            "sat_size": SAT_SIZE,
-            "sat_polar": list(GROUND_HW) if view == "satellite" else None,
-            # train.distill writes one centre per view it trained
-            "teacher_centre": {view: [0.01 * i for i in range(EMBED_DIM)]},
-        },
+    return make_student(
+        directory / f"student_{view}.pt",
+        view,
+        name="fastervit_edge",
+        dim=EMBED_DIM,
+        seed={"ground": 0, "satellite": 1}[view] if seed is None else seed,
+        input_size=GROUND_HW,
+        sat_side=SAT_SIZE,
+        # train.distill records the teacher's centre of the view it trained
+        teacher_centre=[0.01 * i for i in range(EMBED_DIM)],
     )
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ def test_bench_rows_for_every_format_and_precision(tmp_path):
         "--satellite",
         str(satellite),
         "--formats",
-        "onnx,coreml",
+        "onnx,coreml,executorch",
         "--pairs",
         "6",
         "--reps",
@@ -43,9 +43,12 @@ def test_bench_rows_for_every_format_and_precision(tmp_path):
             (view, "onnx", "int8"),
             (view, "coreml", "fp16"),
             (view, "coreml", "int8"),
+            (view, "executorch", "fp32"),
+            (view, "executorch", "int8"),
+            (view, "executorch", "int8-int4w"),
         } <= got
     for r in result["rows"]:
-        if r["format"] == "onnx":
+        if r["format"] in ("onnx", "executorch"):
             assert r["p50_ms@1"] > 0 and 0 < r["peak_frac@1"] and r["min_cos"] > 0.9
             assert 0 <= r["r1"] <= 1
         if r["format"] == "coreml":

@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from train.checkpoint import save_checkpoint
+from d4g_edge import logger
+from d4g_edge.config import ViewInput
+from train.loop.checkpoint import config_for, save_checkpoint
 from train.models import create_model
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_handler():
+    """Import into a test module that calls a CLI's ``main()``: the package's stream handler
+    is attached once, bound to the stderr of the test that ran first; later tests' capture
+    streams are different (and the old one is closed), so it is removed after each test."""
+    yield
+    for handler in [h for h in logger.handlers if getattr(h, "_d4g", False)]:
+        logger.removeHandler(handler)
+
 
 TINY_INPUT = {"resnet18": (32, 64), "fastervit_edge": (64, 128)}
 SAT_SIDE = 48
+TEACHER_MODEL, TEACHER_SHA = "resnet18", "ab" * 32  # one teacher: the two views pair
 
 
-def make_student(path: Path, view: str, name: str = "resnet18", dim: int = 16, seed: int = 0):
-    """A random student saved as train.distill saves one; returns its path."""
-    h, w = TINY_INPUT[name]
+def make_student(
+    path: Path,
+    view: str,
+    name: str = "resnet18",
+    dim: int = 16,
+    seed: int = 0,
+    input_size: tuple[int, int] | None = None,
+    sat_side: int = SAT_SIDE,
+    **config: Any,
+) -> Path:
+    """A random student saved as train.distill saves one; returns its path.
+
+    ``input_size`` is the ground panorama (and the satellite's polar tile, from a
+    ``sat_side`` square tile); ``config`` sets further EncoderConfig fields (e.g.
+    ``teacher_centre``)."""
+    h, w = input_size or TINY_INPUT[name]
     torch.manual_seed(seed)
     model = create_model("student", name, input_size=(h, w), embed_dim=dim)
     for m in model.modules():
@@ -25,11 +54,21 @@ def make_student(path: Path, view: str, name: str = "resnet18", dim: int = 16, s
         # never has gamma == 0 exactly, and PT2E QAT's conv-BN fold divides by it.
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
-    meta = {"kind": "student", "view": view, "input_size": [h, w], "model": name}
-    if view == "satellite":  # the polar-transformed tile, as the edge-s students take it
-        meta.update(sat_size=SAT_SIDE, sat_polar=[h, w])
-    save_checkpoint(path, model, meta=meta)
-    return path
+    # the satellite student takes the polar-transformed tile, as the edge-s students do
+    spec = (
+        ViewInput(size=(sat_side, sat_side), polar=(h, w))
+        if view == "satellite"
+        else ViewInput(size=(h, w))
+    )
+    cfg = config_for(
+        model,
+        kind="student",
+        inputs={view: spec},
+        teacher_model=TEACHER_MODEL,
+        teacher_sha256=TEACHER_SHA,
+        **config,
+    )
+    return save_checkpoint(path, model, cfg)
 
 
 def write_tiny_cvusa(root: Path, train: int = 8, test: int = 6, seed: int = 5) -> Path:

@@ -8,23 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from d4g_edge import logger
 from quantize import pt2e
-from quantize._shared import file_sha256
+from quantize._shared import sha256_file
 from quantize.artifact import load_quantized
 from quantize.qat import QuantizeConfig, main, run
-from tests.quantize._tiny import make_student, write_tiny_cvusa
+from tests.quantize._tiny import fresh_log_handler, make_student, write_tiny_cvusa  # noqa: F401 (autouse)
 from train.encoder_source import load_student
 from train.models import create_model
-
-
-@pytest.fixture(autouse=True)
-def _fresh_log_handler():
-    # main() attaches the package's stream handler once, bound to the stderr of the test that
-    # ran first; later tests' capture streams are different (and the old one is closed).
-    yield
-    for handler in [h for h in logger.handlers if getattr(h, "_d4g", False)]:
-        logger.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def test_int8_qat_two_steps_stays_close_to_fp32(tiny, tmp_path):
 
     program, qcfg = load_quantized(tmp_path / "run", "ground")
     assert qcfg.quantization == "int8" and qcfg.view == "ground"
-    assert qcfg.weights_sha256 == file_sha256(tiny / "student_ground.pt")
+    assert qcfg.weights_sha256 == sha256_file(tiny / "student_ground.pt")
     fp32, _ = load_student(tiny / "student_ground.pt", "ground")
     x = torch.randn(5, 3, *qcfg.input().tensor_shape)  # a batch size it never saw
     with torch.no_grad():

@@ -3,9 +3,9 @@
 ``conv_onnx`` writes a small random ONNX network (conv -> relu -> average pool -> linear ->
 L2 norm) with the onnx helper API: a real model run by the real onnxruntime, built in
 milliseconds and without torch, so most SDK tests stay fast. ``fastervit_onnx`` exports a
-tiny random ``fastervit_edge`` student with ``torch.onnx.export(dynamo=True)`` (about a
-minute here, so its tests are ``slow``). Both embed the encoder config under the contract's
-metadata key.
+tiny random ``fastervit_edge`` student with the project's own exporter, ``export.onnx``
+(about a minute here, so its tests are ``slow``). Both embed the encoder config under the
+contract's metadata key.
 """
 
 from __future__ import annotations
@@ -90,37 +90,20 @@ def conv_onnx(path: Path, cfg: EncoderConfig, seed: int = 0, metadata: bool = Tr
 
 
 def fastervit_onnx(out_dir: Path) -> dict[str, Path]:
-    """A tiny random fastervit_edge student exported once, saved as ground + satellite."""
-    import onnx
-    import torch
+    """A tiny random fastervit_edge student, saved as both views' checkpoint (one seed: the
+    same weights, so a panorama that is a tile's polar transform embeds like the tile), each
+    exported and verified by the real exporter, ``export.onnx``'s ``export()``.
 
-    from train.models import create_model
+    Returns the artifacts ``{"ground": .onnx, "satellite": .onnx}`` and their sources
+    ``{"ground_checkpoint": .pt, "satellite_checkpoint": .pt}``."""
+    from export.onnx import OnnxConfig, export
+    from tests.export.conftest import save_student
 
-    torch.manual_seed(0)
-    model = create_model(
-        "student", "fastervit_edge", input_size=GROUND_HW, embed_dim=EMBED_DIM
-    ).eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 3, *GROUND_HW))
-    model.deploy()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    program = torch.onnx.export(
-        model,
-        (torch.zeros(2, 3, *GROUND_HW),),
-        dynamo=True,
-        input_names=["image"],
-        output_names=["embedding"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        verbose=False,
-    )
-    raw = out_dir / "raw.onnx"
-    program.save(str(raw))
     paths = {}
     for view in ("ground", "satellite"):
-        proto = onnx.load(str(raw))
-        onnx.helper.set_model_props(proto, {CONFIG_KEY: config_json(student_config(view))})
-        paths[view] = out_dir / f"{view}_fp32.onnx"
-        onnx.save(proto, str(paths[view]))
+        ckpt = save_student(out_dir, view, seed=0)
+        cfg = OnnxConfig(view=view, checkpoint=ckpt, out=out_dir, verify_pairs=4)
+        paths[view], paths[f"{view}_checkpoint"] = export(cfg), ckpt
     return paths
 
 

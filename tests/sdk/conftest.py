@@ -19,7 +19,7 @@ def tiny_models(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def fastervit_models(tmp_path_factory) -> dict:
-    """A tiny random fastervit_edge student exported by torch.onnx (slow: ~1 min)."""
+    """A tiny random fastervit_edge student exported by export.onnx (slow: ~1 min)."""
     return fastervit_onnx(tmp_path_factory.mktemp("fastervit"))
 
 

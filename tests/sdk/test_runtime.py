@@ -78,20 +78,16 @@ def test_executorch_needs_sidecar(tmp_path):
 
 @pytest.mark.slow
 def test_fastervit_student_matches_eager(fastervit_models):
-    """The real student architecture through torch.onnx -> onnxruntime equals eager torch."""
+    """The real student architecture through export.onnx -> onnxruntime equals eager torch."""
     import torch
 
-    from train.models import create_model
+    from train.encoder_source import load_student
 
     enc = open_encoder(fastervit_models["ground"])
-    torch.manual_seed(0)
-    model = create_model("student", "fastervit_edge", input_size=GROUND_HW, embed_dim=EMBED_DIM)
-    model = model.eval()
+    model, _ = load_student(fastervit_models["ground_checkpoint"], "ground")
+    imgs = _images(3)
+    x = np.concatenate([enc.preprocess(i) for i in imgs])
     with torch.no_grad():
-        model(torch.zeros(1, 3, *GROUND_HW))
-        model.deploy()
-        imgs = _images(3)
-        x = np.concatenate([enc.preprocess(i) for i in imgs])
         eager = model(torch.from_numpy(x)).numpy()
     z = enc.embed(imgs)
     cos = (z * eager).sum(1) / np.linalg.norm(eager, axis=1)
