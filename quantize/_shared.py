@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from d4g_edge import logger
+from d4g_edge._io import sha256_file  # noqa: F401  (the one implementation, re-exported)
 from d4g_edge.config import ConfigError, EncoderConfig
+from train.loop.atomic import atomic_write  # fsynced temp file + os.replace
 
 METADATA_KEY = "d4g_edge.encoder_config"  # the key every artifact embeds the config under
 
@@ -41,14 +41,6 @@ class UserError(ValueError):
 def config_json(cfg: EncoderConfig) -> str:
     """The compact, key-sorted JSON every artifact embeds under :data:`METADATA_KEY`."""
     return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(functools.partial(fh.read, 1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -75,13 +67,6 @@ def atomic_artifact(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         _remove(tmp)
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` via a temp file and ``os.replace``; never a partial file."""
-    with atomic_artifact(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    return Path(path)
 
 
 def write_config_sidecar(artifact: str | Path, cfg: EncoderConfig) -> Path:

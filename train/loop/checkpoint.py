@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from d4g_edge import logger
+from d4g_edge._io import sha256_file
 from d4g_edge.config import ConfigError, EncoderConfig, ViewInput
 from train.loop.atomic import atomic_write
 from train.loop.distributed import unwrap
@@ -229,16 +230,8 @@ def check_digest(path: str | Path, sidecar: Mapping[str, Any]) -> None:
             f"{Path(path).name} cannot be checked against it; re-save the checkpoint with "
             "train.loop.save_checkpoint"
         )
-    if digest != _sha256(Path(path)):
+    if digest != sha256_file(path):
         raise CheckpointError(
             f"{path} does not match the SHA-256 in its sidecar (the weights were replaced "
             "after saving); save the checkpoint again"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
