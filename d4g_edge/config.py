@@ -8,7 +8,9 @@ bundles. Runtimes take preprocessing from it, never from constants.
 A *student* serves one view; a *teacher* is shared by views (``inputs`` has one entry per
 view it was trained on). Each view's input is an image resized to ``size`` (H, W) with
 Pillow's bilinear filter, optionally polar-transformed around the tile centre to ``polar``
-(H, W) (:mod:`d4g_edge.polar`), then normalised with ``mean``/``std`` into NCHW float32.
+(H, W) (:mod:`d4g_edge.polar`) — around a point other than the centre when the encoder
+was trained on re-centred tiles (``centre_step``) — then normalised with ``mean``/``std``
+into NCHW float32.
 
 Usage::
 
@@ -57,13 +59,42 @@ class ViewInput:
 
     size: tuple[int, int]  # (height, width) the decoded RGB image is resized to
     polar: tuple[int, int] | None = None  # then polar-transformed to this (height, width)
+    # Off-centre recipe (polar views only): the encoder was trained on tiles re-centred on the
+    # camera, so a reference set embeds each tile around several centres at most this many
+    # tile sides apart (d4g_edge.polar.cell_centres); None = only the tile centre.
+    centre_step: float | None = None
+    # Rows kept before resizing, as fractions of the image height (top, bottom): a
+    # full-sphere panorama (VIGOR) is cut to the band around the horizon a CVUSA panorama
+    # shows, where the ground the satellite sees is resolved; None = the whole image.
+    crop_rows: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _hw(self.size, "input size"))
+        if self.crop_rows is not None:
+            try:
+                top, bottom = (float(v) for v in self.crop_rows)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(
+                    f"crop_rows must be [top, bottom], got {self.crop_rows!r}"
+                ) from err
+            if not 0.0 <= top < bottom <= 1.0:
+                raise ConfigError(
+                    f"crop_rows must be fractions 0 <= top < bottom <= 1, got {self.crop_rows!r}"
+                )
+            object.__setattr__(self, "crop_rows", (top, bottom))
         if self.polar is not None:
             object.__setattr__(self, "polar", _hw(self.polar, "polar shape"))
             if self.size[0] != self.size[1]:
                 raise ConfigError(f"a polar transform needs a square tile, got size {self.size}")
+        if self.centre_step is not None:
+            step = self.centre_step
+            if self.polar is None:
+                raise ConfigError("centre_step applies to polar inputs only")
+            if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step <= 1:
+                raise ConfigError(
+                    f"centre_step must be a fraction of the tile in (0, 1], got {step!r}"
+                )
+            object.__setattr__(self, "centre_step", float(step))
 
     @property
     def tensor_shape(self) -> tuple[int, int]:
@@ -71,7 +102,12 @@ class ViewInput:
         return self.polar or self.size
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": list(self.size), "polar": list(self.polar) if self.polar else None}
+        return {
+            "size": list(self.size),
+            "polar": list(self.polar) if self.polar else None,
+            "centre_step": self.centre_step,
+            "crop_rows": list(self.crop_rows) if self.crop_rows else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -229,6 +265,12 @@ def _is_required(f: dataclasses.Field) -> bool:
 
 
 def _view_input(spec: Any, view: str) -> ViewInput:
-    if not isinstance(spec, Mapping) or "size" not in spec or set(spec) - {"size", "polar"}:
-        raise ConfigError(f"inputs[{view!r}] must be {{'size': [H, W], 'polar': [H, W] | null}}")
-    return ViewInput(size=spec["size"], polar=spec.get("polar"))
+    keys = {"size", "polar", "centre_step", "crop_rows"}
+    if not isinstance(spec, Mapping) or "size" not in spec or set(spec) - keys:
+        raise ConfigError(
+            f"inputs[{view!r}] must be {{'size': [H, W], 'polar': [H, W] | null, "
+            "'centre_step': float | null, 'crop_rows': [top, bottom] | null}"
+        )
+    return ViewInput(
+        size=spec["size"], polar=spec.get("polar"), centre_step=spec.get("centre_step")
+    )

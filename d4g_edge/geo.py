@@ -21,6 +21,17 @@ import numpy as np
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius
 
 
+def offset_latlon(lat, lon, east_m, north_m) -> tuple[np.ndarray, np.ndarray]:
+    """The points ``east_m``/``north_m`` metres from ``lat``/``lon`` (broadcast), by the local
+    equirectangular projection around each start point (as :class:`GeoReference`)."""
+    lat = np.asarray(lat, dtype=np.float64)
+    out_lat = lat + np.degrees(np.asarray(north_m, dtype=np.float64) / EARTH_RADIUS_M)
+    out_lon = np.asarray(lon, dtype=np.float64) + np.degrees(
+        np.asarray(east_m, dtype=np.float64) / (EARTH_RADIUS_M * np.cos(np.radians(lat)))
+    )
+    return out_lat, out_lon
+
+
 def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
     """Great-circle distance in metres between points given in **degrees** (broadcasts).
 

@@ -243,6 +243,21 @@ def rank_scores(
     return QueryRanks(rank=rank, top1=top1, hit=hit)
 
 
+def localisation_error(
+    query_latlon, predicted_latlon, distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M
+) -> LocalisationError:
+    """Metres between each query's true and predicted position (e.g. its top-1 reference's)."""
+    qll = _latlon("query_latlon", query_latlon, len(np.asarray(query_latlon)))
+    best = _latlon("predicted_latlon", predicted_latlon, len(qll))
+    err = haversine_m(qll[:, 0], qll[:, 1], best[:, 0], best[:, 1])
+    return LocalisationError(
+        median_m=float(np.median(err)),
+        mean_m=float(err.mean()),
+        thresholds_m=tuple(float(t) for t in distances_m),
+        recall_within=tuple(float((err <= t).mean() * 100) for t in distances_m),
+    )
+
+
 def summarise(
     ranks: QueryRanks,
     num_references: int,
@@ -262,16 +277,8 @@ def summarise(
     if (query_latlon is None) != (reference_latlon is None):
         raise MetricsInputError("pass both query_latlon and reference_latlon, or neither")
     if query_latlon is not None:
-        qll = _latlon("query_latlon", query_latlon, q)
         rll = _latlon("reference_latlon", reference_latlon, num_references)
-        best = rll[ranks.top1]
-        err = haversine_m(qll[:, 0], qll[:, 1], best[:, 0], best[:, 1])
-        localisation = LocalisationError(
-            median_m=float(np.median(err)),
-            mean_m=float(err.mean()),
-            thresholds_m=tuple(float(t) for t in distances_m),
-            recall_within=tuple(float((err <= t).mean() * 100) for t in distances_m),
-        )
+        localisation = localisation_error(query_latlon, rll[ranks.top1], distances_m)
     return RetrievalMetrics(
         num_queries=q,
         num_references=num_references,

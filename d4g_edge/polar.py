@@ -51,3 +51,44 @@ def _bilinear(img: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
     top = img[r0, c0] * (1 - fc) + img[r0, c0 + 1] * fc
     bottom = img[r0 + 1, c0] * (1 - fc) + img[r0 + 1, c0 + 1] * fc
     return (top * (1 - fr) + bottom * fr).astype(np.float32)
+
+
+def shift_tile(tile: np.ndarray, east_px: float, north_px: float, fill) -> np.ndarray:
+    """The tile translated so that the point ``(east_px, north_px)`` from its centre becomes
+    the centre; pixels that come from outside the tile are ``fill`` (per channel).
+
+    A polar transform of the result looks around that point instead of the tile centre: this
+    is how an off-centre camera (VIGOR, any grid of tiles) is matched. Whole-pixel shifts
+    (rounded), because one pixel is well below the position accuracy a tile gives.
+    """
+    tile = np.asarray(tile)
+    if tile.ndim != 3:
+        raise ValueError(f"tile must be an H x W x C image, got shape {tile.shape}")
+    dx, dy = round(float(east_px)), round(-float(north_px))  # image y points south
+    if dx == 0 and dy == 0:
+        return tile
+    h, w = tile.shape[:2]
+    out = np.empty_like(tile)
+    out[...] = np.asarray(fill, dtype=tile.dtype)
+    # out[y, x] = tile[y + dy, x + dx] where that lies inside the tile
+    ys, yd = slice(max(dy, 0), min(h + dy, h)), slice(max(-dy, 0), min(h - dy, h))
+    xs, xd = slice(max(dx, 0), min(w + dx, w)), slice(max(-dx, 0), min(w - dx, w))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[yd, xd] = tile[ys, xs]
+    return out
+
+
+def cell_centres(stride: float, step: float) -> np.ndarray:
+    """``(n * n, 2)`` polar centres (east, north), in tile sides from the tile centre, that
+    cover a tile's own cell of a grid whose neighbouring tiles lie ``stride`` tile sides apart
+    (VIGOR: 0.5, abutting web-map tiles: 1.0) with centres at most ``step`` apart.
+
+    A query anywhere in the cell is then within ``step / 2`` (per axis) of one centre; the
+    encoder was trained with that much jitter around the true position.
+    """
+    if not (stride > 0 and step > 0):
+        raise ValueError(f"stride and step must be positive, got {stride} and {step}")
+    n = max(1, int(np.ceil(stride / step - 1e-9)))
+    ticks = ((np.arange(n) + 0.5) / n - 0.5) * stride
+    north, east = np.meshgrid(ticks[::-1], ticks, indexing="ij")
+    return np.stack([east.ravel(), north.ravel()], axis=1)

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from d4g_edge.config import EncoderConfig
-from d4g_edge.polar import polar_transform
+from d4g_edge.polar import polar_transform, shift_tile
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -31,11 +31,34 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img)
 
 
-def preprocess(rgb: np.ndarray, cfg: EncoderConfig, view: str | None = None) -> np.ndarray:
-    """uint8 H x W x 3 RGB (any size) -> float32 (1, 3, H, W) input of ``cfg``'s ``view``."""
+def crop_rows(rgb: np.ndarray, rows: tuple[float, float] | None) -> np.ndarray:
+    """The rows ``[round(top * H), round(bottom * H))`` of ``rgb`` (all of it for None)."""
+    if rows is None:
+        return rgb
+    h = rgb.shape[0]
+    top, bottom = round(rows[0] * h), max(round(rows[1] * h), round(rows[0] * h) + 1)
+    return np.ascontiguousarray(rgb[top:bottom])
+
+
+def preprocess(
+    rgb: np.ndarray,
+    cfg: EncoderConfig,
+    view: str | None = None,
+    *,
+    centre: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """uint8 H x W x 3 RGB (any size) -> float32 (1, 3, H, W) input of ``cfg``'s ``view``.
+
+    ``centre``: for polar views, the (east, north) point in tile sides from the tile centre
+    the polar transform looks around (:func:`d4g_edge.polar.cell_centres`); the pixels from
+    outside the tile are the normalisation mean, as in training.
+    """
     spec = cfg.input(view)
-    x = resize_rgb(rgb, spec.size).astype(np.float32) / 255.0
+    x = resize_rgb(crop_rows(rgb, spec.crop_rows), spec.size).astype(np.float32) / 255.0
     if spec.polar is not None:
+        east, north = (float(v) * spec.size[1] for v in centre)
+        if east or north:
+            x = shift_tile(x, east, north, np.asarray(cfg.mean, np.float32))
         x = polar_transform(x, *spec.polar)
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)

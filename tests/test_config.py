@@ -32,6 +32,16 @@ def test_round_trip_through_json():
     assert again.teacher_centre == (0.1, 0.2, 0.3, 0.4)
 
 
+def test_centre_step_round_trips_and_older_configs_still_load():
+    spec = {"size": [128, 128], "polar": [64, 256], "centre_step": 1 / 6}
+    cfg = _student(inputs={"satellite": spec})
+    assert cfg.input().centre_step == pytest.approx(1 / 6)
+    assert EncoderConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # artifacts written before the off-centre recipe have no centre_step: one centre
+    old = _student(inputs={"satellite": {"size": [128, 128], "polar": [64, 256]}})
+    assert old.input().centre_step is None
+
+
 def test_teacher_serves_several_views():
     cfg = EncoderConfig(
         model_id="resnet18",
@@ -60,6 +70,11 @@ def test_teacher_serves_several_views():
         ({"inputs": {"ground": {"size": [0, 4]}}}, "positive integers"),
         ({"quantization": "int3"}, "quantization must be"),
         ({"std": [1, 0, 1]}, "std must be positive"),
+        ({"inputs": {"ground": {"size": [4, 8], "centre_step": 0.2}}}, "polar inputs only"),
+        (
+            {"inputs": {"satellite": {"size": [8, 8], "polar": [4, 8], "centre_step": 2}}},
+            r"centre_step must be a fraction",
+        ),
     ],
 )
 def test_bad_configs_say_what_is_wrong(change, message):
