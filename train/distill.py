@@ -137,13 +137,25 @@ class DistillTask:
         train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
         # every input checked before the long teacher-cache pass: a corrupt test image fails now
         self.test_teacher = RetrievalSet(
-            test_split, self.t_sat, self.t_ground, self.t_polar
+            test_split, self.t_sat, self.t_ground, self.t_polar, self.centre_step, self.ground_rows
         ).preload()
+        # An off-centre teacher saw tiles re-centred on the camera: so do its cache and the
+        # students (exactly, no jitter: the cache holds one target per pair and variant).
         teacher_pairs = PairDataset(
-            train_split, self.t_sat, self.t_ground, sat_polar=self.t_polar
+            train_split,
+            self.t_sat,
+            self.t_ground,
+            sat_polar=self.t_polar,
+            recentre=self.centre_step is not None,
+            ground_rows=self.ground_rows,
         ).preload()
         student_pairs = PairDataset(
-            train_split, self.sat_size, self.ground_size, sat_polar=self.sat_polar
+            train_split,
+            self.sat_size,
+            self.ground_size,
+            sat_polar=self.sat_polar,
+            recentre=self.centre_step is not None,
+            ground_rows=self.ground_rows,
         ).preload()
         cache = None if cfg.online_teacher else self._build_cache(train_split, teacher_pairs)
         self.train_set = DistillPairs(
@@ -174,6 +186,9 @@ class DistillTask:
             inputs["ground"].size if "ground" in inputs else preset.ground_size_for(cfg.dataset)
         )
         self.t_polar = sat.polar if sat else None
+        self.centre_step = sat.centre_step if sat else None
+        ground = inputs.get("ground")
+        self.ground_rows = ground.crop_rows if ground else preset.ground_rows_for(cfg.dataset)
 
     def _build_cache(self, train_split, teacher_pairs: PairDataset) -> TeacherCache:
         """The teacher's embeddings of every variant of every training pair, on disk."""
@@ -188,6 +203,8 @@ class DistillTask:
             "sat_size": self.t_sat,
             "ground_size": list(self.t_ground),
             "sat_polar": list(self.t_polar) if self.t_polar else None,
+            "recentre": self.centre_step is not None,
+            "ground_rows": list(self.ground_rows) if self.ground_rows else None,
         }
         return TeacherCache.build(
             cfg.cache_dir or cfg.out / "teacher_cache",
@@ -227,7 +244,12 @@ class DistillTask:
         info, hp, teacher = self.info, self.hp, self.teacher
         t_sat, t_ground, t_polar = self.t_sat, self.t_ground, self.t_polar
         self.test_student = RetrievalSet(
-            test_split, self.sat_size, self.ground_size, self.sat_polar
+            test_split,
+            self.sat_size,
+            self.ground_size,
+            self.sat_polar,
+            self.centre_step,
+            self.ground_rows,
         )
         q, r = self.test_teacher.embed(teacher, None, info, hp.batch_size)
         # retention is relative to the teacher as it is used: raw embeddings, both views
@@ -242,7 +264,9 @@ class DistillTask:
             if {"ground", "satellite"} <= set(cached):  # both views: validation needs both
                 arrays = {v: np.load(cache.dir / f"{v}.npy", mmap_mode="r") for v in cached}
             else:
-                train_set = RetrievalSet(train_split, t_sat, t_ground, t_polar)
+                train_set = RetrievalSet(
+                    train_split, t_sat, t_ground, t_polar, None, self.ground_rows
+                )
                 tq, tr = train_set.embed(teacher, None, info, hp.batch_size)
                 arrays = {"ground": tq, "satellite": tr}
             self.centres = {
@@ -325,9 +349,13 @@ class DistillTask:
         for view in self.cfg.views:
             student = unwrap(models[view])
             if view == "satellite":  # the tile side read from disk, and its polar shape
-                spec = ViewInput((self.sat_size, self.sat_size), polar=self.sat_polar)
+                spec = ViewInput(
+                    (self.sat_size, self.sat_size),
+                    polar=self.sat_polar,
+                    centre_step=self.centre_step,
+                )
             else:
-                spec = ViewInput(self.ground_size)
+                spec = ViewInput(self.ground_size, crop_rows=self.ground_rows)
             config = config_for(
                 student,
                 kind="student",

@@ -236,10 +236,30 @@ class EvaluateConfig:
         default=None, metadata={"group": _MODEL, "metavar": "DIR", "help": "dataset root"}
     )
     ground: Path | None = field(
-        default=None, metadata={"group": _MODEL, "metavar": "CKPT", "help": "ground encoder"}
+        default=None,
+        metadata={
+            "group": _MODEL,
+            "metavar": "CKPT",
+            "help": "ground encoder: a checkpoint, or an exported .onnx / .pte",
+        },
     )
     satellite: Path | None = field(
-        default=None, metadata={"group": _MODEL, "metavar": "CKPT", "help": "satellite encoder"}
+        default=None,
+        metadata={
+            "group": _MODEL,
+            "metavar": "CKPT",
+            "help": "satellite encoder: a checkpoint, or an exported .onnx / .pte",
+        },
+    )
+    bundle: Path | None = field(
+        default=None,
+        metadata={
+            "group": _MODEL,
+            "metavar": "DIR",
+            "help": "instead of --ground/--satellite: localize the queries through the "
+            "device SDK (d4g_edge.Localizer, heading known) against this bundle of the "
+            "split's tiles; reports R@k of the returned tiles and the position error",
+        },
     )
     split: str = field(default="test", metadata={"group": _MODEL, "help": "split to embed"})
     vigor_mode: str = field(
@@ -277,6 +297,8 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     Either side may be a teacher or a student checkpoint (its sidecar says which, and at
     which input size it embeds); a teacher given for both sides is loaded once.
     """
+    if cfg.bundle is not None:
+        return evaluate_bundle(cfg)
     missing = [f"--{n}" for n in ("data", "ground", "satellite") if getattr(cfg, n) is None]
     if missing:
         raise ValueError(f"model-driven evaluation needs {', '.join(missing)}")
@@ -295,7 +317,8 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     for view in ("ground", "satellite"):
         path = getattr(cfg, view)
         if path not in loaded:
-            loaded[path] = load_encoder(path)
+            exported = path.suffix.lower() in (".onnx", ".pte")
+            loaded[path] = load_artifact(path) if exported else load_encoder(path)
         encoders[view], config, _ = loaded[path]
         if view not in config.inputs:
             raise ValueError(
@@ -305,7 +328,20 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
         inputs[view] = config.input(view)
     info = init_distributed("auto")
     sat = inputs["satellite"]
-    evalset = RetrievalSet(split, sat.size[0], inputs["ground"].size, sat.polar)
+    evalset = RetrievalSet(
+        split,
+        sat.size[0],
+        inputs["ground"].size,
+        sat.polar,
+        sat.centre_step,
+        inputs["ground"].crop_rows,
+    )
+    if cfg.save_embeddings is not None and evalset.centres is not None:
+        raise ValueError(
+            "--save-embeddings stores one embedding per reference tile, but this satellite "
+            f"encoder embeds each tile around {len(evalset.centres)} centres (off-centre "
+            "recipe); evaluate without --save-embeddings"
+        )
     query, reference = evalset.embed(encoders["ground"], encoders["satellite"], info, 64)
     # A student distilled on centred targets lives in the teacher's centred space: centre the
     # teacher's side the same way before comparing the two.
@@ -332,6 +368,64 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
         )
         logger.info("wrote embeddings to %s", cfg.save_embeddings)
     return evalset.score(query, reference)
+
+
+def load_artifact(path: Path):
+    """An exported encoder as ``(module, config, sidecar)`` like :func:`load_encoder`: the
+    module runs the artifact in its own runtime (onnxruntime / ExecuTorch) on the batches
+    the training pipeline prepares."""
+    import torch
+    from torch import nn
+
+    from d4g_edge.runtime import open_encoder
+
+    encoder = open_encoder(path)
+
+    class ArtifactModule(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x.detach().cpu().numpy().astype(np.float32)
+            return torch.from_numpy(encoder.embed_tensor(x))
+
+    return ArtifactModule(), encoder.config, {"encoder": encoder.config.to_dict()}
+
+
+def evaluate_bundle(cfg: EvaluateConfig) -> RetrievalMetrics:
+    """Localize every query of the split with the SDK against ``cfg.bundle``; a query's rank is
+    the position of its true tile among the returned candidates (top max(ks))."""
+    from d4g_edge.localizer import Localizer
+    from d4g_edge.metrics import QueryRanks, localisation_error, summarise
+    from train.datasets import load
+
+    if cfg.data is None:
+        raise ValueError("--bundle evaluation needs --data (the split's queries and truth)")
+    kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
+    split = load(cfg.dataset, cfg.data, cfg.split, **kw)
+    loc = Localizer(cfg.bundle)
+    top_k = max(cfg.ks)
+    rank = np.full(len(split), top_k, dtype=np.int64)
+    top1 = np.zeros(len(split), dtype=np.int64)
+    fixes = np.zeros((len(split), 2))
+    row_of = {int(r): k for k, r in enumerate(split.reference_ids)}
+    for start in tqdm(range(0, len(split), 16), desc="localize", leave=False):
+        paths = split.query_paths[start : start + 16]
+        found = loc.localize_batch(list(paths), top_k=top_k, heading=0.0)
+        for j, fix in enumerate(found):
+            i = start + j
+            ids = [c.tile_id for c in fix.candidates]
+            truth = int(split.query_ids[i])
+            rank[i] = ids.index(truth) if truth in ids else top_k
+            top1[i] = row_of[ids[0]]
+            fixes[i] = fix.lat, fix.lon
+    metrics = summarise(
+        QueryRanks(rank=rank, top1=top1, hit=None),
+        split.num_references,
+        ks=tuple(k for k in cfg.ks if k <= top_k),
+    )
+    if split.query_latlon is not None:
+        metrics = dataclasses.replace(
+            metrics, localisation=localisation_error(split.query_latlon, fixes)
+        )
+    return metrics
 
 
 def _align_spaces(query, reference, ground_sidecar: dict, sat_sidecar: dict):

@@ -61,6 +61,20 @@ class TeacherConfig:
             "(default: the preset's choice)"
         },
     )
+    recentre: bool | None = field(
+        default=None,
+        metadata={
+            "help": "off-centre recipe: train on tiles re-centred on the camera and embed "
+            "references around several centres (default: the preset's choice)"
+        },
+    )
+    full_panorama: bool = field(
+        default=False,
+        metadata={
+            "help": "feed full-sphere panoramas (VIGOR) whole instead of the preset's band "
+            "around the horizon"
+        },
+    )
     vigor_mode: str = field(
         default="cross",
         metadata={"choices": ("same", "cross"), "help": "VIGOR same-area or cross-area"},
@@ -89,6 +103,10 @@ class TeacherTask:
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
         polar = preset.sat_polar if cfg.sat_polar is None else cfg.sat_polar
         self.sat_polar = self.ground_size if polar else None
+        recentre = preset.recentre if cfg.recentre is None else cfg.recentre
+        self.recentre = bool(recentre and self.sat_polar)
+        self.centre_step = preset.centre_step if self.recentre else None
+        self.ground_rows = None if cfg.full_panorama else preset.ground_rows_for(cfg.dataset)
         check_batch_size(hp.batch_size, info)
         train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
         self.train_pairs = PairDataset(
@@ -97,13 +115,21 @@ class TeacherTask:
             self.ground_size,
             augment=PairAugment(),
             sat_polar=self.sat_polar,
+            recentre=self.recentre,
+            centre_jitter=preset.centre_jitter if self.recentre else 0.0,
+            ground_rows=self.ground_rows,
         ).preload()
         self.train_views = RetrievalSet(
-            train_split, self.sat_size, self.ground_size, self.sat_polar
+            train_split, self.sat_size, self.ground_size, self.sat_polar, None, self.ground_rows
         )
         # every test image decoded now: a corrupt one fails before training
         self.test = RetrievalSet(
-            test_split, self.sat_size, self.ground_size, self.sat_polar
+            test_split,
+            self.sat_size,
+            self.ground_size,
+            self.sat_polar,
+            self.centre_step,
+            self.ground_rows,
         ).preload()
         self.sampler = HardNegativeSampler(
             train_split,
@@ -164,8 +190,10 @@ class TeacherTask:
     def save_best(self, run_dir: Path, models, record: dict) -> None:
         teacher = unwrap(models["teacher"]).teacher
         inputs = {
-            "ground": ViewInput(self.ground_size),
-            "satellite": ViewInput((self.sat_size, self.sat_size), polar=self.sat_polar),
+            "ground": ViewInput(self.ground_size, crop_rows=self.ground_rows),
+            "satellite": ViewInput(
+                (self.sat_size, self.sat_size), polar=self.sat_polar, centre_step=self.centre_step
+            ),
         }
         extra = {
             "preset": self.cfg.preset,

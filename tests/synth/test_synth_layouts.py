@@ -177,3 +177,83 @@ def test_info_records_towns(written):
     assert splits.count("train") == 2 and splits.count("test") == 1  # 6 / 4 pairs, 4 per town
     styles = {t["style"] for t in info["towns"]}
     assert len(styles) > 1
+
+
+def test_vigor_cities_are_districts_of_every_style(written):
+    from train.world import TOWN_STYLES
+
+    info = json.loads((written["vigor"] / "synth_info.json").read_text())
+    by_city: dict[str, list[dict]] = {}
+    for town in info["towns"]:
+        by_city.setdefault(town["city"], []).append(town)
+    assert sorted(by_city) == sorted(("Chicago", "NewYork", "SanFrancisco", "Seattle"))
+    for towns in by_city.values():
+        # cross-area tests new places of known kinds: each city holds every style
+        assert sorted(t["style"] for t in towns) == sorted(TOWN_STYLES)
+        assert len({t["seed"] for t in towns}) == len(towns)
+    # districts lie side by side, far enough apart never to share a tile
+    chicago = by_city["Chicago"]
+    corners = np.array([[t["origin_lat"], t["origin_lon"]] for t in chicago])
+    d = haversine_m(
+        corners[:, None, 0], corners[:, None, 1], corners[None, :, 0], corners[None, :, 1]
+    )
+    assert d[~np.eye(len(chicago), dtype=bool)].min() >= 300.0 + TILE_M - 1.0
+
+
+def _camera_from_names(data, i: int, rank: int = 0) -> tuple[float, float]:
+    """(east, north) metres of query ``i`` from its ``rank``-th covering tile, from file names."""
+    _, plat, plon = parse_panorama_name(data.query_names[i])
+    tiles = [int(data.positive_index[i]), *data.semi_positive_ids[i].tolist()]
+    tlat, tlon = parse_satellite_name(data.reference_names[tiles[rank]])
+    return GeoReference(tlat, tlon).latlon_to_metres(plat, plon)
+
+
+def test_recentred_pairs_put_the_camera_at_the_tile_centre(written):
+    from d4g_edge.polar import shift_tile
+    from train.datasets import PairDataset
+
+    data = load("vigor", written["vigor"], "train", mode="cross")
+    plain = PairDataset(data, SAT, PANO)
+    pairs = PairDataset(data, SAT, PANO, recentre=True, centre_jitter=0.1)
+    for i in range(len(data)):
+        east, north = _camera_from_names(data, i)
+        np.testing.assert_allclose(
+            pairs.camera_offset(i), (east / TILE_M, north / TILE_M), atol=1e-4
+        )
+        _, tile = plain.raw_pair(i)
+        _, sat = pairs.raw_pair(i)  # no rng: exactly on the camera (teacher cache, students)
+        np.testing.assert_array_equal(sat, shift_tile(tile, east / GSD, north / GSD, pairs.fill))
+        if abs(east) > 2 * GSD or abs(north) > 2 * GSD:
+            assert not np.array_equal(sat, tile)
+        # training draws: within the jitter of the camera, and not always on it
+        jittered = [pairs.raw_pair(i, np.random.default_rng(s))[1] for s in range(6)]
+        assert any(not np.array_equal(j, sat) for j in jittered)
+
+
+def test_grid_references_score_their_best_centre_and_place_the_query_there(written):
+    from d4g_edge.geo import haversine_m, offset_latlon
+    from train.loop.evalsets import RetrievalSet
+
+    data = load("vigor", written["vigor"], "test", mode="cross")
+    assert data.tile_stride == 0.5
+    assert data.tile_side_m() == pytest.approx(TILE_M, rel=1e-3)
+    rs = RetrievalSet(data, SAT, PANO, sat_polar=PANO, centre_step=1 / 6)
+    r, c = data.num_references, 9
+    assert len(rs.references) == r * c and rs.centres.shape == (c, 2)
+    # one orthogonal direction per (tile, centre); query i is exactly its positive tile's
+    # centre k_i, so the positive ranks first and the position is that centre's
+    dim = r * c
+    reference = np.eye(dim, dtype=np.float32)
+    k = np.arange(len(data)) % c
+    query = reference[data.positive_index * c + k]
+    m = rs.score(query, reference)
+    assert m.recall[0] == 100.0
+    tile = data.reference_latlon[data.positive_index]
+    lat, lon = offset_latlon(
+        tile[:, 0], tile[:, 1], rs.centres[k, 0] * TILE_M, rs.centres[k, 1] * TILE_M
+    )
+    expected = haversine_m(data.query_latlon[:, 0], data.query_latlon[:, 1], lat, lon)
+    assert m.localisation.median_m == pytest.approx(float(np.median(expected)), rel=1e-3)
+    # without centres the same model would be scored at the tile centres (farther away)
+    centre_err = haversine_m(data.query_latlon[:, 0], data.query_latlon[:, 1], *tile.T)
+    assert not np.allclose(expected, centre_err)

@@ -48,6 +48,10 @@ class CrossViewSplit:
     query_names: tuple[str, ...] = ()
     reference_names: tuple[str, ...] = ()
     positive_offsets_px: np.ndarray | None = None
+    # Distance between neighbouring tile centres in tile sides when the references form a grid
+    # a query may fall anywhere in (VIGOR: 0.5); None when every query sits at its tile's
+    # centre (CVUSA, CVACT). Off-centre encoders embed each tile around cell_centres(stride).
+    tile_stride: float | None = None
 
     def __post_init__(self) -> None:
         q, r = len(self.query_paths), len(self.reference_paths)
@@ -75,6 +79,17 @@ class CrossViewSplit:
     @property
     def num_references(self) -> int:
         return len(self.reference_paths)
+
+    def tile_side_m(self) -> float:
+        """A grid split's tile side in metres: the median distance from a tile to its
+        nearest neighbour (the grid stride) over :attr:`tile_stride`."""
+        if not self.tile_stride:
+            raise ValueError(f"{self.dataset} references are not on a tile grid")
+        pos = self.neighbour_positions()
+        sample = pos[:: max(1, len(pos) // 256)]
+        d = np.hypot(*(sample[:, None, :] - pos[None, :, :]).transpose(2, 0, 1))
+        d[d < 1e-6] = np.inf
+        return float(np.median(d.min(axis=1)) / self.tile_stride)
 
     def neighbour_positions(self) -> np.ndarray:
         """(R, 2) planar metres of the references, for GPS-nearest hard negatives.

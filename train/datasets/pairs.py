@@ -30,6 +30,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from d4g_edge import logger
+from d4g_edge.polar import shift_tile
+from d4g_edge.preprocess import crop_rows, resize_rgb
 
 from ._files import read_image
 from ._split import CrossViewSplit
@@ -56,8 +58,14 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
 class _ImageCache:
     """Decoded, resized uint8 images, filled lazily or all at once by :meth:`fill`."""
 
-    def __init__(self, paths: Sequence[Path], size: tuple[int, int], enabled: bool) -> None:
-        self.paths, self.size = tuple(paths), size
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        size: tuple[int, int],
+        enabled: bool,
+        rows: tuple[float, float] | None = None,
+    ) -> None:
+        self.paths, self.size, self.rows = tuple(paths), size, rows
         nbytes = len(self.paths) * size[0] * size[1] * 3
         if enabled and nbytes > _CACHE_RAM_FRACTION * _physical_ram():
             logger.warning(
@@ -73,11 +81,17 @@ class _ImageCache:
         self._data = np.empty((len(self.paths), *size, 3), np.uint8) if enabled else None
         self._filled = np.zeros(len(self.paths), dtype=bool)
 
+    def _read(self, i: int) -> np.ndarray:
+        if self.rows is None:
+            return read_image(self.paths[i], self.size)
+        # crop, then resize exactly as the device does (d4g_edge.preprocess)
+        return resize_rgb(crop_rows(read_image(self.paths[i]), self.rows), self.size)
+
     def __getitem__(self, i: int) -> np.ndarray:
         if self._data is None:
-            return read_image(self.paths[i], self.size)
+            return self._read(i)
         if not self._filled[i]:
-            self._data[i] = read_image(self.paths[i], self.size)
+            self._data[i] = self._read(i)
             self._filled[i] = True
         return self._data[i]
 
@@ -107,6 +121,12 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
     return as_t(mean), as_t(std)
 
 
+def fill_colour(mean: Sequence[float]) -> np.ndarray:
+    """uint8 colour of pixels a re-centred tile takes from outside itself: the normalisation
+    mean, i.e. zero input (:func:`d4g_edge.preprocess.preprocess` does the same)."""
+    return np.round(np.asarray(mean, np.float64) * 255).astype(np.uint8)
+
+
 def polar01(tile: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Polar transform (:mod:`d4g_edge.polar`) of a uint8 or [0, 1] tile, as [0, 1] float."""
     from d4g_edge.polar import polar_transform
@@ -128,13 +148,25 @@ class PairDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         cache: bool = True,
         sat_polar: tuple[int, int] | None = None,
+        recentre: bool = False,
+        centre_jitter: float = 0.0,
+        ground_rows: tuple[float, float] | None = None,
     ) -> None:
         """``sat_polar``: feed the satellite view polar-transformed to this (H, W), after the
-        geometric augmentation (which acts on the square tile)."""
+        geometric augmentation (which acts on the square tile).
+
+        ``recentre`` (the off-centre recipe): shift the positive tile so the camera's true
+        position (VIGOR's pixel offsets; the centre elsewhere) is at its centre, plus a uniform
+        jitter of up to ``centre_jitter`` tile sides per axis when augmenting, because at index
+        time the nearest of a grid of centres is that far from the camera.
+        """
         self.split, self.augment, self.sat_polar = split, augment, sat_polar
+        self.recentre, self.centre_jitter = recentre, float(centre_jitter)
         self.mean, self.std = _check_stats(mean, std)
-        self._ground = _ImageCache(split.query_paths, _hw(ground_size), cache)
+        self.fill = fill_colour(mean)
+        self._ground = _ImageCache(split.query_paths, _hw(ground_size), cache, ground_rows)
         self._sat = _ImageCache(split.reference_paths, _hw(sat_size), cache)
+        self._native_side: int | None = None
 
     def __len__(self) -> int:
         return len(self.split)
@@ -150,14 +182,37 @@ class PairDataset(Dataset):
                 list(pool.map(self._sat.__getitem__, needed))
         return self
 
-    def raw_pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The cached uint8 (ground, satellite) of pair ``i`` before augmentation."""
-        return self._ground[i], self._sat[int(self.split.positive_index[i])]
+    def raw_pair(
+        self, i: int, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The cached uint8 (ground, satellite) of pair ``i`` before augmentation; the tile
+        re-centred on the camera when ``recentre`` (jittered when ``rng`` is given)."""
+        ground, sat = self._ground[i], self._sat[int(self.split.positive_index[i])]
+        if self.recentre:
+            east, north = self.camera_offset(i)
+            if rng is not None and self.centre_jitter:
+                east, north = np.array([east, north]) + rng.uniform(-1, 1, 2) * self.centre_jitter
+            side = sat.shape[1]
+            sat = shift_tile(sat, east * side, north * side, self.fill)
+        return ground, sat
+
+    def camera_offset(self, i: int) -> tuple[float, float]:
+        """(east, north) of query ``i`` from its positive tile's centre, in tile sides."""
+        offsets = self.split.positive_offsets_px
+        if offsets is None:
+            return 0.0, 0.0
+        if self._native_side is None:  # offsets are in the release's own tile pixels
+            from PIL import Image
+
+            with Image.open(self.split.reference_paths[int(self.split.positive_index[i])]) as im:
+                self._native_side = im.size[0]
+        d_lat, d_lon = offsets[i, 0]  # tile centre minus camera, north and east
+        return -float(d_lon) / self._native_side, -float(d_lat) / self._native_side
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ground, sat = self.raw_pair(i)
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        ground, sat = self.raw_pair(i, rng if self.augment is not None else None)
         if self.augment is not None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
             ground, sat = self.augment(ground, sat, rng)
         ref_id = torch.tensor(int(self.split.query_ids[i]), dtype=torch.int64)
         return self.tensor("ground", ground), self.tensor("satellite", sat), ref_id
@@ -181,13 +236,24 @@ class ViewDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         cache: bool = False,
         polar: tuple[int, int] | None = None,
+        centres: np.ndarray | None = None,
+        rows: tuple[float, float] | None = None,
     ) -> None:
-        """``polar``: polar-transform each (square, satellite) image to this (H, W)."""
+        """``polar``: polar-transform each (square, satellite) image to this (H, W);
+        ``centres``: ``(C, 2)`` (east, north) points in tile sides to look around instead of
+        the tile centre (:func:`d4g_edge.polar.cell_centres`): item ``k`` is image ``k // C``
+        around centre ``k % C``."""
         self.mean, self.std, self.polar = *_check_stats(mean, std), polar
-        self._images = _ImageCache([Path(p) for p in paths], _hw(size), cache)
+        self.centres = None if centres is None else np.asarray(centres, np.float64).reshape(-1, 2)
+        self.fill = fill_colour(mean)
+        self._images = _ImageCache([Path(p) for p in paths], _hw(size), cache, rows)
+
+    @property
+    def num_centres(self) -> int:
+        return 1 if self.centres is None else len(self.centres)
 
     def __len__(self) -> int:
-        return len(self._images.paths)
+        return len(self._images.paths) * self.num_centres
 
     def preload(self, threads: int = 4) -> ViewDataset:
         """Decode every image into the cache now (see :meth:`PairDataset.preload`)."""
@@ -195,7 +261,10 @@ class ViewDataset(Dataset):
         return self
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = self._images[i]
+        img = self._images[i // self.num_centres]
+        if self.centres is not None:
+            east, north = self.centres[i % self.num_centres] * img.shape[1]
+            img = shift_tile(img, east, north, self.fill)
         if self.polar is not None:
             img = polar01(img, self.polar)
         return to_tensor(img, self.mean, self.std), i

@@ -36,6 +36,7 @@ from ._split import CrossViewSplit
 CITIES = ("Chicago", "NewYork", "SanFrancisco", "Seattle")  # Sample4Geo's order
 CROSS_CITIES = {"train": ("NewYork", "Seattle"), "test": ("Chicago", "SanFrancisco")}
 MODES = ("same", "cross")
+TILE_STRIDE = 0.5  # tiles overlap by half: neighbouring centres are half a tile apart
 LABEL_TOKENS = 13
 _LINE_EXAMPLE = (
     "<pano>.jpg satellite_<lat>_<lon>.png dlat dlon <semi1> dlat dlon <semi2> ... <semi3> dlat dlon"
@@ -206,4 +207,5 @@ def load_vigor(
         query_names=tuple(q_names),
         reference_names=tuple(ref_names),
         positive_offsets_px=np.asarray(q_offsets, dtype=np.float64).reshape(-1, 4, 2),
+        tile_stride=TILE_STRIDE,
     )

@@ -7,10 +7,19 @@ an exported artifact), recall is computed the one way, by :mod:`d4g_edge.metrics
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from torch import nn
 
-from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval
+from d4g_edge.geo import offset_latlon
+from d4g_edge.metrics import (
+    RetrievalMetrics,
+    evaluate_retrieval,
+    evaluate_scores,
+    localisation_error,
+)
+from d4g_edge.polar import cell_centres
 from train.datasets import CrossViewSplit, ViewDataset
 from train.loop.distributed import DistInfo
 from train.loop.embed import embed_dataset
@@ -23,11 +32,23 @@ class RetrievalSet:
         sat_size: int,
         ground_size: tuple[int, int],
         sat_polar: tuple[int, int] | None = None,
+        centre_step: float | None = None,
+        ground_rows: tuple[float, float] | None = None,
     ):
+        """``centre_step`` (off-centre encoders): on a tile grid (``split.tile_stride``) each
+        reference tile is embedded around :func:`~d4g_edge.polar.cell_centres`; a tile scores
+        its best centre, and the position is that centre's, not the tile's."""
         self.split = split
-        self.queries = ViewDataset(split.query_paths, ground_size, cache=True)
+        self.centres = None
+        if sat_polar is not None and centre_step and split.tile_stride:
+            self.centres = cell_centres(split.tile_stride, centre_step)
+        self.queries = ViewDataset(split.query_paths, ground_size, cache=True, rows=ground_rows)
         self.references = ViewDataset(
-            split.reference_paths, (sat_size, sat_size), cache=True, polar=sat_polar
+            split.reference_paths,
+            (sat_size, sat_size),
+            cache=True,
+            polar=sat_polar,
+            centres=self.centres,
         )
 
     def preload(self) -> RetrievalSet:
@@ -48,6 +69,8 @@ class RetrievalSet:
 
     def score(self, query: np.ndarray, reference: np.ndarray) -> RetrievalMetrics:
         s = self.split
+        if self.centres is not None:
+            return self._score_centres(query, reference)
         return evaluate_retrieval(
             query,
             reference,
@@ -63,3 +86,34 @@ class RetrievalSet:
     ) -> dict[str, float]:
         metrics = self.score(*self.embed(ground, satellite, info, batch_size))
         return {k: v for k, v in metrics.to_dict().items() if isinstance(v, int | float)}
+
+    def _score_centres(self, query: np.ndarray, reference: np.ndarray) -> RetrievalMetrics:
+        s, c = self.split, len(self.centres)
+        per_centre = reference.reshape(s.num_references, c, -1)
+
+        def tile_scores(start: int, stop: int) -> np.ndarray:
+            return np.einsum("qd,rcd->qrc", query[start:stop], per_centre).max(axis=2)
+
+        metrics = evaluate_scores(
+            tile_scores,
+            s.query_ids,
+            s.reference_ids,
+            semi_positive_ids=s.semi_positive_ids,
+            query_latlon=s.query_latlon,
+            reference_latlon=s.reference_latlon,
+        )
+        if s.query_latlon is None or s.reference_latlon is None:
+            return metrics
+        best = np.concatenate(
+            [(query[a : a + 256] @ reference.T).argmax(axis=1) for a in range(0, len(query), 256)]
+        )
+        tile, centre = np.divmod(best, c)
+        side = s.tile_side_m()
+        lat, lon = offset_latlon(
+            s.reference_latlon[tile, 0],
+            s.reference_latlon[tile, 1],
+            self.centres[centre, 0] * side,
+            self.centres[centre, 1] * side,
+        )
+        found = localisation_error(s.query_latlon, np.stack([lat, lon], axis=1))
+        return dataclasses.replace(metrics, localisation=found)

@@ -54,6 +54,14 @@ class SynthConfig:
         default=250, metadata={"help": "CVUSA/CVACT: pairs drawn from one town before the next"}
     )
     town_size_m: float = field(default=1200.0, metadata={"help": "side of each town in metres"})
+    vigor_districts: int = field(
+        default=4,
+        metadata={
+            "help": "VIGOR: towns (districts) per city, side by side, each of another style "
+            "(every city then has every style, as VIGOR's four cities are all dense US cities); "
+            "1 = one town per city, its style differing from city to city"
+        },
+    )
     vigor_layout: str = field(
         default="official",
         metadata={
@@ -82,6 +90,8 @@ class SynthConfig:
             object.__setattr__(self, "preview", Path(self.preview))
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if not 1 <= self.vigor_districts <= 16:
+            raise ValueError(f"vigor_districts must be in [1, 16], got {self.vigor_districts}")
         if self.vigor_layout not in VIGOR_LAYOUTS:
             raise ValueError(
                 f"vigor_layout must be one of {VIGOR_LAYOUTS}, got {self.vigor_layout!r}"

@@ -1,11 +1,14 @@
 """Write a synthetic dataset in the official VIGOR layout (four cities, overlapping tiles).
 
-Each city is its own town, placed at the real city's coordinates. Tiles lie on a grid with
-a stride of half a tile (50% overlap, as in VIGOR), so every panorama falls inside exactly
-four tiles: the positive is the one whose central quarter (|offset| <= a quarter tile on
-both axes) holds it, the other three are its semi-positives. Offsets are written as VIGOR
-does: ``delta_lat delta_lon`` = tile centre minus panorama, north and east, in tile pixels.
-Only tiles that cover some panorama are rendered.
+Each city is ``vigor_districts`` towns (districts) side by side near the real city's
+coordinates, each of another style, so every city has every kind of town (VIGOR's four cities
+are all dense US cities: cross-area means new places of a known kind, not unseen
+architecture); with one district per city, each city is a single town of its own style.
+Tiles lie on a grid with a stride of half a tile (50% overlap, as in VIGOR), so every
+panorama falls inside exactly four tiles: the positive is the one whose central quarter
+(|offset| <= a quarter tile on both axes) holds it, the other three are its semi-positives.
+Offsets are written as VIGOR does: ``delta_lat delta_lon`` = tile centre minus panorama,
+north and east, in tile pixels. Only tiles that cover some panorama are rendered.
 
 Cross-area: NewYork + Seattle hold the ``train`` panoramas and Chicago + SanFrancisco the
 ``test`` ones. Same-area: each city's panoramas are split into
@@ -35,7 +38,14 @@ from train.loop.atomic import atomic_write
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS
 from ._render import ViewJob
-from ._towns import TownSpec, derived_seed, get_world, split_counts, street_points
+from ._towns import (
+    TownSpec,
+    derived_seed,
+    get_world,
+    offset_latlon,
+    split_counts,
+    street_points,
+)
 
 CITY_ORIGINS = {  # top-left corners near the real cities
     "Chicago": (41.90, -87.65),
@@ -75,64 +85,88 @@ def _dirs(cfg: SynthConfig, city: str):
     return cfg.out / "satellite" / city, cfg.out / "ground" / city
 
 
-def _city_plan(cfg: SynthConfig, c: int, city: str, n: int, rng: np.random.Generator):
-    """(town, tile jobs, pano jobs, satellite names, label lines) of one city."""
+def _district_towns(cfg: SynthConfig, c: int) -> list[TownSpec]:
+    """The towns of city ``c``: ``vigor_districts`` of them on a square-ish grid, a street
+    apart, each of its own style (district ``d`` of city ``c`` takes style ``c + d``)."""
     from train.world import TOWN_STYLES
 
-    lat0, lon0 = CITY_ORIGINS[city]
-    town = TownSpec(
-        derived_seed(cfg.seed, STREAM_TOWNS, c),
-        TOWN_STYLES[c % len(TOWN_STYLES)],
-        lat0,
-        lon0,
-        cfg.town_size_m,
-    )
-    world, geo = get_world(town), get_world(town).georef
+    lat0, lon0 = CITY_ORIGINS[CITIES[c]]
+    cols = int(np.ceil(np.sqrt(cfg.vigor_districts)))
+    pitch = cfg.town_size_m + cfg.tile_m  # districts never share a tile
+    towns = []
+    for d in range(cfg.vigor_districts):
+        row, col = divmod(d, cols)
+        lat, lon = offset_latlon(lat0, lon0, col * pitch, -row * pitch)
+        # one district per city keeps the original seeds and styles
+        seed = (
+            derived_seed(cfg.seed, STREAM_TOWNS, c)
+            if d == 0
+            else derived_seed(cfg.seed, STREAM_TOWNS, c, d)
+        )
+        style = TOWN_STYLES[(c + d) % len(TOWN_STYLES)]
+        towns.append(TownSpec(seed, style, float(lat), float(lon), cfg.town_size_m))
+    return towns
+
+
+def _city_plan(cfg: SynthConfig, c: int, city: str, n: int, rng: np.random.Generator):
+    """(towns, tile jobs, pano jobs, satellite names, label lines) of one city."""
+    towns = _district_towns(cfg, c)
     stride, gsd = cfg.tile_m / 2, cfg.gsd_m
-    # 1.5 tiles of margin: the farthest covering tile reaches one tile beyond the panorama.
-    points = street_points(world, n, derived_seed(cfg.seed, STREAM_POINTS, c), 1.6 * cfg.tile_m)
     sat_dir, pano_dir = _dirs(cfg, city)
-    common = dict(town=town, gap_strength=cfg.gap_strength, jpeg_quality=cfg.jpeg_quality)
-    tiles: dict[tuple[int, int], tuple[str, float, float]] = {}
-    pano_jobs, lines = [], []
-    for k, (e, nn) in enumerate(points):
-        lat, lon = geo.metres_to_latlon(e, nn)
-        # The file name is the ground truth: round first, then place the camera there.
-        lat, lon = round(float(lat), 6), round(float(lon), 6)
-        pe, pn = (float(v) for v in geo.latlon_to_metres(lat, lon))
-        pano = f"{''.join(rng.choice(_ALPHABET, 22))},{lat:.6f},{lon:.6f},.jpg"
-        parts = [pano]
-        for i, j in covering_tiles(pe, pn, stride):
-            if (i, j) not in tiles:
-                tlat, tlon = (float(v) for v in geo.metres_to_latlon(i * stride, j * stride))
-                tiles[(i, j)] = (satellite_name(tlat, tlon), i * stride, j * stride)
-            name, ce, cn = tiles[(i, j)]
-            parts += [name, f"{(cn - pn) / gsd:.4f}", f"{(ce - pe) / gsd:.4f}"]
-        lines.append(" ".join(parts))
-        pano_jobs.append(
-            ViewJob(
-                kind="panorama",
-                position_en=(pe, pn),
-                size=cfg.pano_size,
-                gsd_m=gsd,
-                seed=derived_seed(cfg.seed, STREAM_VIEWS, c, 1, k),
-                paths=(str(pano_dir / pano),),
-                **common,
+    tile_jobs, pano_jobs, lines, names = [], [], [], []
+    for d, (town, count) in enumerate(zip(towns, split_counts(n, len(towns)), strict=True)):
+        world = get_world(town)
+        geo = world.georef
+        common = dict(town=town, gap_strength=cfg.gap_strength, jpeg_quality=cfg.jpeg_quality)
+        # 1.5 tiles of margin: the farthest covering tile reaches one tile beyond the panorama.
+        point_seed = (
+            derived_seed(cfg.seed, STREAM_POINTS, c)
+            if d == 0
+            else derived_seed(cfg.seed, STREAM_POINTS, c, d)
+        )
+        points = street_points(world, count, point_seed, 1.6 * cfg.tile_m)
+        tiles: dict[tuple[int, int], tuple[str, float, float]] = {}
+        for k, (e, nn) in enumerate(points):
+            lat, lon = geo.metres_to_latlon(e, nn)
+            # The file name is the ground truth: round first, then place the camera there.
+            lat, lon = round(float(lat), 6), round(float(lon), 6)
+            pe, pn = (float(v) for v in geo.latlon_to_metres(lat, lon))
+            pano = f"{''.join(rng.choice(_ALPHABET, 22))},{lat:.6f},{lon:.6f},.jpg"
+            parts = [pano]
+            for i, j in covering_tiles(pe, pn, stride):
+                if (i, j) not in tiles:
+                    tlat, tlon = (float(v) for v in geo.metres_to_latlon(i * stride, j * stride))
+                    tiles[(i, j)] = (satellite_name(tlat, tlon), i * stride, j * stride)
+                name, ce, cn = tiles[(i, j)]
+                parts += [name, f"{(cn - pn) / gsd:.4f}", f"{(ce - pe) / gsd:.4f}"]
+            lines.append(" ".join(parts))
+            view_key = (c, 1, k) if d == 0 else (c, 1, k, d)
+            pano_jobs.append(
+                ViewJob(
+                    kind="panorama",
+                    position_en=(pe, pn),
+                    size=cfg.pano_size,
+                    gsd_m=gsd,
+                    seed=derived_seed(cfg.seed, STREAM_VIEWS, *view_key),
+                    paths=(str(pano_dir / pano),),
+                    **common,
+                )
             )
-        )
-    tile_jobs = [
-        ViewJob(
-            kind="satellite",
-            position_en=(ce, cn),
-            size=(cfg.sat_size, cfg.sat_size),
-            gsd_m=gsd,
-            seed=derived_seed(cfg.seed, STREAM_VIEWS, c, 0, i + _GRID_OFFSET, j + _GRID_OFFSET),
-            paths=(str(sat_dir / name),),
-            **common,
-        )
-        for (i, j), (name, ce, cn) in sorted(tiles.items())
-    ]
-    return town, tile_jobs, pano_jobs, [tiles[key][0] for key in sorted(tiles)], lines
+        for (i, j), (name, ce, cn) in sorted(tiles.items()):
+            key = (c, 0, i + _GRID_OFFSET, j + _GRID_OFFSET) + (() if d == 0 else (d,))
+            tile_jobs.append(
+                ViewJob(
+                    kind="satellite",
+                    position_en=(ce, cn),
+                    size=(cfg.sat_size, cfg.sat_size),
+                    gsd_m=gsd,
+                    seed=derived_seed(cfg.seed, STREAM_VIEWS, *key),
+                    paths=(str(sat_dir / name),),
+                    **common,
+                )
+            )
+            names.append(name)
+    return towns, tile_jobs, pano_jobs, names, lines
 
 
 def write_vigor(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> list[dict]:
@@ -162,4 +196,8 @@ def write_vigor(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> l
         atomic_write(split_dir / "same_area_balanced_train.txt", text(lines[i] for i in same_train))
         atomic_write(split_dir / "same_area_balanced_test.txt", text(lines[i] for i in same_test))
         atomic_write(split_dir / "pano_label_balanced.txt", text(lines))
-    return [{"city": city, **dataclasses.asdict(plan[0])} for city, plan in plans.items()]
+    return [
+        {"city": city, "district": d, **dataclasses.asdict(town)}
+        for city, plan in plans.items()
+        for d, town in enumerate(plan[0])
+    ]
