@@ -31,7 +31,11 @@ from d4g_edge._io import atomic_write_bytes, atomic_write_json
 from d4g_edge._log import logger
 from d4g_edge.bundle import check_pairing, model_entry, write_bundle
 from d4g_edge.errors import BundleError, TileSourceError
+from d4g_edge.geo import offset_latlon
+from d4g_edge.image import load_rgb
 from d4g_edge.index import IndexParams
+from d4g_edge.polar import cell_centres
+from d4g_edge.preprocess import preprocess
 from d4g_edge.runtime import open_encoder
 from d4g_edge.shards import open_grounds, parse_shard, write_shard
 from d4g_edge.tiles.base import DEFAULT_CELL_DEG, TileSource, TileTable
@@ -135,12 +139,18 @@ def embed_tiles(
     resume: bool = False,
     cell_deg: float = DEFAULT_CELL_DEG,
 ) -> tuple[np.ndarray, TileTable]:
-    """Embeddings and tile rows of ``source`` (this shard's tiles), saved part by part."""
+    """Embeddings and tile rows of ``source`` (this shard's tiles), saved part by part.
+
+    An off-centre satellite encoder (``centre_step`` in its config) embeds every tile around
+    :func:`reference_centres`: one row per (tile, centre), placed at the centre.
+    """
+    centres = reference_centres(source, satellite.config)
     state = {
         "source": source.describe(),
         "satellite_sha256": satellite.sha256,
         "shard": list(shard),
         "part_size": part_size,
+        "centres": None if centres is None else centres.tolist(),
     }
     state_file = work / "state.json"
     if work.exists() and resume:
@@ -172,16 +182,10 @@ def embed_tiles(
             vecs = []
             for b in range(0, len(chunk), batch_size):
                 imgs = [t.read() for t in chunk[b : b + batch_size]]
-                vecs.append(satellite.embed(imgs, batch_size=batch_size))
+                vecs.append(_embed_batch(satellite, imgs, centres, batch_size))
                 if bar is not None:
                     bar.update(len(imgs))
-            table = TileTable.from_rows(
-                [t.tile_id for t in chunk],
-                [t.lat for t in chunk],
-                [t.lon for t in chunk],
-                [t.footprint_m for t in chunk],
-                cell_deg,
-            )
+            table = _table(chunk, centres, cell_deg)
             _save_part(path, np.concatenate(vecs), table)
             if bar is None:
                 logger.info("embedded %d / %d tiles", start + len(chunk), len(tiles))
@@ -196,6 +200,77 @@ def embed_tiles(
     )
     loaded = [_load_part(p) for p in parts]
     return np.concatenate([v for v, _ in loaded]), TileTable.concat([t for _, t in loaded])
+
+
+def grid_stride(source: TileSource) -> float | None:
+    """Distance between neighbouring tile centres in tile sides: the source's ``grid_stride``
+    (None: every query sits at its tile's centre, as in CVUSA), else ``stride_m /
+    tile_size_m`` from ``describe()``, else 1.0 (abutting tiles, e.g. web-map tiles)."""
+    if hasattr(source, "grid_stride"):
+        return source.grid_stride
+    d = source.describe()
+    if d.get("stride_m") and d.get("tile_size_m"):
+        return float(d["stride_m"]) / float(d["tile_size_m"])
+    return 1.0
+
+
+def reference_centres(source: TileSource, config) -> np.ndarray | None:
+    """``(C, 2)`` (east, north) centres in tile sides to embed each tile around, or None for
+    the tile centre alone (:func:`d4g_edge.polar.cell_centres` of the encoder's
+    ``centre_step`` over the source's :func:`grid_stride`)."""
+    step = config.input().centre_step
+    stride = grid_stride(source)
+    if step is None or stride is None:
+        return None
+    centres = cell_centres(stride, step)
+    if len(centres) > 1:
+        logger.info(
+            "off-centre encoder: each tile embedded around %d centres (grid stride %.3g tiles, "
+            "centre step %.3g)",
+            len(centres),
+            stride,
+            step,
+        )
+    return centres if len(centres) > 1 else None
+
+
+def _embed_batch(satellite: Any, imgs, centres: np.ndarray | None, batch_size: int) -> np.ndarray:
+    if centres is None:
+        return satellite.embed(imgs, batch_size=batch_size)
+    x = [
+        preprocess(load_rgb(img), satellite.config, centre=tuple(c))
+        for img in imgs
+        for c in centres
+    ]
+    return np.concatenate(
+        [
+            satellite.embed_tensor(np.concatenate(x[k : k + batch_size]))
+            for k in range(0, len(x), batch_size)
+        ]
+    )
+
+
+def _table(chunk, centres: np.ndarray | None, cell_deg: float) -> TileTable:
+    """One row per tile, or per (tile, centre) placed at the centre."""
+    ids = np.array([t.tile_id for t in chunk], np.int64)
+    lat = np.array([t.lat for t in chunk], np.float64)
+    lon = np.array([t.lon for t in chunk], np.float64)
+    side = np.array([t.footprint_m for t in chunk], np.float64)
+    if centres is not None:
+        if not np.isfinite(side).all():
+            raise TileSourceError(
+                "an off-centre encoder places each tile's centres in metres, but this source "
+                "gives no tile footprint; give the tile size (e.g. --footprint-m)"
+            )
+        c = len(centres)
+        lat, lon = offset_latlon(
+            np.repeat(lat, c),
+            np.repeat(lon, c),
+            np.tile(centres[:, 0], len(chunk)) * np.repeat(side, c),
+            np.tile(centres[:, 1], len(chunk)) * np.repeat(side, c),
+        )
+        ids, side = np.repeat(ids, c), np.repeat(side, c)
+    return TileTable.from_rows(ids, lat, lon, side, cell_deg)
 
 
 def _save_part(path: Path, vectors: np.ndarray, table: TileTable) -> None:
@@ -252,6 +327,15 @@ def build_index(
     for key in ("tile_size_m", "stride_m"):
         if key in geo["source"]:
             geo.setdefault(key, geo["source"][key])
+    centres = reference_centres(source, sat.config)
+    if centres is not None:  # rows are (tile, centre): the position step is the centres'
+        side = float(np.nanmedian(table.footprint_m))
+        geo["centres"] = {
+            "per_tile": len(centres),
+            "offsets": centres.tolist(),
+            "grid_stride": grid_stride(source),
+            "spacing_m": side * float(np.ptp(centres[:, 0])) / max(1, np.sqrt(len(centres)) - 1),
+        }
     entry = model_entry(sat.path, sat.config, sat.sha256)
     if shard[1] > 1:
         write_shard(out, vectors, table, entry, shard, geo)

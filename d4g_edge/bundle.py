@@ -82,6 +82,19 @@ class Bundle:
     def stride_m(self) -> float | None:
         return (self.manifest.get("georeference") or {}).get("stride_m")
 
+    @property
+    def centres_per_tile(self) -> int:
+        """Index rows per tile: > 1 for an off-centre encoder (one row per polar centre)."""
+        centres = (self.manifest.get("georeference") or {}).get("centres") or {}
+        return int(centres.get("per_tile", 1))
+
+    @property
+    def position_step_m(self) -> float | None:
+        """Distance between neighbouring index positions: the centres' spacing, else the
+        tile stride."""
+        centres = (self.manifest.get("georeference") or {}).get("centres") or {}
+        return centres.get("spacing_m") or self.stride_m
+
     @classmethod
     def load(cls, root: str | Path, *, verify: bool = True, region=None) -> Bundle:
         """Load (and verify) a bundle; of a cell-sharded one only the cells with tiles within

@@ -196,7 +196,7 @@ class Localizer:
         cand = self._candidates(prior)
         batches = [self._queries(img, h) for img, h in zip(images, headings, strict=True)]
         z = self.encoder.embed_tensor(np.concatenate([x for x, _ in batches]))
-        ids, scores = self.bundle.index.search(z, k=int(top_k), candidates=cand)
+        ids, scores = self._search(z, int(top_k), cand)
         out, row = [], 0
         for (x, hs), h_in in zip(batches, headings, strict=True):
             r = slice(row, row + len(x))
@@ -220,9 +220,23 @@ class Localizer:
         """Raw top-k tile rows and scores (best heading's), and that heading (for trackers)."""
         x, hs = self._queries(image, heading)
         z = self.encoder.embed_tensor(x)
-        ids, scores = self.bundle.index.search(z, k=int(top_k), candidates=self._candidates(prior))
+        ids, scores = self._search(z, int(top_k), self._candidates(prior))
         best = int(np.argmax(scores[:, 0]))
         return ids[best], scores[best], float(hs[best])
+
+    def _search(self, z: np.ndarray, k: int, cand) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` index rows per query, one per tile: a bundle of an off-centre encoder has
+        a row per (tile, centre), and a tile counts once, at its best centre."""
+        c = self.bundle.centres_per_tile
+        if c == 1:
+            return self.bundle.index.search(z, k=k, candidates=cand)
+        size = len(self.bundle.tiles) if cand is None else len(cand)
+        ids, scores = self.bundle.index.search(z, k=min(k * c, size), candidates=cand)
+        tile_id = self.bundle.tiles.tile_id
+        keep = [np.sort(np.unique(tile_id[row], return_index=True)[1])[:k] for row in ids]
+        k = min(len(rows) for rows in keep)  # as search: fewer when fewer tiles
+        rows = np.stack([r[:k] for r in keep])
+        return np.take_along_axis(ids, rows, 1), np.take_along_axis(scores, rows, 1)
 
     def embed(self, image: ImageInput, heading: float | None = 0.0) -> np.ndarray:
         """The query embedding(s) (rolled to north-up by ``heading``)."""
@@ -236,7 +250,9 @@ class Localizer:
         w = np.exp((scores - scores[0]) / self.temperature)
         w /= w.sum()
         spread2 = float((w * dist**2).sum())
-        half_stride = (self.bundle.stride_m or float(np.nanmedian(t.footprint_m[ids]) / 2)) / 2
+        half_stride = (
+            self.bundle.position_step_m or float(np.nanmedian(t.footprint_m[ids]) / 2)
+        ) / 2
         half_stride = half_stride if np.isfinite(half_stride) else 0.0
         cands = tuple(
             Candidate(int(t.tile_id[i]), float(a), float(o), float(s), float(d))

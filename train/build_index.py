@@ -34,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="dataset root (with --dataset)")
     p.add_argument("--split", default="test")
     p.add_argument(
+        "--vigor-mode",
+        choices=("same", "cross"),
+        default="cross",
+        help="VIGOR area protocol (cross: the test cities' tiles), as train.evaluate",
+    )
+    p.add_argument(
         "--footprint-m",
         type=float,
         default=float("nan"),
@@ -58,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset:
             if args.data is None:
                 raise D4GEdgeError("--dataset needs --data DIR")
-            src = DatasetTileSource(args.dataset, args.data, args.split, args.footprint_m)
+            src = DatasetTileSource(
+                args.dataset, args.data, args.split, args.footprint_m, args.vigor_mode
+            )
         else:
             src = WorldTileSource(
                 args.world,

@@ -31,18 +31,32 @@ from d4g_edge.tiles.base import Tile
 
 class DatasetTileSource:
     def __init__(
-        self, name: str, root: str | Path, split: str = "test", footprint_m: float = float("nan")
+        self,
+        name: str,
+        root: str | Path,
+        split: str = "test",
+        footprint_m: float = float("nan"),
+        vigor_mode: str = "cross",
     ) -> None:
         from train.datasets import load
 
         self.name, self.root, self.split = name, Path(root), split
-        self.data = load(name, root, split)
+        # VIGOR: the area protocol train.evaluate scores by default (cross: the test cities)
+        self.vigor_mode = vigor_mode if name == "vigor" else None
+        self.data = load(name, root, split, **({"mode": vigor_mode} if self.vigor_mode else {}))
         if self.data.reference_latlon is None:
             raise TileSourceError(
                 f"{name} {split} at {root} has no reference coordinates (for CVUSA add "
                 "split_locations/all.csv); an index needs each tile's position"
             )
         self.footprint_m = float(footprint_m)
+        if not np.isfinite(self.footprint_m) and self.data.tile_stride:
+            self.footprint_m = self.data.tile_side_m()  # a grid (VIGOR): its own spacing
+
+    @property
+    def grid_stride(self) -> float | None:
+        """VIGOR's half-overlap grid (0.5); None for CVUSA/CVACT, queries at tile centres."""
+        return self.data.tile_stride
 
     def __len__(self) -> int:
         return self.data.num_references
@@ -53,6 +67,7 @@ class DatasetTileSource:
             "dataset": self.name,
             "path": str(self.root),
             "split": self.split,
+            **({"vigor_mode": self.vigor_mode} if self.vigor_mode else {}),
         }
 
     def __iter__(self) -> Iterator[Tile]:
