@@ -56,6 +56,14 @@ class OnnxConfig(ExportConfig):
     calibration_pairs: int = field(
         default=32, metadata=flag("held-out world images int8 calibration reads")
     )
+    calibration_images: Path | None = field(
+        default=None,
+        metadata=flag(
+            "int8: calibrate on images of this view found under this folder (e.g. the "
+            "training split of the student's own dataset) instead of world renders in the "
+            "CVUSA geometry; --calibration-pairs of them, evenly spaced"
+        ),
+    )
 
 
 @logged_export
@@ -71,11 +79,29 @@ def export(cfg: OnnxConfig) -> Path:
             _TRACED[key] = to_onnx(src.model, key[1], float_path).read_bytes()
         float_path.write_bytes(_TRACED[key])
         if cfg.quant == "int8":
-            calib = model_inputs(world_pairs(cfg.calibration_pairs, CALIBRATION_SEED), src.cfg)
+            calib = (
+                folder_inputs(cfg.calibration_images, src.cfg, cfg.calibration_pairs)
+                if cfg.calibration_images is not None
+                else model_inputs(world_pairs(cfg.calibration_pairs, CALIBRATION_SEED), src.cfg)
+            )
             quantize_int8(float_path, tmp, calib)
         embed_config(tmp, config_json(artifact_config(src.cfg, cfg.quant)))
         verify(runner(tmp), src.model, x, cfg.quant, what=path.name)
     return path
+
+
+def folder_inputs(folder: Path, cfg, n: int) -> np.ndarray:
+    """Inputs of ``n`` images evenly spaced among the sorted images under ``folder``."""
+    from d4g_edge.image import load_rgb
+    from d4g_edge.preprocess import preprocess
+
+    files = sorted(
+        p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    if not files:
+        raise ValueError(f"--calibration-images {folder} holds no .jpg/.png images")
+    picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(n, len(files)))]
+    return np.concatenate([preprocess(load_rgb(p), cfg) for p in picks])
 
 
 def to_onnx(model, input_hw: tuple[int, int], path: Path) -> Path:

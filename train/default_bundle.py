@@ -1,0 +1,135 @@
+"""Build the SDK's bundled default (``d4g_edge/_default``): one command, reproducible.
+
+The default is a demonstration on the procedural world, not a map of a real place: the
+``edge-s`` students (off-centre recipe), exported to int8 ONNX with calibration on the
+dataset's *training* cities, and the index of the held-out test cities of a world written in
+VIGOR's layout (a half-overlap grid of tiles, cameras anywhere), each tile embedded around
+the polar centres its encoder config asks for. A few held-out test panoramas ship beside it
+as sample queries, with their true positions in ``IMAGE.json`` sidecars, so ``d4g-edge
+localize`` prints the error in metres.
+
+Usage::
+
+    python -m train.synth --layout vigor --out data/vigor --train 3600 --test 1200
+    python -m train.default_bundle --data data/vigor --ground runs/s/student_ground.pt \
+        --satellite runs/s/student_satellite.pt            # -> d4g_edge/_default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from d4g_edge._io import atomic_write_json, sha256_file
+from d4g_edge._log import logger, setup_logging
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "d4g_edge" / "_default"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "query_pano.jpg"
+SIZE_LIMIT_MB = 30.0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m train.default_bundle", description=__doc__.split("Usage")[0]
+    )
+    p.add_argument("--data", type=Path, required=True, help="world in VIGOR layout (train.synth)")
+    p.add_argument("--ground", type=Path, help="ground student (default: weights/edge-s)")
+    p.add_argument("--satellite", type=Path, help="satellite student (default: weights/edge-s)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bundle folder")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts/default"))
+    p.add_argument("--samples", type=int, default=4, help="sample queries shipped")
+    p.add_argument("--calibration-images", type=int, default=64)
+    p.add_argument("--no-example", action="store_true", help="leave examples/ untouched")
+    return p
+
+
+def export_int8(view: str, checkpoint: Path | None, data: Path, out: Path, n: int) -> Path:
+    from export.onnx import OnnxConfig, export
+    from train.datasets.vigor import CROSS_CITIES, detect_layout
+
+    # calibrate on the training cities only: the test cities are what the bundle indexes
+    city = CROSS_CITIES["train"][0]
+    sat_dir, pano_dir = detect_layout(data, city)
+    images = pano_dir if view == "ground" else sat_dir
+    return export(
+        OnnxConfig(
+            view=view,
+            checkpoint=checkpoint,
+            quant="int8",
+            out=out,
+            calibration_images=images,
+            calibration_pairs=n,
+        )
+    )
+
+
+def write_samples(split, out: Path, count: int) -> list[dict]:
+    """Copy ``count`` evenly spaced test panoramas with ``.json`` truth sidecars."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = np.linspace(0, len(split) - 1, count).round().astype(int)
+    samples = []
+    for k, i in enumerate(rows):
+        src = split.query_paths[i]
+        dst = out / f"query_{k}{src.suffix.lower()}"
+        shutil.copyfile(src, dst)
+        lat, lon = (float(v) for v in split.query_latlon[i])
+        truth = {
+            "lat": lat,
+            "lon": lon,
+            "tile_id": int(split.query_ids[i]),
+            "source": f"{split.dataset} {split.split} {src.parent.parent.name}/{src.name}",
+        }
+        atomic_write_json(dst.with_name(dst.name + ".json"), truth)
+        samples.append({"file": dst.name, **truth})
+    return samples
+
+
+def build(args) -> Path:
+    from d4g_edge.build import build_index
+    from train.tile_sources import DatasetTileSource
+
+    arts = args.artifacts
+    ground = export_int8("ground", args.ground, args.data, arts, args.calibration_images)
+    sat = export_int8("satellite", args.satellite, args.data, arts, args.calibration_images)
+    src = DatasetTileSource("vigor", args.data, "test", vigor_mode="cross")
+    out = build_index(src, sat, args.out, ground=ground)
+    samples = write_samples(src.data, out / "samples", args.samples)
+    info = {
+        "what": "demonstration bundle on the procedural world (not a real place)",
+        "dataset": src.describe(),
+        "synth_info": json.loads((args.data / "synth_info.json").read_text())
+        if (args.data / "synth_info.json").is_file()
+        else None,
+        "ground_artifact_sha256": sha256_file(ground),
+        "satellite_artifact_sha256": sha256_file(sat),
+        "samples": samples,
+        "command": "python -m train.default_bundle " + " ".join(sys.argv[1:]),
+    }
+    atomic_write_json(out / "default.json", info)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    logger.info("bundled default %s: %.1f MB", out, size)
+    if size > SIZE_LIMIT_MB:
+        raise SystemExit(f"the default bundle is {size:.1f} MB, over {SIZE_LIMIT_MB} MB")
+    if not args.no_example:
+        first = out / "samples" / samples[0]["file"]
+        shutil.copyfile(first, EXAMPLE)
+        truth = first.with_name(first.name + ".json")
+        shutil.copyfile(truth, EXAMPLE.with_name(EXAMPLE.name + ".json"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging()
+    out = build(args)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
