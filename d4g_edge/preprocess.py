@@ -51,14 +51,16 @@ def preprocess(
 
     ``centre``: for polar views, the (east, north) point in tile sides from the tile centre
     the polar transform looks around (:func:`d4g_edge.polar.cell_centres`); the pixels from
-    outside the tile are the normalisation mean, as in training.
+    outside the tile are the normalisation mean (as a uint8 colour), as in training.
     """
     spec = cfg.input(view)
     x = resize_rgb(crop_rows(rgb, spec.crop_rows), spec.size).astype(np.float32) / 255.0
     if spec.polar is not None:
         east, north = (float(v) * spec.size[1] for v in centre)
         if east or north:
-            x = shift_tile(x, east, north, np.asarray(cfg.mean, np.float32))
+            # the fill is the mean as the nearest uint8 colour, as training fills its uint8 tiles
+            fill = np.round(np.asarray(cfg.mean) * 255.0).astype(np.float32) / 255.0
+            x = shift_tile(x, east, north, fill)
         x = polar_transform(x, *spec.polar)
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)

@@ -11,8 +11,7 @@ localize`` prints the error in metres.
 Usage::
 
     python -m train.synth --layout vigor --out data/vigor --train 3600 --test 1200
-    python -m train.default_bundle --data data/vigor --ground runs/s/student_ground.pt \
-        --satellite runs/s/student_satellite.pt            # -> d4g_edge/_default
+    python -m train.default_bundle --data data/vigor     # -> d4g_edge/_default
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ from d4g_edge._io import atomic_write_json, sha256_file
 from d4g_edge._log import logger, setup_logging
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "d4g_edge" / "_default"
+# the committed off-centre edge-s students (train.release of the README's VIGOR run)
+STUDENTS = Path(__file__).resolve().parents[1] / "weights" / "edge-s-vigor"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "query_pano.jpg"
 SIZE_LIMIT_MB = 30.0
 
@@ -38,8 +39,18 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m train.default_bundle", description=__doc__.split("Usage")[0]
     )
     p.add_argument("--data", type=Path, required=True, help="world in VIGOR layout (train.synth)")
-    p.add_argument("--ground", type=Path, help="ground student (default: weights/edge-s)")
-    p.add_argument("--satellite", type=Path, help="satellite student (default: weights/edge-s)")
+    p.add_argument(
+        "--ground",
+        type=Path,
+        default=STUDENTS / "student_ground.pt",
+        help="ground student (default: weights/edge-s-vigor)",
+    )
+    p.add_argument(
+        "--satellite",
+        type=Path,
+        default=STUDENTS / "student_satellite.pt",
+        help="satellite student (default: weights/edge-s-vigor)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bundle folder")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts/default"))
     p.add_argument("--samples", type=int, default=4, help="sample queries shipped")

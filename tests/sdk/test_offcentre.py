@@ -39,8 +39,8 @@ def offcentre(tmp_path_factory) -> dict:
 
 
 def pano_around(tile: np.ndarray, centre, cfg) -> np.ndarray:
-    mean = np.asarray(cfg.mean, np.float32)
-    x = shift_tile(tile.astype(np.float32) / 255.0, *(np.asarray(centre) * SAT_SIZE), mean)
+    fill = np.round(np.asarray(cfg.mean) * 255.0).astype(np.float32) / 255.0
+    x = shift_tile(tile.astype(np.float32) / 255.0, *(np.asarray(centre) * SAT_SIZE), fill)
     return np.clip(np.round(polar_transform(x, *GROUND_HW) * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -257,3 +257,44 @@ def test_grid_references_score_their_best_centre_and_place_the_query_there(writt
     # without centres the same model would be scored at the tile centres (farther away)
     centre_err = haversine_m(data.query_latlon[:, 0], data.query_latlon[:, 1], *tile.T)
     assert not np.allclose(expected, centre_err)
+
+
+def test_sdk_and_train_evaluate_agree_on_an_offcentre_bundle(written, tmp_path):
+    """The same exported encoders score the same through train.evaluate (the training
+    pipeline, references at their best of 9 centres) and through the SDK's bundle."""
+    from d4g_edge.config import ViewInput
+    from tests.sdk._models import GROUND_HW, SAT_SIZE, conv_onnx, student_config
+    from train.build_index import main as build_main
+    from train.evaluate import EvaluateConfig, run
+
+    assert (SAT, PANO) == (SAT_SIZE, GROUND_HW)  # the tiny models' shapes are the world's
+    sat_spec = ViewInput((SAT, SAT), polar=PANO, centre_step=1 / 6)
+    sat = conv_onnx(
+        tmp_path / "satellite.onnx", student_config("satellite", inputs={"satellite": sat_spec}), 7
+    )
+    g_spec = ViewInput(PANO, crop_rows=(0.2, 0.8))
+    ground = conv_onnx(
+        tmp_path / "ground.onnx", student_config("ground", inputs={"ground": g_spec}), 7
+    )
+    root = written["vigor"]
+    rc = build_main(
+        [
+            "--dataset",
+            "vigor",
+            "--data",
+            str(root),
+            "--model",
+            str(sat),
+            "--ground",
+            str(ground),
+            "--out",
+            str(tmp_path / "bundle"),
+        ]
+    )
+    assert rc == 0
+    common = dict(dataset="vigor", data=root, ks=(1, 5, 10))
+    direct = run(EvaluateConfig(**common, ground=ground, satellite=sat)).to_dict()
+    sdk = run(EvaluateConfig(**common, bundle=tmp_path / "bundle")).to_dict()
+    for key in ("recall@1", "recall@5", "recall@10", "median_error_m", "mean_error_m"):
+        assert sdk[key] == pytest.approx(direct[key], abs=1e-6), key
+    assert direct["num_queries"] == sdk["num_queries"] == 4

@@ -1,0 +1,63 @@
+"""The bundled default (``d4g_edge/_default``, written by ``python -m train.default_bundle``):
+it verifies, was built with the off-centre recipe, fits the wheel budget, and the README's
+first command localizes its sample query without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from d4g_edge.bundle import Bundle
+from d4g_edge.geo import haversine_m
+from d4g_edge.localizer import DEFAULT_BUNDLE, Localizer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "query_pano.jpg"
+
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_BUNDLE / "manifest.json").is_file(), reason="no bundled default in this tree"
+)
+
+
+def test_default_bundle_verifies_and_is_the_offcentre_recipe():
+    b = Bundle.load(DEFAULT_BUNDLE)  # checksums, schema, pairing
+    size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.rglob("*") if p.is_file())
+    assert size <= 30 * 2**20
+    assert b.ground_config.quantization == "int8"
+    assert b.satellite_config.input().centre_step is not None
+    assert b.ground_config.input().crop_rows is not None
+    assert b.centres_per_tile == 9 and len(b.tiles) == 9 * len(set(b.tiles.tile_id.tolist()))
+    info = json.loads((DEFAULT_BUNDLE / "default.json").read_text())
+    assert info["command"].startswith("python -m train.default_bundle")
+    assert len(info["samples"]) >= 3
+
+
+def test_samples_localize_with_their_truth():
+    loc = Localizer()  # the default
+    errors = []
+    for sample in sorted((DEFAULT_BUNDLE / "samples").glob("*.jpg")):
+        truth = json.loads(sample.with_name(sample.name + ".json").read_text())
+        fix = loc.localize(sample, heading=0.0)
+        errors.append(float(haversine_m(fix.lat, fix.lon, truth["lat"], truth["lon"])))
+        assert fix.candidates[0].tile_id in set(loc.bundle.tiles.tile_id.tolist())
+    assert len(errors) >= 3 and all(e >= 0 for e in errors)
+
+
+def test_readme_first_command_runs_torch_free():
+    # block torch (and the repository tooling) the way a device install lacks them
+    code = (
+        "import sys; sys.modules.update({m: None for m in ('torch', 'train', 'export')});"
+        "import runpy; sys.argv = ['d4g-edge', 'localize', %r];"
+        "runpy.run_module('d4g_edge', run_name='__main__')" % str(EXAMPLE)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "lat " in proc.stdout and "error " in proc.stdout and " m" in proc.stdout
+    truth = json.loads(EXAMPLE.with_name(EXAMPLE.name + ".json").read_text())
+    assert {"lat", "lon"} <= set(truth)
