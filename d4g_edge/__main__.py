@@ -173,8 +173,12 @@ def _info(args) -> int:
         return 0
     g = m["models"].get("ground")
     print(f"bundle {b.root} ({m['schema']}, created {m['created']}): verified")
+    c = b.centres_per_tile
+    rows = f"{m['tile_count']}" + (
+        f" ({m['tile_count'] // c} tiles x {c} centres)" if c > 1 else ""
+    )
     print(
-        f"  tiles: {m['tile_count']}  embed dim: {m['embed_dim']}  search: "
+        f"  tiles: {rows}  embed dim: {m['embed_dim']}  search: "
         f"{'exact' if b.index.exact else 'hnsw'} {m['index']}"
     )
     print(

@@ -175,3 +175,12 @@ def test_forced_zone_projects_across_boundary():
 def test_utm_errors(call, match):
     with pytest.raises(UTMError, match=match):
         call()
+
+
+def test_offset_latlon_moves_by_the_requested_metres():
+    from d4g_edge.geo import offset_latlon
+
+    lat, lon = offset_latlon([40.0, -33.9], [-88.0, 151.2], [30.0, -12.0], [-40.0, 5.0])
+    d = haversine_m(np.array([40.0, -33.9]), np.array([-88.0, 151.2]), lat, lon)
+    np.testing.assert_allclose(d, [50.0, 13.0], rtol=1e-5)  # 3-4-5 and 5-12-13 triangles
+    assert lat[0] < 40.0 and lon[0] > -88.0 and lat[1] > -33.9 and lon[1] < 151.2

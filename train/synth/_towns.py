@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from d4g_edge.geo import EARTH_RADIUS_M
+from d4g_edge.geo import offset_latlon
 
 if TYPE_CHECKING:
     from train.world import World
@@ -62,13 +62,6 @@ def derived_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def offset_latlon(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
-    """Move a lat/lon by metres on the mean sphere (placing towns; metre-accuracy suffices)."""
-    lat2 = lat + np.degrees(north_m / EARTH_RADIUS_M)
-    lon2 = lon + np.degrees(east_m / (EARTH_RADIUS_M * np.cos(np.radians(lat))))
-    return float(lat2), float(lon2)
-
-
 def town_specs(
     seed: int, first: int, count: int, base: tuple[float, float], size_m: float, stream: int
 ) -> list[TownSpec]:
@@ -83,7 +76,7 @@ def town_specs(
     pitch = size_m + _TOWN_GAP_M
     for k in range(first, first + count):
         row, col = divmod(k, _TOWNS_PER_ROW)
-        lat, lon = offset_latlon(*base, east_m=col * pitch, north_m=-row * pitch)
+        lat, lon = (float(v) for v in offset_latlon(*base, col * pitch, -row * pitch))
         specs.append(
             TownSpec(
                 seed=derived_seed(seed, stream, k),

@@ -32,20 +32,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from d4g_edge.geo import offset_latlon
 from train.datasets.vigor import CITIES, CROSS_CITIES, satellite_name
 from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS
 from ._render import ViewJob
-from ._towns import (
-    TownSpec,
-    derived_seed,
-    get_world,
-    offset_latlon,
-    split_counts,
-    street_points,
-)
+from ._towns import TownSpec, derived_seed, get_world, split_counts, street_points
 
 CITY_ORIGINS = {  # top-left corners near the real cities
     "Chicago": (41.90, -87.65),
