@@ -130,6 +130,11 @@ def test_pairing_checks_views_and_dims():
     sat = student_config("satellite", embed_dim=8, teacher_centre=None)
     with pytest.raises(ModelMismatchError, match="embed_dim"):
         check_pairing(student_config("ground"), sat)
+    # a centred pair: each student regresses its own view's centre (train.distill)
+    check_pairing(
+        student_config("ground", teacher_centre=(0.1,) * EMBED_DIM),
+        student_config("satellite", teacher_centre=(-0.2,) * EMBED_DIM),
+    )
 
 
 def test_replace_existing_bundle_but_not_other_dirs(tmp_path, tiny_models):

@@ -30,7 +30,8 @@ def vigor_root(tmp_path):
 def test_dataset_layouts_build_bundles(name, split, root_fixture, request, tmp_path, tiny_models):
     root = request.getfixturevalue(root_fixture)
     src = DatasetTileSource(name, root, split)
-    data = load(name, root, split)
+    # VIGOR: the cross-area protocol train.evaluate scores by default (the test cities' tiles)
+    data = load(name, root, split, **({"mode": "cross"} if name == "vigor" else {}))
     tiles = list(src)
     assert len(src) == len(tiles) == data.num_references
     for t, rid, (lat, lon) in zip(tiles, data.reference_ids, data.reference_latlon, strict=True):
