@@ -272,5 +272,8 @@ def _view_input(spec: Any, view: str) -> ViewInput:
             "'centre_step': float | null, 'crop_rows': [top, bottom] | null}"
         )
     return ViewInput(
-        size=spec["size"], polar=spec.get("polar"), centre_step=spec.get("centre_step")
+        size=spec["size"],
+        polar=spec.get("polar"),
+        centre_step=spec.get("centre_step"),
+        crop_rows=spec.get("crop_rows"),
     )

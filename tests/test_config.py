@@ -32,11 +32,14 @@ def test_round_trip_through_json():
     assert again.teacher_centre == (0.1, 0.2, 0.3, 0.4)
 
 
-def test_centre_step_round_trips_and_older_configs_still_load():
+def test_centre_step_and_crop_rows_round_trip_and_older_configs_still_load():
     spec = {"size": [128, 128], "polar": [64, 256], "centre_step": 1 / 6}
     cfg = _student(inputs={"satellite": spec})
     assert cfg.input().centre_step == pytest.approx(1 / 6)
     assert EncoderConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    ground = _student(inputs={"ground": {"size": [64, 256], "crop_rows": [0.25, 0.75]}})
+    again = EncoderConfig.from_dict(json.loads(json.dumps(ground.to_dict())))
+    assert again.input().crop_rows == (0.25, 0.75) and again == ground
     # artifacts written before the off-centre recipe have no centre_step: one centre
     old = _student(inputs={"satellite": {"size": [128, 128], "polar": [64, 256]}})
     assert old.input().centre_step is None
@@ -71,6 +74,7 @@ def test_teacher_serves_several_views():
         ({"quantization": "int3"}, "quantization must be"),
         ({"std": [1, 0, 1]}, "std must be positive"),
         ({"inputs": {"ground": {"size": [4, 8], "centre_step": 0.2}}}, "polar inputs only"),
+        ({"inputs": {"ground": {"size": [4, 8], "crop_rows": [0.8, 0.2]}}}, "top < bottom"),
         (
             {"inputs": {"satellite": {"size": [8, 8], "polar": [4, 8], "centre_step": 2}}},
             r"centre_step must be a fraction",
