@@ -49,10 +49,11 @@ def test_samples_localize_with_their_truth():
 
 def test_readme_first_command_runs_torch_free():
     # block torch (and the repository tooling) the way a device install lacks them
+    blocked = "sys.modules.update({m: None for m in ('torch', 'train', 'export')})"
     code = (
-        "import sys; sys.modules.update({m: None for m in ('torch', 'train', 'export')});"
-        "import runpy; sys.argv = ['d4g-edge', 'localize', %r];"
-        "runpy.run_module('d4g_edge', run_name='__main__')" % str(EXAMPLE)
+        f"import sys; {blocked}; import runpy; "
+        f"sys.argv = ['d4g-edge', 'localize', {str(EXAMPLE)!r}]; "
+        "runpy.run_module('d4g_edge', run_name='__main__')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
