@@ -91,8 +91,12 @@ class RetrievalSet:
         s, c = self.split, len(self.centres)
         per_centre = reference.reshape(s.num_references, c, -1)
 
+        best = np.zeros(len(query), dtype=np.int64)  # best (tile, centre) row, filled below
+
         def tile_scores(start: int, stop: int) -> np.ndarray:
-            return np.einsum("qd,rcd->qrc", query[start:stop], per_centre).max(axis=2)
+            scores = np.einsum("qd,rcd->qrc", query[start:stop], per_centre)
+            best[start:stop] = scores.reshape(stop - start, -1).argmax(axis=1)
+            return scores.max(axis=2)
 
         metrics = evaluate_scores(
             tile_scores,
@@ -104,9 +108,6 @@ class RetrievalSet:
         )
         if s.query_latlon is None or s.reference_latlon is None:
             return metrics
-        best = np.concatenate(
-            [(query[a : a + 256] @ reference.T).argmax(axis=1) for a in range(0, len(query), 256)]
-        )
         tile, centre = np.divmod(best, c)
         side = s.tile_side_m()
         lat, lon = offset_latlon(
