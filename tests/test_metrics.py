@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from d4g_edge import logger
-from d4g_edge.metrics import MetricsInputError, evaluate_retrieval, evaluate_scores
+from d4g_edge.metrics import (
+    MetricsInputError,
+    class_retrieval_metrics,
+    evaluate_retrieval,
+    evaluate_scores,
+)
 
 # 1 degree of latitude on the IUGG mean sphere, from the definition of arc length.
 METRES_PER_DEG_LAT = math.pi / 180 * 6_371_008.8
@@ -207,3 +212,120 @@ def test_unnormalised_embeddings_warn_but_rank_by_dot_product(caplog):
         logger.removeHandler(caplog.handler)
     assert "not L2-normalised" in caplog.text
     assert m.recall[0] == 100.0
+
+
+# --- University-1652 class retrieval ---------------------------------------------------------
+def reference_university_eval(scores, q_labels, g_labels):
+    """University-1652's evaluate_gpu.py, one query at a time, written out literally (with a
+    stable sort so ties keep gallery order): (first good row or -1, AP) per query."""
+    out = []
+    for s, ql in zip(scores, q_labels, strict=True):
+        index = np.argsort(-s, kind="stable")
+        index = index[g_labels[index] != -1]  # junk removed
+        rows_good = np.flatnonzero(g_labels[index] == ql)
+        if ql == -1 or len(rows_good) == 0:
+            out.append((-1, 0.0))
+            continue
+        ap = 0.0
+        for i, r in enumerate(rows_good):
+            precision = (i + 1) / (r + 1)
+            old_precision = i / r if r != 0 else 1.0
+            ap += (old_precision + precision) / 2 / len(rows_good)
+        out.append((int(rows_good[0]), ap))
+    return out
+
+
+def test_class_retrieval_hand_computed():
+    g_labels = [1, 2, -1, 1, 3]  # item 2 is junk
+    q, g = scores_as_embeddings(
+        [
+            # label 1; ranking 1(l2) 4(l3) 0(l1) 3(l1) [2 junk]: goods at rows 2 and 3
+            [0.5, 0.875, 0.125, 0.25, 0.75],
+            # label 3; junk item 2 scores highest and is dropped: the good item 4 is row 0
+            [0.125, 0.25, 0.875, 0.375, 0.75],
+            # label 7: no gallery item has it -> skipped
+            [0.5, 0.5, 0.5, 0.5, 0.5],
+            # label 2; all tied -> gallery order 0(l1) 1(l2): the good item is row 1
+            [0.5, 0.5, 0.5, 0.5, 0.5],
+        ]
+    )
+    m = class_retrieval_metrics(q, [1, 3, 7, 2], g, g_labels, ks=(1, 2, 3))
+    # AP by the trapezoid rule, good i at row r: ((i / r if r else 1) + (i + 1) / (r + 1)) / 2
+    ap_a = ((0 / 2 + 1 / 3) / 2 + (1 / 3 + 2 / 4) / 2) / 2  # = 7/24
+    ap_b = (1.0 + 1 / 1) / 2  # = 1
+    ap_d = (0 / 1 + 1 / 2) / 2  # = 1/4
+    assert m.num_queries == 4 and m.num_skipped == 1 and m.num_scored == 3
+    assert m.num_gallery == 5
+    assert m.mean_ap == pytest.approx((ap_a + ap_b + ap_d) / 3 * 100)
+    assert m.mean_ap == pytest.approx(37 / 72 * 100)
+    # first good rows: a 2, b 0, d 1
+    assert m.recall == pytest.approx((100 / 3, 200 / 3, 100.0))
+    assert m.recall_at(2) == pytest.approx(200 / 3)
+    assert m.one_percent_k == 1  # round(5 * 0.01) = 0, raised to 1
+    assert m.recall_one_percent == pytest.approx(100 / 3)
+    d = m.to_dict()
+    assert d["mean_ap"] == pytest.approx(37 / 72 * 100) and d["num_skipped"] == 1
+    assert "recall@1%" in m.format_table()
+    with pytest.raises(KeyError, match="available ks"):
+        m.recall_at(10)
+
+
+@pytest.mark.parametrize("row", [0, 1, 2, 5])
+def test_single_positive_ap_by_trapezoid_rule(row):
+    scores = np.zeros((1, 8), dtype=np.float32)
+    scores[0, :row] = 1.0  # `row` distractors above the positive at column `row`
+    scores[0, row] = 0.5
+    labels = np.arange(8)
+    q, g = scores_as_embeddings(scores)
+    m = class_retrieval_metrics(q, [row], g, labels, ks=(1,))
+    # i = 0: old precision 0 / r = 0 unless r == 0 (then 1); precision 1 / (r + 1)
+    expected = 1.0 if row == 0 else (0.0 + 1 / (row + 1)) / 2
+    assert m.mean_ap == pytest.approx(expected * 100)
+    assert m.recall[0] == (100.0 if row == 0 else 0.0)
+
+
+@pytest.mark.parametrize(("n_gallery", "k"), [(40, 1), (250, 2), (300, 3), (951, 10)])
+def test_class_recall_one_percent_k(n_gallery, k):
+    # k = round(G * 0.01) with Python's round (half to even: 2.5 -> 2), at least 1
+    scores = np.zeros((2, n_gallery), dtype=np.float32)
+    scores[:, 0] = 0.5  # both queries' only good item (label 0)
+    scores[0, 1:k] = 1.0  # k - 1 above it: row k - 1, a hit within the first k
+    scores[1, 1 : k + 1] = 1.0  # k above it: row k, a miss
+    q, g = scores_as_embeddings(scores)
+    m = class_retrieval_metrics(q, [0, 0], g, np.arange(n_gallery), ks=(1,))
+    assert m.one_percent_k == k
+    assert m.recall_one_percent == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 64, 10_000])
+def test_class_chunking_matches_literal_definition(chunk):
+    rng = np.random.default_rng(3)
+    # entries k/8, D = 16: exact float32 dot products, and many ties
+    q = rng.integers(-4, 5, size=(70, 16)).astype(np.float32) / 8
+    g = rng.integers(-4, 5, size=(120, 16)).astype(np.float32) / 8
+    g_labels = rng.integers(-1, 25, size=120)  # ~5 items per label, some junk
+    q_labels = rng.integers(0, 30, size=70)  # labels 25..29 have no gallery item
+    expected = reference_university_eval(q @ g.T, q_labels, g_labels)
+    first = np.array([f for f, _ in expected])
+    ap = np.array([a for _, a in expected])
+    scored = first >= 0
+    m = class_retrieval_metrics(q, q_labels, g, g_labels, ks=(1, 5, 10), chunk=chunk)
+    assert m.num_skipped == int((~scored).sum()) > 0
+    assert m.mean_ap == pytest.approx(ap[scored].mean() * 100)
+    for k, r in zip((1, 5, 10), m.recall, strict=True):
+        assert r == pytest.approx((first[scored] < k).mean() * 100)
+    assert m.recall_one_percent == pytest.approx((first[scored] < 1).mean() * 100)  # k = 1
+
+
+def test_class_retrieval_bad_inputs():
+    q, g = np.eye(2, 4, dtype=np.float32), np.eye(3, 4, dtype=np.float32)
+    with pytest.raises(MetricsInputError, match="query dim 3 != gallery dim 4"):
+        class_retrieval_metrics(np.eye(2, 3), [0, 1], g, [0, 1, 2])
+    with pytest.raises(MetricsInputError, match="gallery_labels has 2 entries"):
+        class_retrieval_metrics(q, [0, 1], g, [0, 1])
+    with pytest.raises(MetricsInputError, match="no query has a gallery item"):
+        class_retrieval_metrics(q, [5, -1], g, [0, 1, -1])  # -1 queries match nothing
+    with pytest.raises(MetricsInputError, match="chunk must be >= 1"):
+        class_retrieval_metrics(q, [0, 1], g, [0, 1, 2], chunk=0)
+    with pytest.raises(MetricsInputError, match="positive integers"):
+        class_retrieval_metrics(q, [0, 1], g, [0, 1, 2], ks=(0,))

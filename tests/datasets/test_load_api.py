@@ -15,7 +15,7 @@ from train.datasets import DATASETS, CrossViewSplit, DatasetFormatError, load, r
 def test_unknown_dataset_suggests_close_match(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'cvusa'"):
         load("cvsua", tmp_path)
-    assert DATASETS == ("cvact", "cvusa", "vigor")
+    assert DATASETS == ("cvact", "cvusa", "university1652", "vigor")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Cross-view dataset loaders for CVUSA, CVACT and VIGOR in their official layouts.
+"""Cross-view dataset loaders for CVUSA, CVACT, VIGOR and University-1652 in their official
+layouts.
 
 ``load`` reads a release exactly as distributed (see each module's docstring for the
 layout) into a :class:`CrossViewSplit` of paths, ids and coordinates. This package imports
@@ -25,6 +26,7 @@ from ._split import CrossViewSplit
 from .augment import PairAugment
 from .cvact import load_cvact
 from .cvusa import load_cvusa
+from .university1652 import load_university1652
 from .vigor import load_vigor
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATASETS",
+    "MODES",
     "SPLITS",
     "CrossViewSplit",
     "DatasetFormatError",
@@ -42,8 +45,15 @@ __all__ = [
     "read_image",
 ]
 
-DATASETS = ("cvact", "cvusa", "vigor")
-SPLITS = {"cvact": ("train", "val", "test"), "cvusa": ("train", "test"), "vigor": ("train", "test")}
+DATASETS = ("cvact", "cvusa", "university1652", "vigor")
+SPLITS = {
+    "cvact": ("train", "val", "test"),
+    "cvusa": ("train", "test"),
+    "university1652": ("train", "test"),
+    "vigor": ("train", "test"),
+}
+# Datasets whose ``mode`` picks a protocol, with the valid modes (the first is the default).
+MODES = {"university1652": ("drone", "satellite"), "vigor": ("same", "cross")}
 
 
 def _choice_error(kind: str, value: str, valid: tuple[str, ...]) -> ValueError:
@@ -64,8 +74,12 @@ def load(
 ) -> CrossViewSplit:
     """Load ``split`` of dataset ``name`` from ``root``.
 
-    ``mode`` ("same" | "cross", default "same") and ``cities`` apply to VIGOR only.
-    ``check_files`` verifies that every listed image exists before returning.
+    ``mode`` selects the protocol of VIGOR ("same" | "cross" area, default "same") and of
+    University-1652 ("drone" = Drone->Satellite, the default, for train and test; "satellite"
+    = Satellite->Drone, test only: drone frames of ``test/gallery_drone`` against the tiles of
+    ``test/query_satellite``, ranked transposed by the evaluator). ``cities`` applies to VIGOR
+    only. ``check_files`` verifies that every listed image exists before returning (for
+    University-1652, whose images are found by listing folders, that each is a non-empty file).
     ``on_missing`` applies to CVACT only: "skip" (the default for ``train``, as Sample4Geo:
     the release lacks a few train images) or "error" (the default for ``val``/``test``: an
     evaluation split must be complete).
@@ -74,8 +88,15 @@ def load(
         raise _choice_error("dataset", name, DATASETS)
     if split not in SPLITS[name]:
         raise _choice_error(f"{name} split", split, SPLITS[name])
-    if name != "vigor" and (mode is not None or cities is not None):
-        raise ValueError(f"mode/cities select VIGOR's area protocol; {name} has none")
+    if mode is not None and name not in MODES:
+        valid = "; ".join(f"{n}: {'/'.join(m)}" for n, m in MODES.items())
+        raise ValueError(
+            f"mode selects the protocol of VIGOR or University-1652 ({valid}); {name} has none"
+        )
+    if mode is not None and mode not in MODES[name]:
+        raise _choice_error(f"{name} mode", mode, MODES[name])
+    if name != "vigor" and cities is not None:
+        raise ValueError(f"cities select VIGOR's cities; {name} has none")
     if name != "cvact" and on_missing is not None:
         raise ValueError(
             f"on_missing applies to CVACT only; {name} always errors on a missing image"
@@ -84,6 +105,8 @@ def load(
         return load_cvusa(root, split, check_files=check_files)
     if name == "cvact":
         return load_cvact(root, split, check_files=check_files, on_missing=on_missing)
+    if name == "university1652":
+        return load_university1652(root, split, mode=mode or "drone", check_files=check_files)
     return load_vigor(root, split, mode=mode or "same", cities=cities, check_files=check_files)
 
 

@@ -1,8 +1,11 @@
 """The one in-memory form every loader returns: :class:`CrossViewSplit` (numpy only).
 
-A split is a list of ground queries and a list of satellite references with the index of
-each query's true reference. CVUSA and CVACT pair every query with its own tile (R == Q);
-VIGOR has a shared reference set of overlapping tiles plus three semi-positives per query.
+A split is a list of queries (ground panoramas, or drone frames for University-1652: see
+``query_view``) and a list of satellite references with the index of each query's true
+reference. CVUSA and CVACT pair every query with its own tile (R == Q); VIGOR has a shared
+reference set of overlapping tiles plus three semi-positives per query; University-1652 has
+many drone frames per tile and, in its Satellite->Drone protocol, drone frames of distractor
+locations that have no tile in the split (``positive_index == -1``, see :attr:`has_reference`).
 
 Usage::
 
@@ -20,14 +23,20 @@ import numpy as np
 
 from d4g_edge.geo import EARTH_RADIUS_M
 
+QUERY_VIEWS = ("ground", "drone")  # the views of DESIGN.md "Views" that can be queries
+
 
 @dataclass(frozen=True)
 class CrossViewSplit:
-    """Ground queries, satellite references and the ground truth linking them.
+    """Queries, satellite references and the ground truth linking them.
 
-    ``query_ids[i] == reference_ids[positive_index[i]]`` always holds; ids are the dataset's
-    own (CVUSA: integer basename of the satellite file; CVACT: 1-based row of
-    ``ACT_data.mat``; VIGOR: row in the concatenated ``satellite_list.txt`` files).
+    ``query_ids[i] == reference_ids[positive_index[i]]`` holds for every query with a
+    reference; ids are the dataset's own (CVUSA: integer basename of the satellite file;
+    CVACT: 1-based row of ``ACT_data.mat``; VIGOR: row in the concatenated
+    ``satellite_list.txt`` files; University-1652: the location folder name as an integer).
+    ``positive_index[i] == -1`` marks a query whose location has no reference in this split
+    (University-1652 Satellite->Drone distractors); its id is then not among
+    ``reference_ids``. Pair datasets and samplers need :attr:`all_matched` splits.
     """
 
     dataset: str
@@ -52,6 +61,8 @@ class CrossViewSplit:
     # a query may fall anywhere in (VIGOR: 0.5); None when every query sits at its tile's
     # centre (CVUSA, CVACT). Off-centre encoders embed each tile around cell_centres(stride).
     tile_stride: float | None = None
+    # What the query images show: "ground" panoramas or "drone" frames (University-1652).
+    query_view: str = "ground"
 
     def __post_init__(self) -> None:
         q, r = len(self.query_paths), len(self.reference_paths)
@@ -70,8 +81,26 @@ class CrossViewSplit:
                 raise ValueError(
                     f"CrossViewSplit.{name} must have shape {shape}, got {value.shape}"
                 )
-        if q and not np.array_equal(self.reference_ids[self.positive_index], self.query_ids):
+        if self.query_view not in QUERY_VIEWS:
+            raise ValueError(
+                f"CrossViewSplit.query_view must be one of {QUERY_VIEWS}, got {self.query_view!r}"
+            )
+        if not q:
+            return
+        pos = np.asarray(self.positive_index)
+        if not np.issubdtype(pos.dtype, np.integer) or pos.min() < -1 or pos.max() >= r:
+            raise ValueError(
+                f"CrossViewSplit.positive_index must be integers in [-1, {r}) (-1: no "
+                f"reference in this split), got {pos.dtype} in [{pos.min()}, {pos.max()}]"
+            )
+        has = pos >= 0
+        if not np.array_equal(self.reference_ids[pos[has]], self.query_ids[has]):
             raise ValueError("CrossViewSplit: query_ids must equal reference_ids[positive_index]")
+        if not has.all() and np.isin(self.query_ids[~has], self.reference_ids).any():
+            raise ValueError(
+                "CrossViewSplit: a query with positive_index -1 has an id that is among "
+                "reference_ids; point it at that reference instead"
+            )
 
     def __len__(self) -> int:
         return len(self.query_paths)
@@ -79,6 +108,16 @@ class CrossViewSplit:
     @property
     def num_references(self) -> int:
         return len(self.reference_paths)
+
+    @property
+    def has_reference(self) -> np.ndarray:
+        """(Q,) bool: the query's location has a reference in this split."""
+        return np.asarray(self.positive_index) >= 0
+
+    @property
+    def all_matched(self) -> bool:
+        """Every query has its true reference here (what pair training needs)."""
+        return bool(self.has_reference.all())
 
     def tile_side_m(self) -> float:
         """A grid split's tile side in metres: the median distance from a tile to its

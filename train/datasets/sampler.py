@@ -106,6 +106,11 @@ class HardNegativeSampler:
                 f"need batch_size >= 1 and neighbour counts >= 0, got batch_size={batch_size}, "
                 f"gps_neighbours={gps_neighbours}, sim_neighbours={sim_neighbours}"
             )
+        if not split.all_matched:
+            raise ValueError(
+                f"{split.dataset} {split.split}: some queries have no reference in the split; "
+                "batches of training pairs need one for every query"
+            )
         self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
         self.gps_neighbours, self.sim_neighbours = gps_neighbours, sim_neighbours
         self.neighbour_range = neighbour_range or 2 * max(gps_neighbours, sim_neighbours, 1)
