@@ -49,8 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     bundle_help = f"bundle directory (default: ${BUNDLE_ENV}, else the bundled default)"
 
-    loc = sub.add_parser("localize", help="estimate lat/lon of ground images (panoramas)")
-    loc.add_argument("images", nargs="+", type=Path, help="ground-level images (panoramas)")
+    loc = sub.add_parser(
+        "localize", help="estimate lat/lon of ground panoramas (or drone frames: drone bundle)"
+    )
+    loc.add_argument(
+        "images", nargs="+", type=Path, help="panoramas, or drone frames for a drone bundle"
+    )
     loc.add_argument("--bundle", type=Path, default=None, help=bundle_help)
     loc.add_argument("--top-k", type=int, default=5, help="candidates to report (default: 5)")
     loc.add_argument(
@@ -63,7 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         "--heading",
         type=float,
         default=None,
-        help="azimuth (deg) of the panorama's centre column; default: search",
+        help="azimuth (deg) of the panorama's centre column, or where a drone frame's top "
+        "points; default: search",
+    )
+    loc.add_argument(
+        "--altitude", type=float, default=None, help="drone frames: metres above ground"
+    )
+    loc.add_argument(
+        "--pitch", type=float, default=None, help="drone frames: camera degrees from nadir"
     )
     loc.add_argument(
         "--truth",
@@ -140,7 +151,14 @@ def _localize(args) -> int:
     loc = Localizer(args.bundle, backend=args.backend, threads=args.threads, region=args.prior)
     for i, image in enumerate(args.images):
         rgb = load_rgb(image)
-        fix = loc.localize(rgb, top_k=args.top_k, prior=args.prior, heading=args.heading)
+        flight = {"altitude_m": args.altitude, "pitch_deg": args.pitch}
+        fix = loc.localize(
+            rgb,
+            top_k=args.top_k,
+            prior=args.prior,
+            heading=args.heading,
+            **{k: v for k, v in flight.items() if v is not None},
+        )
         truth = _truth(args, image)
         err = float(haversine_m(fix.lat, fix.lon, *truth)) if truth else None
         if args.json:
@@ -185,7 +203,8 @@ def _info(args) -> int:
         f"  satellite model: {m['models']['satellite']['source']} "
         f"sha256 {m['models']['satellite']['sha256'][:16]}…"
     )
-    print(f"  ground model: {g['file'] + ' sha256 ' + g['sha256'][:16] + '…' if g else '(none)'}")
+    print(f"  query model: {g['file'] + ' sha256 ' + g['sha256'][:16] + '…' if g else '(none)'}")
+    print(f"  serves: {', '.join(b.views) or 'index only'}")
     t = b.tiles
     print(
         f"  area: lat {t.lat.min():.6f}..{t.lat.max():.6f}, lon {t.lon.min():.6f}.."

@@ -4,7 +4,8 @@ Layout of a bundle directory (``../shared/DESIGN.md``)::
 
     manifest.json    schema, created, embed dim, models (file, SHA-256, encoder config),
                      preprocessing, index params, tile count, georeference, file checksums
-    ground.onnx      the ground encoder (and/or ground.pte + ground.pte.json); optional
+    ground.onnx      the query encoder (and/or ground.pte + ground.pte.json); optional; named
+                     after its view: drone.onnx for a drone student (manifest "views")
     index.bin        hnswlib graph of the satellite embeddings (ids = tile table rows)
     tiles.npz        tile id, centre lat/lon, footprint metres, cell
 
@@ -48,7 +49,7 @@ BUNDLE_SCHEMA = "d4g-edge/bundle/1"
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.bin"
 TILES_FILE = "tiles.npz"
-GROUND_FILES = {".onnx": "ground.onnx", ".pte": "ground.pte"}
+QUERY_SUFFIXES = (".onnx", ".pte")
 __all__ = ["Bundle", "check_pairing", "model_entry", "read_manifest", "write_bundle"]
 _REQUIRED = ("schema", "created", "embed_dim", "models", "index", "tile_count", "files")
 
@@ -77,6 +78,13 @@ class Bundle:
             if e["file"].endswith(suffix):
                 return self.root / e["file"]
         return None
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The query views this bundle localizes: ("ground",), ("drone",), or () (index only)."""
+        if "views" in self.manifest:
+            return tuple(self.manifest["views"])
+        return (self.ground_config.view,) if self.ground_config is not None else ()
 
     @property
     def stride_m(self) -> float | None:
@@ -240,8 +248,17 @@ def write_bundle(
             EmbeddingIndex.build(vectors, params, threads).save(tmp / INDEX_FILE)
         tiles.save(tmp / TILES_FILE)
         models = {"satellite": dict(satellite)}
+        views = sorted({enc.config.view for enc in grounds})
+        if len(views) > 1:
+            raise BundleError(
+                f"query models of different views {views} in one bundle: a drone student and a "
+                "ground student have different teachers, so each needs its own index"
+            )
         for k, enc in enumerate(grounds):
-            name = GROUND_FILES[enc.path.suffix.lower()]
+            suffix = enc.path.suffix.lower()
+            if suffix not in QUERY_SUFFIXES:
+                raise BundleError(f"{enc.path}: a query model is .onnx or .pte, got {suffix!r}")
+            name = f"{enc.config.view}{suffix}"  # ground.onnx, drone.pte, ...
             if (tmp / name).exists():
                 raise BundleError(f"two ground models of one format ({name}); pass one of each")
             shutil.copyfile(enc.path, tmp / name)
@@ -259,6 +276,8 @@ def write_bundle(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "d4g_edge_version": __version__,
             "embed_dim": sat_cfg.embed_dim,
+            # the query views the bundle serves ("models.ground" holds the query model)
+            "views": views,
             "models": models,
             "preprocessing": _preprocessing(g) if g is not None else None,
             "index": index_meta,

@@ -3,8 +3,11 @@
 Frames come from a folder watched for new images (processed in name order once their size
 is stable, so a half-written file is never read), or from a camera through OpenCV
 (``camera:0``) when it is installed. An ``IMAGE.json`` sidecar may carry odometry since the
-previous frame, ``{"odometry": [metres, heading_deg]}``. Each frame is localized
-(:class:`~d4g_edge.localizer.Localizer`, top-k retrieval), fused by the
+previous frame, ``{"odometry": [metres, heading_deg]}``, and for drone frames (a bundle of a
+drone student) the autopilot's ``heading_deg``, ``altitude_m`` above ground and camera
+``pitch_deg`` from nadir (:mod:`d4g_edge.drone`); the tracker follows the point the frames'
+centres show and the fix is moved back to the drone when pitch and altitude are known.
+Each frame is localized (:class:`~d4g_edge.localizer.Localizer`, top-k retrieval), fused by the
 :class:`~d4g_edge.tracker.Tracker`, printed, and with ``--mavlink URL`` sent to an autopilot
 as ``GPS_INPUT`` (pymavlink, optional extra ``d4g-edge[mavlink]``). Fix quality maps to the
 message: ``horiz_accuracy`` = the tracker's uncertainty (m), ``hdop`` = uncertainty / 5 m
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from d4g_edge._log import logger
-from d4g_edge.errors import D4GEdgeError, ImageError
+from d4g_edge.errors import D4GEdgeError, ImageError, SearchError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 GPS_EPOCH = 315_964_800  # 1980-01-06 in Unix seconds
@@ -144,6 +147,8 @@ def add_follow_parser(sub, bundle_help: str) -> None:
     p.add_argument("--mavlink", default=None, help="e.g. udpout:127.0.0.1:14550 (GPS_INPUT)")
     p.add_argument("--top-k", type=int, default=100, help="tiles scored per frame (default 100)")
     p.add_argument("--heading", type=float, default=None, help="known heading (deg), else search")
+    p.add_argument("--altitude", type=float, default=None, help="drone: metres above ground")
+    p.add_argument("--pitch", type=float, default=None, help="drone: camera degrees from nadir")
     p.add_argument("--walk-sigma-m", type=float, default=10.0, help="motion blur without odometry")
     p.add_argument("--temperature", type=float, default=0.02, help="score -> likelihood scale")
     p.add_argument("--good-m", type=float, default=25.0, help="3D fix below this uncertainty")
@@ -155,12 +160,36 @@ def add_follow_parser(sub, bundle_help: str) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON line per fix")
 
 
-def _odometry(path: Path | None):
+def _sidecar(path: Path | None) -> dict:
     sidecar = path.with_name(path.name + ".json") if path is not None else None
     if sidecar is None or not sidecar.is_file():
-        return None
-    odo = json.loads(sidecar.read_text()).get("odometry")
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ImageError(f"{sidecar}: not a JSON object ({err})") from None
+    if not isinstance(meta, dict):
+        raise ImageError(f"{sidecar}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _odometry(path: Path | None):
+    odo = _sidecar(path).get("odometry")
     return None if odo is None else (float(odo[0]), float(odo[1]))
+
+
+def _flight(path: Path | None, args) -> tuple[float | None, float | None, float | None]:
+    """(heading, altitude, pitch) of a frame: its sidecar's values, else the flags'."""
+    meta = _sidecar(path)
+
+    def pick(key, default):
+        return float(meta[key]) if meta.get(key) is not None else default
+
+    return (
+        pick("heading_deg", args.heading),
+        pick("altitude_m", args.altitude),
+        pick("pitch_deg", args.pitch),
+    )
 
 
 def run_follow(args) -> int:
@@ -178,11 +207,16 @@ def run_follow(args) -> int:
         frames = ((p, p) for p in watch_folder(Path(args.source), args.interval, args.idle_timeout))
     for n, (path, image) in enumerate(frames, 1):
         try:
-            ids, scores, heading = loc.retrieve(image, top_k=args.top_k, heading=args.heading)
-        except ImageError as err:  # one bad frame must not stop the loop
+            heading, altitude, pitch = _flight(path, args)
+            flight = {"altitude_m": altitude} if loc.view == "drone" else {}
+            ids, scores, heading = loc.retrieve(image, top_k=args.top_k, heading=heading, **flight)
+            odometry = _odometry(path)
+        except (ImageError, SearchError) as err:  # one bad frame must not stop the loop
             logger.warning("skipping frame: %s", err)
             continue
-        fix = tracker.step(ids, scores, odometry=_odometry(path))
+        fix = tracker.step(ids, scores, odometry=odometry)
+        if loc.view == "drone" and altitude is not None and pitch is not None:
+            fix = behind_camera(fix, altitude, pitch, heading)
         if pub is not None:
             pub.send(fix.lat, fix.lon, fix.uncertainty_m, heading)
         record = {
@@ -205,3 +239,15 @@ def run_follow(args) -> int:
         if args.max_frames and n >= args.max_frames:
             break
     return 0
+
+
+def behind_camera(fix, altitude_m: float, pitch_deg: float, heading_deg: float):
+    """The tracker's fix of the point a drone frame's centre shows, moved back to the drone."""
+    import dataclasses
+
+    from d4g_edge.drone import camera_offset_m
+    from d4g_edge.geo import offset_latlon
+
+    east, north = -camera_offset_m(altitude_m, pitch_deg, heading_deg)
+    lat, lon = offset_latlon(fix.lat, fix.lon, east, north)
+    return dataclasses.replace(fix, lat=float(lat), lon=float(lon))

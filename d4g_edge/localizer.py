@@ -10,6 +10,12 @@ north-up before encoding. ``heading=None`` (unknown) encodes ``headings`` circul
 panorama in one batch and keeps the best; the answer's ``heading_deg`` is then the estimated
 azimuth of the query's centre column (a resolution of ``360 / headings`` degrees).
 
+Drone frames. A bundle built with a drone student (``Bundle.views == ("drone",)``) takes
+camera frames: ``heading`` is where the frame's top points, searched over quarter turns when
+unknown; ``altitude_m`` (with the camera's ``fov_deg``) keeps the part of a high frame that
+covers one tile; ``pitch_deg`` (from nadir) moves the answer from the point the frame's centre
+shows back to the drone. See :mod:`d4g_edge.drone`.
+
 Limited field of view. A photo that is not a 360-degree panorama is squashed to the
 panorama's shape, which the ``edge-s`` students never saw in training: expect far lower
 recall, and a heading search that is not meaningful (a roll of a narrow view is not another
@@ -38,10 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
+from d4g_edge import drone
 from d4g_edge.bundle import Bundle, check_pairing
 from d4g_edge.errors import BundleError, ModelMismatchError, NoDefaultBundleError, SearchError
-from d4g_edge.geo import haversine_m
-from d4g_edge.image import ImageInput
+from d4g_edge.geo import haversine_m, offset_latlon
+from d4g_edge.image import ImageInput, load_rgb
+from d4g_edge.preprocess import preprocess
 from d4g_edge.runtime import Encoder, open_encoder
 
 BUNDLE_ENV = "D4G_EDGE_BUNDLE"
@@ -109,6 +117,7 @@ class Localizer:
         self.bundle = bundle
         self.temperature = float(temperature)
         self.encoder = self._open_ground(ground, backend, threads)
+        self.view = self.encoder.config.view  # "ground" panoramas or "drone" frames
 
     def _open_ground(self, ground, backend, threads) -> Encoder:
         b = self.bundle
@@ -158,8 +167,16 @@ class Localizer:
             )
         return rows
 
-    def _queries(self, image, heading) -> tuple[np.ndarray, np.ndarray]:
-        """(R, 3, H, W) inputs (R rolls) and their headings."""
+    def _queries(self, image, heading, flight=None) -> tuple[np.ndarray, np.ndarray]:
+        """(R, 3, H, W) inputs (R rolls, or R quarter turns of a drone frame) and their
+        headings; ``flight`` = (altitude_m, pitch_deg, fov_deg) of a drone frame."""
+        if self.view == "drone":
+            return self._drone_queries(image, heading, flight)
+        if flight is not None and (flight[0] is not None or flight[1] is not None):
+            raise SearchError(
+                "altitude_m / pitch_deg describe drone frames; this bundle's query model "
+                f"takes {self.view} panoramas"
+            )
         x = self.encoder.preprocess(image)
         w = x.shape[3]
         headings = (
@@ -170,6 +187,21 @@ class Localizer:
         rolls = [np.roll(x, _roll_shift(h, w), axis=3) for h in headings]
         return np.concatenate(rolls), headings
 
+    def _drone_queries(self, image, heading, flight) -> tuple[np.ndarray, np.ndarray]:
+        altitude, _, fov = flight or (None, None, drone.DEFAULT_FOV_DEG)
+        rgb = load_rgb(image)
+        if altitude is not None:
+            rgb = drone.crop_to_footprint(rgb, altitude, self._tile_m, fov)
+        x = preprocess(rgb, self.encoder.config)
+        turns = drone.QUARTER_TURNS if heading is None else (drone.north_up_turns(float(heading)),)
+        xs = np.concatenate([drone.turned(x, k) for k in turns])
+        return xs, np.array([drone.heading_of_turn(k) for k in turns])
+
+    @property
+    def _tile_m(self) -> float:
+        """Ground width of one tile of the bundle (median footprint)."""
+        return float(np.nanmedian(self.bundle.tiles.footprint_m))
+
     def localize(
         self,
         image: ImageInput,
@@ -177,8 +209,21 @@ class Localizer:
         top_k: int = 5,
         prior: tuple[float, float, float] | None = None,
         heading: float | None = None,
+        altitude_m: float | None = None,
+        pitch_deg: float | None = None,
+        fov_deg: float = drone.DEFAULT_FOV_DEG,
     ) -> Localization:
-        return self.localize_batch([image], top_k=top_k, prior=prior, heading=heading)[0]
+        """Localize one image. Drone frames may come with the autopilot's ``altitude_m``
+        above ground and camera ``pitch_deg`` from nadir (see the module docstring)."""
+        return self.localize_batch(
+            [image],
+            top_k=top_k,
+            prior=prior,
+            heading=heading,
+            altitude_m=altitude_m,
+            pitch_deg=pitch_deg,
+            fov_deg=fov_deg,
+        )[0]
 
     def localize_batch(
         self,
@@ -187,26 +232,31 @@ class Localizer:
         top_k: int = 5,
         prior: tuple[float, float, float] | None = None,
         heading: float | Sequence[float | None] | None = None,
+        altitude_m: float | Sequence[float | None] | None = None,
+        pitch_deg: float | Sequence[float | None] | None = None,
+        fov_deg: float = drone.DEFAULT_FOV_DEG,
     ) -> list[Localization]:
         if int(top_k) < 1:
             raise SearchError(f"top_k must be >= 1, got {top_k}")
-        headings = list(heading) if isinstance(heading, Sequence) else [heading] * len(images)
-        if len(headings) != len(images):
-            raise SearchError(f"{len(headings)} headings for {len(images)} images")
+        headings = _per_image(heading, len(images), "headings")
+        altitudes = _per_image(altitude_m, len(images), "altitudes")
+        pitches = _per_image(pitch_deg, len(images), "pitches")
+        flights = [(a, p, float(fov_deg)) for a, p in zip(altitudes, pitches, strict=True)]
+        for a, p, f in flights:
+            drone.check_flight(a, p, f)
         cand = self._candidates(prior)
-        batches = [self._queries(img, h) for img, h in zip(images, headings, strict=True)]
+        batches = [
+            self._queries(img, h, f) for img, h, f in zip(images, headings, flights, strict=True)
+        ]
         z = self.encoder.embed_tensor(np.concatenate([x for x, _ in batches]))
         ids, scores = self._search(z, int(top_k), cand)
         out, row = [], 0
-        for (x, hs), h_in in zip(batches, headings, strict=True):
+        for (x, hs), h_in, flight in zip(batches, headings, flights, strict=True):
             r = slice(row, row + len(x))
             row += len(x)
             best = int(np.argmax(scores[r, 0]))
-            out.append(
-                self._result(
-                    ids[r][best], scores[r][best], hs[best] if h_in is None else float(h_in) % 360.0
-                )
-            )
+            h = hs[best] if h_in is None else float(h_in) % 360.0
+            out.append(self._result(ids[r][best], scores[r][best], h, flight))
         return out
 
     def retrieve(
@@ -216,9 +266,13 @@ class Localizer:
         top_k: int = 100,
         prior: tuple[float, float, float] | None = None,
         heading: float | None = None,
+        altitude_m: float | None = None,
+        fov_deg: float = drone.DEFAULT_FOV_DEG,
     ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Raw top-k tile rows and scores (best heading's), and that heading (for trackers)."""
-        x, hs = self._queries(image, heading)
+        """Raw top-k tile rows and scores (best heading's), and that heading (for trackers).
+        For a drone frame the rows are tiles around the point the frame's centre shows."""
+        drone.check_flight(altitude_m, None, fov_deg)
+        x, hs = self._queries(image, heading, (altitude_m, None, float(fov_deg)))
         z = self.encoder.embed_tensor(x)
         ids, scores = self._search(z, int(top_k), self._candidates(prior))
         best = int(np.argmax(scores[:, 0]))
@@ -239,13 +293,17 @@ class Localizer:
         return np.take_along_axis(ids, rows, 1), np.take_along_axis(scores, rows, 1)
 
     def embed(self, image: ImageInput, heading: float | None = 0.0) -> np.ndarray:
-        """The query embedding(s) (rolled to north-up by ``heading``)."""
+        """The query embedding(s) (rolled, or turned, to north-up by ``heading``)."""
         x, _ = self._queries(image, heading)
         return self.encoder.embed_tensor(x)
 
-    def _result(self, ids, scores, heading) -> Localization:
+    def _result(self, ids, scores, heading, flight=None) -> Localization:
         t = self.bundle.tiles
         lat, lon = t.lat[ids], t.lon[ids]
+        if flight is not None and flight[0] is not None and flight[1] is not None:
+            # the tiles show where the camera looks; the drone is behind that point
+            east, north = -drone.camera_offset_m(flight[0], flight[1], heading)
+            lat, lon = offset_latlon(lat, lon, east, north)
         dist = haversine_m(lat[0], lon[0], lat, lon)
         w = np.exp((scores - scores[0]) / self.temperature)
         w /= w.sum()
@@ -268,6 +326,14 @@ class Localizer:
         )
 
 
+def _per_image(value, n: int, what: str) -> list:
+    """A per-image list of a scalar-or-sequence keyword."""
+    values = list(value) if isinstance(value, Sequence) else [value] * n
+    if len(values) != n:
+        raise SearchError(f"{len(values)} {what} for {n} images")
+    return values
+
+
 _DEFAULT: dict[str, Localizer] = {}
 _DEFAULT_LOCK = threading.Lock()
 
@@ -279,11 +345,16 @@ def localize(
     top_k: int = 5,
     prior: tuple[float, float, float] | None = None,
     heading: float | None = None,
+    altitude_m: float | None = None,
+    pitch_deg: float | None = None,
 ) -> Localization:
-    """Localize one image; the bundle (default: :func:`default_bundle_path`) loads once."""
+    """Localize one image; the bundle (default: :func:`default_bundle_path`) loads once.
+    ``altitude_m`` / ``pitch_deg``: for drone frames (a bundle of a drone student)."""
     key = str(Path(bundle).resolve()) if bundle is not None else str(default_bundle_path())
     with _DEFAULT_LOCK:
         if key not in _DEFAULT:
             _DEFAULT[key] = Localizer(key)
         loc = _DEFAULT[key]
-    return loc.localize(image, top_k=top_k, prior=prior, heading=heading)
+    return loc.localize(
+        image, top_k=top_k, prior=prior, heading=heading, altitude_m=altitude_m, pitch_deg=pitch_deg
+    )
