@@ -1,9 +1,10 @@
 """Synthetic cross-view datasets from the procedural world, in the official file layouts.
 
 :func:`synthesize` renders panoramas and satellite tiles of :mod:`train.world` towns and
-writes them exactly as CVUSA, CVACT or VIGOR are distributed, so the same loaders read the
-real and the synthetic data. Output is deterministic given the settings and the seed,
-whatever the number of workers. Test pairs come from towns never used for training.
+writes them exactly as CVUSA, CVACT, VIGOR or University-1652 (drone, satellite and street
+views of buildings) are distributed, so the same loaders read the real and the synthetic
+data. Output is deterministic given the settings and the seed, whatever the number of
+workers. Test pairs come from towns never used for training.
 
 Usage::
 
@@ -30,6 +31,8 @@ from .cvact import write_cvact
 from .cvusa import OWNED as _CVUSA_OWNED
 from .cvusa import write_cvusa
 from .preview import write_preview
+from .university1652 import OWNED as _U1652_OWNED
+from .university1652 import run_u1652_jobs, write_university1652
 from .vigor import OWNED as _VIGOR_OWNED
 from .vigor import write_vigor
 
@@ -44,9 +47,15 @@ __all__ = [
     "write_preview",
 ]
 
-_WRITERS = {"cvusa": write_cvusa, "cvact": write_cvact, "vigor": write_vigor}
+_WRITERS = {
+    "cvusa": write_cvusa,
+    "cvact": write_cvact,
+    "vigor": write_vigor,
+    "university1652": write_university1652,
+}
+_RUNNERS = {"university1652": run_u1652_jobs}  # its own job kinds (drone, street photos)
 # --overwrite clears what any layout may have left, so a CVUSA dir can become a VIGOR one.
-_OWNED = tuple(dict.fromkeys((*_CVUSA_OWNED, *_CVACT_OWNED, *_VIGOR_OWNED)))
+_OWNED = tuple(dict.fromkeys((*_CVUSA_OWNED, *_CVACT_OWNED, *_VIGOR_OWNED, *_U1652_OWNED)))
 
 
 def synthesize(cfg: SynthConfig) -> Path:
@@ -54,7 +63,8 @@ def synthesize(cfg: SynthConfig) -> Path:
     start = time.perf_counter()
     prepare_output(cfg, _OWNED)
     write_info(cfg, "writing")
-    run = functools.partial(run_jobs, workers=cfg.workers, desc=f"{cfg.layout} images")
+    runner = _RUNNERS.get(cfg.layout, run_jobs)
+    run = functools.partial(runner, workers=cfg.workers, desc=f"{cfg.layout} images")
     towns = _WRITERS[cfg.layout](cfg, run)
     write_info(cfg, "complete", towns=towns)
     logger.info(

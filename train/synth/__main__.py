@@ -8,6 +8,8 @@ Usage::
 
     python -m train.synth --layout cvusa --out data/cvusa --train 1000 --test 200 --seed 0 \
         --sat-size 256 --pano-size 128x512 --workers 4 --preview cvusa.png
+    python -m train.synth --layout university1652 --out data/u1652 --train 8 --test 6 \
+        --sat-size 128 --tile-m 120 --drone-per-location 12 --drone-px 128
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from . import OutputDirError, SynthConfig, synthesize
 
 DESCRIPTION = """\
 Render a cross-view dataset from the procedural world and write it in the official CVUSA,
-CVACT or VIGOR file layout (read back by train.datasets.load). Test pairs come from towns
-never used for training. Same settings and seed give the same files."""
+CVACT, VIGOR or University-1652 file layout (read back by train.datasets.load). Test pairs
+come from towns never used for training. Same settings and seed give the same files."""
 
 
 def build_parser():

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LAYOUTS = ("cvact", "cvusa", "vigor")
+LAYOUTS = ("cvact", "cvusa", "university1652", "vigor")
 VIGOR_LAYOUTS = ("official", "alt")
 # Vertical field of view of each release's panoramas: CVUSA's 1232x224 panoramas span about
 # 65 degrees around the horizon (224 / 1232 * 360); CVACT and VIGOR keep the full sphere.
-LAYOUT_PANO_VFOV = {"cvusa": 65.0, "cvact": 180.0, "vigor": 180.0}
+LAYOUT_PANO_VFOV = {"cvusa": 65.0, "cvact": 180.0, "vigor": 180.0, "university1652": 180.0}
+_U1652 = ("university1652",)  # fields only that layout reads (left out of other fingerprints)
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,12 @@ class SynthConfig:
 
     layout: str = field(metadata={"choices": LAYOUTS, "help": "dataset layout to write"})
     out: Path = field(metadata={"help": "output directory"})
-    train: int = field(default=1000, metadata={"help": "training pairs (panoramas)"})
-    test: int = field(default=200, metadata={"help": "test pairs (panoramas)"})
+    train: int = field(
+        default=1000, metadata={"help": "training pairs (panoramas; University-1652: locations)"}
+    )
+    test: int = field(
+        default=200, metadata={"help": "test pairs (panoramas; University-1652: locations)"}
+    )
     seed: int = field(default=0, metadata={"help": "master seed; same seed, same bytes"})
     sat_size: int = field(default=256, metadata={"help": "satellite tile side in pixels"})
     pano_size: tuple[int, int] = field(
@@ -67,6 +72,41 @@ class SynthConfig:
         metadata={
             "choices": VIGOR_LAYOUTS,
             "help": "VIGOR folders: official ({city}/satellite) or alt (satellite/{city})",
+        },
+    )
+    drone_per_location: int = field(
+        default=12,
+        metadata={
+            "layouts": _U1652,
+            "help": "University-1652: drone frames per location (the release has 54)",
+        },
+    )
+    drone_altitude_min_m: float = field(
+        default=40.0,
+        metadata={
+            "layouts": _U1652,
+            "help": "University-1652: lowest drone height above ground (log-uniform up to the "
+            "highest; the release's orbits descend from 256 to 121.5 m)",
+        },
+    )
+    drone_altitude_max_m: float = field(
+        default=250.0,
+        metadata={"layouts": _U1652, "help": "University-1652: highest drone height (<= 300 m)"},
+    )
+    drone_px: int = field(
+        default=128,
+        metadata={"layouts": _U1652, "help": "University-1652: side of the square drone frames"},
+    )
+    street_per_location: int = field(
+        default=2,
+        metadata={"layouts": _U1652, "help": "University-1652: street photos per location"},
+    )
+    distractors: int = field(
+        default=-1,
+        metadata={
+            "layouts": _U1652,
+            "help": "University-1652: extra gallery satellite tiles without a drone query, "
+            "from the test towns (the release has 250); -1 = a third of --test",
         },
     )
     jpeg_quality: int = field(default=92, metadata={"help": "JPEG quality of written images"})
@@ -124,8 +164,30 @@ class SynthConfig:
             raise ValueError("pairs_per_town and workers must be >= 1")
         if not 100.0 <= self.town_size_m <= 10_000.0:
             raise ValueError(f"town_size_m must be in [100, 10000], got {self.town_size_m}")
+        if not 1 <= self.drone_per_location <= 99:
+            raise ValueError(
+                f"drone_per_location must be in [1, 99] (names image-01..image-99), "
+                f"got {self.drone_per_location}"
+            )
+        if not 30.0 <= self.drone_altitude_min_m <= self.drone_altitude_max_m <= 300.0:
+            raise ValueError(
+                "drone heights need 30 <= drone_altitude_min_m <= drone_altitude_max_m <= 300 m, "
+                f"got {self.drone_altitude_min_m}, {self.drone_altitude_max_m}"
+            )
+        if self.drone_px < 8 or self.street_per_location < 0 or self.distractors < -1:
+            raise ValueError(
+                f"need drone_px >= 8, street_per_location >= 0 and distractors >= -1 (auto), got "
+                f"{self.drone_px}, {self.street_per_location}, {self.distractors}"
+            )
+        if self.layout == "university1652" and self.train + self.test + self.n_distractors > 10_000:
+            raise ValueError("University-1652 ids have 4 digits: at most 10000 locations in all")
         if not 50 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [50, 100], got {self.jpeg_quality}")
+
+    @property
+    def n_distractors(self) -> int:
+        """University-1652: gallery-only satellite tiles (``distractors``, or a third of test)."""
+        return self.test // 3 if self.distractors < 0 else self.distractors
 
     @property
     def gsd_m(self) -> float:
@@ -138,6 +200,8 @@ class SynthConfig:
         for f in dataclasses.fields(self):
             if f.name == "out" or f.metadata.get("run"):
                 continue
+            if self.layout not in f.metadata.get("layouts", (self.layout,)):
+                continue  # a setting this layout ignores (keeps older fingerprints valid)
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out

@@ -56,6 +56,10 @@ class DomainGap:
     off_nadir_deg: float = 0.0
     off_nadir_azimuth_deg: float = 0.0
     cloud_cover: float = 0.0  # satellite only: share of the tile under soft cloud shadow
+    # Drone only: a moving camera smears the frame along one image direction (degrees
+    # counter-clockwise from the image x axis) over this many pixels.
+    motion_blur_px: float = 0.0
+    motion_blur_deg: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -71,6 +75,7 @@ class DomainGap:
             "material_variation": 0.0 <= self.material_variation <= 1.0,
             "off_nadir_deg": 0.0 <= self.off_nadir_deg <= 45.0,
             "cloud_cover": 0.0 <= self.cloud_cover <= 1.0,
+            "motion_blur_px": 0.0 <= self.motion_blur_px <= 20.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -107,6 +112,24 @@ class DomainGap:
             off_nadir_deg=float(np.clip(rng.uniform(0.0, 20.0) * s, 0.0, 45.0)),
             off_nadir_azimuth_deg=float(rng.uniform(0.0, 360.0)),
             cloud_cover=float(np.clip(rng.uniform(-0.3, 0.5) * s, 0.0, 1.0)),
+        )
+
+    @classmethod
+    def sample_drone(cls, rng: np.random.Generator, strength: float = 1.0) -> DomainGap:
+        """A random drone capture: like :meth:`sample` (season, sun, epoch, sensor) but seen
+        from a few hundred metres up: thin aerial haze (a visibility of kilometres, not the
+        street's hundreds of metres), motion blur of 0..3 px, no satellite off-nadir or
+        cloud shadows."""
+        base = cls.sample(rng, strength)
+        s = strength
+        return replace(
+            base,
+            visibility_m=float(3000.0 * np.exp(rng.normal(0.0, 0.5 * s))),
+            blur_sigma=float(rng.uniform(0.0, 0.6) * s),
+            motion_blur_px=float(min(rng.uniform(0.0, 3.0) * s, 20.0)),
+            motion_blur_deg=float(rng.uniform(0.0, 180.0)),
+            off_nadir_deg=0.0,
+            cloud_cover=0.0,
         )
 
     # Geometry helpers: keep the sun fixed relative to a rotated/flipped scene ---------------

@@ -23,12 +23,15 @@ from functools import cached_property
 import numpy as np
 
 from d4g_edge.geo import GeoReference
+from train.world._drone import render_drone
 from train.world._gap import NEUTRAL, DomainGap
 from train.world._generate import generate_scene
 from train.world._ground import render_view
 from train.world._march import MarchAccel
 from train.world._satellite import render_satellite
 from train.world._scene import Scene
+
+DRONE_NEUTRAL = DomainGap(visibility_m=3000.0)  # aerial haze is thin: kilometres, not 600 m
 
 
 class OutsideWorldError(ValueError):
@@ -77,6 +80,11 @@ class World:
     @cached_property
     def _max_rise_m(self) -> float:
         return float(np.max(np.maximum(self.scene.base_h, self.scene.obj_h)))
+
+    @cached_property
+    def _height_bounds(self) -> tuple[float, float]:
+        """(lowest terrain, highest surface of any epoch): the slab drone rays are marched in."""
+        return float(self.scene.terrain.min()), self.scene.max_height
 
     def terrain_height(self, pos_en) -> float:
         """Ground elevation (m) at ``pos_en``."""
@@ -221,6 +229,53 @@ class World:
             self._rng(rng, pos_en),
             np.radians(fov_deg) / width,
             self._max_rise_m,
+        )
+
+    def render_drone(
+        self,
+        pos_en,
+        altitude_m: float,
+        pitch_deg: float,
+        heading_deg: float,
+        fov_deg: float = 60.0,
+        height: int = 128,
+        width: int = 128,
+        gap: DomainGap | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Drone photo (height, width, 3) uint8 from ``altitude_m`` above the terrain at ``pos_en``.
+
+        The camera looks ``pitch_deg`` from nadir (0 = straight down) towards ``heading_deg``
+        (clockwise from north) with horizontal field of view ``fov_deg``; the image's top
+        points towards the heading, so pitch 0 / heading 0 is north-up like a satellite tile
+        centred on ``pos_en``, and the centre ray of an oblique view meets flat ground about
+        ``altitude_m * tan(pitch)`` ahead. ``gap=None`` is a neutral capture with a drone's
+        thin haze; :meth:`DomainGap.sample_drone` draws realistic ones (haze, motion blur).
+        """
+        if not 30.0 <= altitude_m <= 300.0:
+            raise ValueError(f"altitude_m must be in [30, 300] m, got {altitude_m}")
+        if not 0.0 <= pitch_deg <= 60.0:
+            raise ValueError(
+                f"pitch_deg must be in [0, 60] degrees from nadir (0 = straight down), "
+                f"got {pitch_deg}"
+            )
+        if not 1.0 <= fov_deg <= 120.0:
+            raise ValueError(f"fov_deg must be in [1, 120], got {fov_deg}")
+        if height < 2 or width < 2:
+            raise ValueError(f"drone frames need at least 2 x 2 pixels, got {height} x {width}")
+        self._cell(pos_en)
+        return render_drone(
+            self.scene,
+            pos_en,
+            float(altitude_m),
+            float(pitch_deg),
+            float(heading_deg),
+            float(fov_deg),
+            int(height),
+            int(width),
+            gap or DRONE_NEUTRAL,
+            self._rng(rng, pos_en),
+            self._height_bounds,
         )
 
     # rigid transforms (geometric augmentation proofs) ---------------------------------------
