@@ -40,7 +40,7 @@ from quantize._shared import (  # noqa: F401  (re-exported: the exporters' one i
     write_config_sidecar,
 )
 
-VIEWS = ("ground", "satellite")
+VIEWS = ("ground", "satellite", "drone")
 DEFAULT_OUT = Path("artifacts")
 
 
@@ -61,7 +61,7 @@ class ExportConfig:
         default=None,
         metadata=flag(
             "student checkpoint (.pt with .json sidecar); default: the committed "
-            "weights/edge-s/student_{view}.pt"
+            "weights/edge-s/student_{view}.pt (drone: weights/edge-s-drone/)"
         ),
     )
     quant: str = field(default="fp32", metadata=flag("precision", ("fp32",)))

@@ -50,8 +50,12 @@ class WorldPairs:
     seed: int
 
     def images(self, view: str) -> np.ndarray:
+        if view == "drone":  # rendered on first use: ground/satellite exports never pay for it
+            return drone_frames(len(self.ground), self.seed)
         if view not in ("ground", "satellite"):
-            raise ValueError(f"the verification set has ground and satellite images, not {view!r}")
+            raise ValueError(
+                f"the verification set has ground, satellite and drone images, not {view!r}"
+            )
         return self.ground if view == "ground" else self.satellite
 
 
@@ -85,6 +89,33 @@ def world_pairs(n: int, seed: int = VERIFY_SEED) -> WorldPairs:
             top = (full - PANO_HW[0]) // 2
             ground.append(pano[top : top + PANO_HW[0]])
     return WorldPairs(np.stack(ground), np.stack(satellite), seed)
+
+
+@functools.lru_cache(maxsize=4)
+def drone_frames(n: int, seed: int = VERIFY_SEED) -> np.ndarray:
+    """``n`` held-out drone frames (n, 128, 128, 3) uint8 over the verification towns, as the
+    University-1652 world writes them: 40-250 m up, nadir to 45 degrees, any heading."""
+    from train.world import TOWN_STYLES, DomainGap, World
+
+    frames = []
+    for town in range(math.ceil(n / PAIRS_PER_TOWN)):
+        world = World.generate(
+            seed * 100 + town, TOWN_STYLES[town % len(TOWN_STYLES)], size_m=TOWN_SIZE_M
+        )
+        rng = np.random.default_rng([seed, town, 1652])
+        count = min(PAIRS_PER_TOWN, n - len(frames))
+        for east_north in world.sample_street_points(count, rng, margin_m=0.75 * TILE_M):
+            frames.append(
+                world.render_drone(
+                    east_north,
+                    altitude_m=float(np.exp(rng.uniform(np.log(40.0), np.log(250.0)))),
+                    pitch_deg=float(rng.uniform(0.0, 45.0)),
+                    heading_deg=float(rng.uniform(0.0, 360.0)),
+                    gap=DomainGap.sample(rng, 1.0),
+                    rng=rng,
+                )
+            )
+    return np.stack(frames)
 
 
 def model_inputs(pairs: WorldPairs, cfg: EncoderConfig, view: str | None = None) -> np.ndarray:

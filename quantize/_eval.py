@@ -36,7 +36,7 @@ def view_dataset(cfg: EncoderConfig, paths: tuple[Path, ...], view: str) -> View
 
 
 def view_paths(split: CrossViewSplit, view: str, limit: int = 0) -> tuple[Path, ...]:
-    paths = split.query_paths if view == "ground" else split.reference_paths
+    paths = split.reference_paths if view == "satellite" else split.query_paths
     return paths[:limit] if limit else paths
 
 

@@ -27,6 +27,8 @@ Usage::
     # the int8 pair: the satellite student against the quantized ground one
     python -m quantize.qat --view satellite --dataset cvusa --data data/cvusa --scheme int8 \\
         --partner runs/qat_ground --out runs/qat_satellite
+    python -m quantize.qat --view drone --dataset university1652 --data data/u1652 \\
+        --scheme int8 --out runs/qat_drone
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ from quantize._eval import embed_view, pair_recall, view_dataset, view_paths
 from quantize._shared import UserError, atomic_write, run_cli, sha256_file
 from quantize.artifact import load_quantized, save_quantized
 from train.datasets import DATASETS, load
-from train.default_weights import default_student
+from train.default_weights import DRONE_WEIGHTS_DIR, default_student
 from train.encoder_source import load_student
+from train.presets import DRONE_DATASETS
 
 SCHEMES = ("int8", "int8-int4w", "pt2e-int8")
-VIEWS = ("ground", "satellite")
+VIEWS = ("ground", "satellite", "drone")
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,13 @@ class QuantizeConfig:
             raise UserError(f"--data {self.data}: no such folder; pass the dataset root")
 
 
-def _student(path: Path | None, view: str):
-    path = Path(path) if path else default_student(view)
+def _family(cfg: QuantizeConfig) -> Path | None:
+    """Where the committed defaults of this run live: the drone family has its own folder."""
+    return DRONE_WEIGHTS_DIR if "drone" in (cfg.view, _other_view(cfg)) else None
+
+
+def _student(path: Path | None, view: str, family: Path | None = None):
+    path = Path(path) if path else default_student(view, family)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; pass a train.distill student_*.pt")
     try:
@@ -160,10 +168,18 @@ def quantize_student(model, enc: EncoderConfig, ds, cfg: QuantizeConfig):
     return pt2e.convert(prepared), losses
 
 
+def _other_view(cfg: QuantizeConfig) -> str:
+    """The view R@1 pairs ``cfg.view`` with: satellite for a query view, else the dataset's
+    query view (drone frames on University-1652)."""
+    if cfg.view != "satellite":
+        return "satellite"
+    return "drone" if cfg.dataset in DRONE_DATASETS else "ground"
+
+
 def _partner_path(cfg: QuantizeConfig) -> Path:
     """The other view's encoder, resolved before any training (a typo fails in seconds)."""
-    other = "satellite" if cfg.view == "ground" else "ground"
-    path = Path(cfg.partner) if cfg.partner else default_student(other)
+    other = _other_view(cfg)
+    path = Path(cfg.partner) if cfg.partner else default_student(other, _family(cfg))
     if not path.exists():
         raise UserError(
             f"--partner {path}: no such file or folder; pass the {other} student or a "
@@ -184,7 +200,7 @@ def _partner(cfg: QuantizeConfig, other: str):
 def run(cfg: QuantizeConfig) -> dict:
     """Quantize, save, evaluate; returns what ``metrics.json`` holds."""
     t0 = time.time()
-    model, enc = _student(cfg.student, cfg.view)
+    model, enc = _student(cfg.student, cfg.view, _family(cfg))
     if cfg.evaluate:
         _partner_path(cfg)
     train_split = load(cfg.dataset, cfg.data, "train")
@@ -207,14 +223,14 @@ def run(cfg: QuantizeConfig) -> dict:
 
 
 def _evaluate(cfg: QuantizeConfig, model, quantized, enc: EncoderConfig) -> dict:
-    other = "satellite" if cfg.view == "ground" else "ground"
+    other = _other_view(cfg)
     partner, pcfg = _partner(cfg, other)
     test = load(cfg.dataset, cfg.data, "test")
     fixed = embed_view(partner, pcfg, test, other, workers=cfg.workers)
     out = {"partner": pcfg.quantization}
     for name, encoder in (("fp32", model), (cfg.scheme, quantized)):
         mine = embed_view(encoder, enc, test, cfg.view, workers=cfg.workers)
-        q, r = (mine, fixed) if cfg.view == "ground" else (fixed, mine)
+        q, r = (fixed, mine) if cfg.view == "satellite" else (mine, fixed)
         out[f"recall_{name}"] = pair_recall(q, r, test).to_dict()
     before, after = out["recall_fp32"]["recall@1"], out[f"recall_{cfg.scheme}"]["recall@1"]
     out["retention"] = after / before if before else None

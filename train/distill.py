@@ -2,9 +2,10 @@
 
 Each student regresses the teacher's embedding of its own view with the cosine embedding
 loss ``1 - cos(student, teacher)``; with ``--view both`` the two terms are summed with equal
-weights (the dual loss), with ``--view ground`` or ``--view satellite`` one student trains
-alone, so the two can run in separate processes or machines. Teacher targets come from the
-memory-mapped cache (:mod:`train.method.teacher_cache`) unless ``--online-teacher``.
+weights (the dual loss), with ``--view ground`` (``drone`` on University-1652) or ``--view
+satellite`` one student trains alone, so the two can run in separate processes or machines.
+Teacher targets come from the memory-mapped cache (:mod:`train.method.teacher_cache`)
+unless ``--online-teacher``.
 
 Validation retrieval pairs each student with the teacher on the other side (or the two
 students with ``--view both``); ``retention`` = student recall@1 / teacher recall@1.
@@ -43,9 +44,9 @@ from train.method.distill_pairs import DistillPairs
 from train.method.losses import cosine_distillation_loss
 from train.method.teacher_cache import TeacherCache
 from train.models import create_model, list_models
-from train.presets import PRESETS, HParams, Preset
+from train.presets import DRONE_DATASETS, PRESETS, HParams, Preset
 
-VIEW_CHOICES = ("ground", "satellite", "both")
+VIEW_CHOICES = ("ground", "drone", "satellite", "both")
 
 
 def student_file(view: str) -> str:
@@ -67,7 +68,7 @@ class DistillConfig:
     )
     sat_size: int | None = field(default=None, metadata={"help": "student satellite side"})
     ground_size: tuple[int, int] | None = field(
-        default=None, metadata={"help": "student panorama HxW"}
+        default=None, metadata={"help": "student panorama (or drone frame) HxW"}
     )
     vigor_mode: str = field(
         default="cross", metadata={"choices": ("same", "cross"), "help": "VIGOR same/cross-area"}
@@ -115,8 +116,18 @@ class DistillConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
 
     @property
+    def query_view(self) -> str:
+        """The dataset's query view: drone frames (University-1652) or ground panoramas."""
+        return "drone" if self.dataset in DRONE_DATASETS else "ground"
+
+    @property
     def views(self) -> tuple[str, ...]:
-        return ("ground", "satellite") if self.view == "both" else (self.view,)
+        return (self.query_view, "satellite") if self.view == "both" else (self.view,)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """view -> its side of a pair in the data pipeline ("ground": the query side)."""
+        return {v: "satellite" if v == "satellite" else "ground" for v in self.views}
 
 
 class DistillTask:
@@ -124,6 +135,12 @@ class DistillTask:
 
     def __init__(self, cfg: DistillConfig, preset: Preset, hp: HParams, info: DistInfo) -> None:
         self.cfg, self.hp, self.info = cfg, hp, info
+        if cfg.view not in ("both", "satellite", cfg.query_view):
+            raise ValueError(
+                f"--view {cfg.view}: {cfg.dataset} queries are {cfg.query_view} images; "
+                f"choose --view {cfg.query_view}, satellite or both"
+            )
+        self.roles = cfg.roles
         check_batch_size(hp.batch_size, info)
         self._load_teacher(preset)
         self.sat_size = cfg.sat_size or preset.sat_size
@@ -160,7 +177,7 @@ class DistillTask:
         cache = None if cfg.online_teacher else self._build_cache(train_split, teacher_pairs)
         self.train_set = DistillPairs(
             student_pairs,
-            cfg.views,
+            tuple(self.roles.values()),
             cfg.variants,
             MarginalPerturbation() if cfg.perturb else None,
             cache,
@@ -182,12 +199,18 @@ class DistillTask:
         inputs = self.teacher_cfg.inputs
         sat = inputs.get("satellite")
         self.t_sat = sat.size[0] if sat else preset.sat_size
+        query = cfg.query_view
+        if query not in inputs and ({"ground", "drone"} & set(inputs)):
+            raise CheckpointError(
+                f"--teacher {cfg.teacher} was trained on {'/'.join(inputs)} images, but "
+                f"{cfg.dataset} queries are {query} images; pass a teacher of that view"
+            )
         self.t_ground = (
-            inputs["ground"].size if "ground" in inputs else preset.ground_size_for(cfg.dataset)
+            inputs[query].size if query in inputs else preset.ground_size_for(cfg.dataset)
         )
         self.t_polar = sat.polar if sat else None
         self.centre_step = sat.centre_step if sat else None
-        ground = inputs.get("ground")
+        ground = inputs.get(query)
         self.ground_rows = ground.crop_rows if ground else preset.ground_rows_for(cfg.dataset)
 
     def _build_cache(self, train_split, teacher_pairs: PairDataset) -> TeacherCache:
@@ -211,7 +234,7 @@ class DistillTask:
             self.teacher,
             key,
             teacher_pairs,
-            views=cfg.views,
+            views=tuple(self.roles.values()),
             info=self.info,
             batch_size=self.hp.batch_size,
             variants=cfg.variants,
@@ -225,7 +248,7 @@ class DistillTask:
                 "student",
                 cfg.model or preset.student,
                 embed_dim=self.teacher.embed_dim,
-                input_size=self.sizes[view],
+                input_size=self.sizes[self.roles[view]],
                 **({"paper_head": True} if cfg.paper_head else {}),
             )
             for view in cfg.views
@@ -253,7 +276,7 @@ class DistillTask:
         )
         q, r = self.test_teacher.embed(teacher, None, info, hp.batch_size)
         # retention is relative to the teacher as it is used: raw embeddings, both views
-        self.teacher_metrics = self.test_teacher.score(q, r).to_dict()
+        self.teacher_metrics = self.test_teacher.scores(q, r)
         # The teacher's embeddings share a large common direction (mean cosine to their centroid
         # ~0.73 on the world): regressing them raw, a student first learns that centroid and
         # stalls there (1 - cos ~0.27, recall at chance). Centred targets carry only the
@@ -311,16 +334,16 @@ class DistillTask:
 
     def training_step(self, batch, models):
         dev, total, logs = self.info.device, 0.0, {}
-        for view in self.cfg.views:
+        for view, role in self.roles.items():
             if self.cfg.online_teacher:
                 with torch.no_grad():
-                    target = self.teacher(batch[f"teacher_{view}"].to(dev))
+                    target = self.teacher(batch[f"teacher_{role}"].to(dev))
             else:
-                target = batch[f"target_{view}"].to(dev)
+                target = batch[f"target_{role}"].to(dev)
             if self.centres is not None:
-                target = centre(target.float(), self.centres[view].to(dev))
+                target = centre(target.float(), self.centres[role].to(dev))
             loss = cosine_distillation_loss(
-                models[view](batch[view].to(dev)).float(), target.float()
+                models[view](batch[role].to(dev)).float(), target.float()
             )
             total = total + loss
             logs[f"loss_{view}"] = float(loss.detach())
@@ -329,26 +352,27 @@ class DistillTask:
     def evaluate(self, models, epoch: int) -> dict[str, float]:
         emb = dict(self.teacher_embeddings)
         sets = {"ground": self.test_student.queries, "satellite": self.test_student.references}
-        for view in self.cfg.views:
-            emb[view] = embed_dataset(
+        for view, role in self.roles.items():
+            emb[role] = embed_dataset(
                 unwrap(models[view]),
-                sets[view],
+                sets[role],
                 self.info,
                 batch_size=self.hp.batch_size,
                 desc=f"test {view}",
             )
-        metrics = self.test_student.score(emb["ground"], emb["satellite"]).to_dict()
-        out = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        out = self.test_student.scores(emb["ground"], emb["satellite"])
         out["teacher_recall@1"] = self.teacher_metrics["recall@1"]
+        if "ap" in self.teacher_metrics:  # University-1652 reports AP too
+            out["teacher_ap"] = self.teacher_metrics["ap"]
         if self.teacher_metrics["recall@1"] > 0:  # undefined for a teacher that finds nothing
             out["retention"] = out["recall@1"] / self.teacher_metrics["recall@1"]
         return out
 
     def save_best(self, run_dir: Path, models, record: dict) -> None:
         centres = None if self.centres is None else {v: c.tolist() for v, c in self.centres.items()}
-        for view in self.cfg.views:
+        for view, role in self.roles.items():
             student = unwrap(models[view])
-            if view == "satellite":  # the tile side read from disk, and its polar shape
+            if role == "satellite":  # the tile side read from disk, and its polar shape
                 spec = ViewInput(
                     (self.sat_size, self.sat_size),
                     polar=self.sat_polar,
@@ -360,7 +384,7 @@ class DistillTask:
                 student,
                 kind="student",
                 inputs={view: spec},
-                teacher_centre=centres[view] if centres else None,
+                teacher_centre=centres[role] if centres else None,
                 teacher_model=self.teacher_cfg.model_id,
                 teacher_sha256=self.teacher_sidecar.get("sha256"),
             )

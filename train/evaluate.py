@@ -43,6 +43,7 @@ from d4g_edge._log import setup_logging
 from d4g_edge.metrics import (
     DEFAULT_KS,
     RetrievalMetrics,
+    class_retrieval_metrics,
     evaluate_retrieval,
 )
 from train.arg_checks import check_output_file, user_message
@@ -243,6 +244,15 @@ class EvaluateConfig:
             "help": "ground encoder: a checkpoint, or an exported .onnx / .pte",
         },
     )
+    drone: Path | None = field(
+        default=None,
+        metadata={
+            "group": _MODEL,
+            "metavar": "CKPT",
+            "help": "drone encoder (University-1652 layout, instead of --ground): a "
+            "checkpoint, or an exported .onnx / .pte",
+        },
+    )
     satellite: Path | None = field(
         default=None,
         metadata={
@@ -291,15 +301,27 @@ class EvaluateConfig:
     )
 
 
-def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
+def _query_view(dataset: str | None) -> str:
+    from train.presets import DRONE_DATASETS
+
+    return "drone" if dataset in DRONE_DATASETS else "ground"
+
+
+def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics | DroneMetrics:
     """Model-driven mode: embed ``cfg.split`` of ``cfg.dataset`` with the two encoders.
 
     Either side may be a teacher or a student checkpoint (its sidecar says which, and at
-    which input size it embeds); a teacher given for both sides is loaded once.
+    which input size it embeds); a teacher given for both sides is loaded once. On a drone
+    dataset (University-1652) the query side is ``--drone`` and both of the benchmark's
+    directions are scored (:func:`evaluate_drone`).
     """
     if cfg.bundle is not None:
         return evaluate_bundle(cfg)
-    missing = [f"--{n}" for n in ("data", "ground", "satellite") if getattr(cfg, n) is None]
+    qv = _query_view(cfg.dataset)
+    other = "drone" if qv == "ground" else "ground"
+    if getattr(cfg, other) is not None:
+        raise ValueError(f"{cfg.dataset} queries are {qv} images: pass --{qv}, not --{other}")
+    missing = [f"--{n}" for n in ("data", qv, "satellite") if getattr(cfg, n) is None]
     if missing:
         raise ValueError(f"model-driven evaluation needs {', '.join(missing)}")
     # torch and the model zoo are imported only in this mode: --embeddings stays light.
@@ -314,7 +336,7 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     split = load(cfg.dataset, cfg.data, cfg.split, **kw)
     loaded: dict[Path, tuple] = {}  # one load when both sides are the same teacher
     encoders, inputs = {}, {}
-    for view in ("ground", "satellite"):
+    for view in (qv, "satellite"):
         path = getattr(cfg, view)
         if path not in loaded:
             exported = path.suffix.lower() in (".onnx", ".pte")
@@ -331,10 +353,10 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
     evalset = RetrievalSet(
         split,
         sat.size[0],
-        inputs["ground"].size,
+        inputs[qv].size,
         sat.polar,
         sat.centre_step,
-        inputs["ground"].crop_rows,
+        inputs[qv].crop_rows,
     )
     if cfg.save_embeddings is not None and evalset.centres is not None:
         raise ValueError(
@@ -342,11 +364,12 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
             f"encoder embeds each tile around {len(evalset.centres)} centres (off-centre "
             "recipe); evaluate without --save-embeddings"
         )
-    query, reference = evalset.embed(encoders["ground"], encoders["satellite"], info, 64)
+    query_path = getattr(cfg, qv)
+    query, reference = evalset.embed(encoders[qv], encoders["satellite"], info, 64)
     # A student distilled on centred targets lives in the teacher's centred space: centre the
     # teacher's side the same way before comparing the two.
     query, reference = _align_spaces(
-        query, reference, loaded[cfg.ground][2], loaded[cfg.satellite][2]
+        query, reference, loaded[query_path][2], loaded[cfg.satellite][2]
     )
     if cfg.save_embeddings is not None:
         optional = {
@@ -367,7 +390,56 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics:
             **optional,
         )
         logger.info("wrote embeddings to %s", cfg.save_embeddings)
+    if qv == "drone":
+        return evaluate_drone(cfg, split, query, reference, encoders, inputs, loaded)
     return evalset.score(query, reference)
+
+
+def evaluate_drone(cfg, split, drone, satellite, encoders, inputs, loaded) -> DroneMetrics:
+    """University-1652's numbers: Drone -> Satellite (query_drone against gallery_satellite,
+    distractors included) from the embeddings already made, and Satellite -> Drone
+    (query_satellite against gallery_drone, embedded from their own folders); R@k, R@1 % and AP
+    as the benchmark's evaluate_gpu.py defines them (:func:`class_retrieval_metrics`)."""
+    from train.datasets import load
+    from train.loop.distributed import init_distributed
+    from train.loop.evalsets import RetrievalSet
+
+    d2s = class_retrieval_metrics(drone, split.query_ids, satellite, split.reference_ids, ks=cfg.ks)
+    if cfg.split != "test":  # the release has one gallery per direction in test only
+        return DroneMetrics(d2s.to_dict(), None)
+    back = load(cfg.dataset, cfg.data, "test", mode="satellite")
+    sat = inputs["satellite"]
+    evalset = RetrievalSet(back, sat.size[0], inputs["drone"].size, sat.polar)
+    gallery, queries = evalset.embed(
+        encoders["drone"], encoders["satellite"], init_distributed("auto"), 64
+    )
+    gallery, queries = _align_spaces(
+        gallery, queries, loaded[cfg.drone][2], loaded[cfg.satellite][2]
+    )
+    s2d = class_retrieval_metrics(queries, back.reference_ids, gallery, back.query_ids, ks=cfg.ks)
+    return DroneMetrics(d2s.to_dict(), s2d.to_dict())
+
+
+@dataclass(frozen=True)
+class DroneMetrics:
+    """Both directions of a University-1652 evaluation (``sat2drone`` only on ``test``)."""
+
+    drone2sat: dict
+    sat2drone: dict | None
+
+    def to_dict(self) -> dict:
+        return {"drone2sat": self.drone2sat, "sat2drone": self.sat2drone}
+
+    def format_table(self) -> str:
+        rows = []
+        for name, part in (
+            ("drone->satellite", self.drone2sat),
+            ("satellite->drone", self.sat2drone),
+        ):
+            for k, v in (part or {}).items():
+                rows.append((f"{name} {k}", f"{v:.2f}" if isinstance(v, float) else str(v)))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v:>10}" for k, v in rows)
 
 
 def load_artifact(path: Path):
@@ -477,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.embeddings is not None:
         stray = [
             f"--{n.replace('_', '-')}"
-            for n in ("data", "ground", "satellite", "save_embeddings")
+            for n in ("data", "ground", "drone", "satellite", "save_embeddings")
             if getattr(args, n)
         ]
         if stray:

@@ -7,13 +7,17 @@ teacher and distillation runs; command-line flags override single fields (see
 * ``paper`` — Sample4Geo ConvNeXt-B teacher (1024-d, 384² satellite / 140×768 panorama) and
   FasterViT-0 any-res students: the published recipe, for real datasets on a GPU.
 * ``edge-s`` — CPU-trainable and the bundled default: small teacher and a reduced FasterViT at
-  128² satellite / 64×256 panorama (the shapes the world is rendered at for training).
+  128² satellite / 64×256 panorama (the shapes the world is rendered at for training);
+  University-1652 drone frames at 128² against plain (not polar) 128² tiles.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+
+# Datasets whose queries are drone camera frames, not street-level panoramas.
+DRONE_DATASETS = ("university1652",)
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,19 @@ class Preset:
     vigor_ground_rows: tuple[float, float] | None = None
     centre_jitter: float = 0.0
     centre_step: float | None = None
+    # Drone camera frames (University-1652 layout): square, fed as they are; the satellite
+    # tile of a drone teacher stays a plain tile (a polar transform lines up with panoramas
+    # only), so a drone teacher's satellite index is not the ground teacher's.
+    drone_size: tuple[int, int] = (128, 128)
 
     def ground_size_for(self, dataset: str) -> tuple[int, int]:
+        """The query view's input (H, W): the panorama, or the drone frame."""
+        if dataset in DRONE_DATASETS:
+            return self.drone_size
         return self.vigor_ground_size if dataset == "vigor" else self.ground_size
+
+    def sat_polar_for(self, dataset: str) -> bool:
+        return self.sat_polar and dataset not in DRONE_DATASETS
 
     def ground_rows_for(self, dataset: str) -> tuple[float, float] | None:
         return self.vigor_ground_rows if dataset == "vigor" else None
@@ -81,6 +95,7 @@ PRESETS: dict[str, Preset] = {
         sat_size=384,
         ground_size=(140, 768),
         vigor_ground_size=(384, 768),
+        drone_size=(384, 384),  # Sample4Geo's University-1652 input
         teacher_hp=TeacherHParams(
             epochs=40,
             batch_size=128,

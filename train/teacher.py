@@ -1,6 +1,7 @@
 """Train the Sample4Geo-style weight-sharing contrastive teacher.
 
-One backbone embeds both views (weight sharing); symmetric InfoNCE with label smoothing over
+One backbone embeds both views (weight sharing: ground panoramas or, on University-1652,
+drone frames, and satellite tiles); symmetric InfoNCE with label smoothing over
 batches built from GPS neighbours and, every ``--sim-update-every`` epochs, from the most
 similar non-matching references (dynamic similarity sampling). The best epoch by test
 recall@1 is saved as ``teacher.pt`` in Sample4Geo's key format (+ a JSON sidecar).
@@ -8,6 +9,7 @@ recall@1 is saved as ``teacher.pt`` in Sample4Geo's key format (+ a JSON sidecar
 Usage::
 
     python -m train.teacher --dataset cvusa --data data/cvusa --preset edge-s --out runs/teacher
+    python -m train.teacher --dataset university1652 --data data/u1652 --out runs/teacher_drone
     torchrun --nproc-per-node 2 -m train.teacher ... # DDP (gloo on CPU, nccl on GPU)
     python -m train.teacher ... --out runs/teacher --resume   # continue a killed run
 """
@@ -34,7 +36,7 @@ from train.loop.setup import check_batch_size, load_splits
 from train.method.losses import InfoNCE
 from train.models import create_model, list_models
 from train.models.dual_view import DualView
-from train.presets import PRESETS, Preset, TeacherHParams
+from train.presets import DRONE_DATASETS, PRESETS, Preset, TeacherHParams
 
 TEACHER_FILE = "teacher.pt"
 
@@ -52,7 +54,7 @@ class TeacherConfig:
     )
     sat_size: int | None = field(default=None, metadata={"help": "satellite side in pixels"})
     ground_size: tuple[int, int] | None = field(
-        default=None, metadata={"help": "panorama HxW, e.g. 64x256"}
+        default=None, metadata={"help": "panorama (or drone frame) HxW, e.g. 64x256"}
     )
     sat_polar: bool | None = field(
         default=None,
@@ -101,7 +103,12 @@ class TeacherTask:
         self.model_name = cfg.model or preset.teacher
         self.sat_size = cfg.sat_size or preset.sat_size
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
-        polar = preset.sat_polar if cfg.sat_polar is None else cfg.sat_polar
+        polar = preset.sat_polar_for(cfg.dataset) if cfg.sat_polar is None else cfg.sat_polar
+        if polar and cfg.dataset in DRONE_DATASETS:
+            raise ValueError(
+                f"--sat-polar lines tiles up with panoramas; {cfg.dataset} queries are drone "
+                "frames: drop --sat-polar"
+            )
         self.sat_polar = self.ground_size if polar else None
         recentre = preset.recentre if cfg.recentre is None else cfg.recentre
         self.recentre = bool(recentre and self.sat_polar)
@@ -109,6 +116,8 @@ class TeacherTask:
         self.ground_rows = None if cfg.full_panorama else preset.ground_rows_for(cfg.dataset)
         check_batch_size(hp.batch_size, info)
         train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
+        # the query view: street-level panoramas, or drone frames (University-1652)
+        self.query_view = getattr(train_split, "query_view", "ground")
         self.train_pairs = PairDataset(
             train_split,
             self.sat_size,
@@ -146,11 +155,12 @@ class TeacherTask:
             teacher.load_state_dict(load_teacher(cfg.init, name=self.model_name)[0].state_dict())
         self.net = DualView(teacher)
         logger.info(
-            "teacher %s: %.2fM params, sat %d², ground %s, %d train pairs, "
+            "teacher %s: %.2fM params, sat %d², %s %s, %d train pairs, "
             "%d test queries / %d references",
             self.model_name,
             sum(p.numel() for p in teacher.parameters()) / 1e6,
             self.sat_size,
+            self.query_view,
             self.ground_size,
             len(train_split),
             len(self.test.split),
@@ -190,7 +200,7 @@ class TeacherTask:
     def save_best(self, run_dir: Path, models, record: dict) -> None:
         teacher = unwrap(models["teacher"]).teacher
         inputs = {
-            "ground": ViewInput(self.ground_size, crop_rows=self.ground_rows),
+            self.query_view: ViewInput(self.ground_size, crop_rows=self.ground_rows),
             "satellite": ViewInput(
                 (self.sat_size, self.sat_size), polar=self.sat_polar, centre_step=self.centre_step
             ),

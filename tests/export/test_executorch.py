@@ -73,7 +73,7 @@ def test_failed_verification_leaves_nothing_behind(student, tmp_path, monkeypatc
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--view", "drone"], "invalid choice"),
+        (["--view", "aerial"], "invalid choice"),
         (["--checkpoint", "missing.pt"], "missing.pt does not exist"),
         (["--qat", "no_run", "--checkpoint", "STUDENT"], "no_run: no such folder or file"),
         (["--verify-pairs", "1", "--checkpoint", "STUDENT"], "verify_pairs must be >= 2"),

@@ -134,7 +134,7 @@ def test_world_pairs_are_deterministic_and_feed_both_input_kinds():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["export.onnx", "--view", "drone"], "invalid choice: 'drone'"),
+        (["export.onnx", "--view", "aerial"], "invalid choice: 'aerial'"),
         (["export.coreml", "--view", "ground", "--quant", "int4"], "invalid choice: 'int4'"),
         (
             ["export.onnx", "--view", "ground", "--checkpoint", "missing.pt"],

@@ -7,6 +7,9 @@ azimuth grows clockwise to the right; a tile is north-up. Hence
 * ``np.rot90(tile, k)`` (counter-clockwise, east content moves to the top) is
   ``np.roll(pano, -k * W // 4, axis=1)``: the old east becomes the new north.
 
+A drone camera frame (University-1652) is not a panorama: it turns and mirrors like the tile
+(``frame=True``), and as its heading is arbitrary anyway the pair stays a true pair.
+
 Photometric jitter (brightness, contrast, saturation) is drawn independently per view,
 because the two views come from different sensors at different times anyway.
 
@@ -24,12 +27,17 @@ import numpy as np
 
 
 def flip_pair(ground: np.ndarray, sat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror both views east <-> west."""
+    """Mirror both views east <-> west (a panorama or a camera frame: both are ``fliplr``)."""
     return ground[:, ::-1], sat[:, ::-1]
 
 
-def rotate_pair(ground: np.ndarray, sat: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate the tile by ``k`` quarter turns counter-clockwise and roll the panorama to match."""
+def rotate_pair(
+    ground: np.ndarray, sat: np.ndarray, k: int, frame: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate the tile by ``k`` quarter turns counter-clockwise and roll the panorama to match
+    (``frame``: the query is a camera frame, turned like the tile)."""
+    if frame:
+        return np.rot90(ground, k), np.rot90(sat, k)
     width = ground.shape[1]
     if width % 4:
         raise ValueError(f"panorama width must be a multiple of 4 to rotate by 90 deg, got {width}")
@@ -57,12 +65,12 @@ class PairAugment:
                 raise ValueError(f"PairAugment.{name} must be in [0, 1), got {getattr(self, name)}")
 
     def geometric(
-        self, ground: np.ndarray, sat: np.ndarray, rng: np.random.Generator
+        self, ground: np.ndarray, sat: np.ndarray, rng: np.random.Generator, frame: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.flip_p:
             ground, sat = flip_pair(ground, sat)
         if rng.random() < self.rotate_p:
-            ground, sat = rotate_pair(ground, sat, int(rng.integers(1, 4)))
+            ground, sat = rotate_pair(ground, sat, int(rng.integers(1, 4)), frame)
         return ground, sat
 
     def photometric(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -81,9 +89,9 @@ class PairAugment:
         return np.clip(x, 0.0, 1.0, out=x)
 
     def __call__(
-        self, ground: np.ndarray, sat: np.ndarray, rng: np.random.Generator
+        self, ground: np.ndarray, sat: np.ndarray, rng: np.random.Generator, frame: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        ground, sat = self.geometric(ground, sat, rng)
+        ground, sat = self.geometric(ground, sat, rng, frame)
         return self.photometric(ground, rng), self.photometric(sat, rng)
 
 
@@ -92,13 +100,14 @@ class PairAugment:
 NUM_VARIANTS = 8
 
 
-def apply_variant(ground: np.ndarray, sat: np.ndarray, variant: int):
-    """Variant ``v`` = flip ``v // 4`` then ``v % 4`` counter-clockwise quarter turns."""
+def apply_variant(ground: np.ndarray, sat: np.ndarray, variant: int, frame: bool = False):
+    """Variant ``v`` = flip ``v // 4`` then ``v % 4`` counter-clockwise quarter turns
+    (``frame``: the query is a camera frame, see the module docstring)."""
     if not 0 <= variant < NUM_VARIANTS:
         raise ValueError(f"variant must be in [0, {NUM_VARIANTS}), got {variant}")
     flip, k = divmod(variant, 4)
     if flip:
         ground, sat = flip_pair(ground, sat)
     if k:
-        ground, sat = rotate_pair(ground, sat, k)
+        ground, sat = rotate_pair(ground, sat, k, frame)
     return ground, sat

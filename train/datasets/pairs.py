@@ -35,7 +35,7 @@ from d4g_edge.preprocess import crop_rows, resize_rgb
 
 from ._files import read_image
 from ._split import CrossViewSplit
-from .augment import PairAugment
+from .augment import PairAugment, apply_variant
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -160,7 +160,15 @@ class PairDataset(Dataset):
         jitter of up to ``centre_jitter`` tile sides per axis when augmenting, because at index
         time the nearest of a grid of centres is that far from the camera.
         """
+        if not split.all_matched:
+            raise ValueError(
+                f"{split.dataset} {split.split}: {int((~split.has_reference).sum())} queries "
+                "have no reference in this split (University-1652's satellite-mode test); "
+                "training pairs need a reference for every query"
+            )
         self.split, self.augment, self.sat_polar = split, augment, sat_polar
+        # a drone camera frame turns with the tile instead of rolling like a panorama
+        self.frame = getattr(split, "query_view", "ground") == "drone"
         self.recentre, self.centre_jitter = recentre, float(centre_jitter)
         self.mean, self.std = _check_stats(mean, std)
         self.fill = fill_colour(mean)
@@ -196,6 +204,10 @@ class PairDataset(Dataset):
             sat = shift_tile(sat, east * side, north * side, self.fill)
         return ground, sat
 
+    def variant_pair(self, i: int, variant: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`raw_pair` in geometric variant ``variant`` (:func:`apply_variant`)."""
+        return apply_variant(*self.raw_pair(i), variant, frame=self.frame)
+
     def camera_offset(self, i: int) -> tuple[float, float]:
         """(east, north) of query ``i`` from its positive tile's centre, in tile sides."""
         offsets = self.split.positive_offsets_px
@@ -213,7 +225,7 @@ class PairDataset(Dataset):
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         ground, sat = self.raw_pair(i, rng if self.augment is not None else None)
         if self.augment is not None:
-            ground, sat = self.augment(ground, sat, rng)
+            ground, sat = self.augment(ground, sat, rng, frame=self.frame)
         ref_id = torch.tensor(int(self.split.query_ids[i]), dtype=torch.int64)
         return self.tensor("ground", ground), self.tensor("satellite", sat), ref_id
 

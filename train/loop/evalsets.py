@@ -15,6 +15,7 @@ from torch import nn
 from d4g_edge.geo import offset_latlon
 from d4g_edge.metrics import (
     RetrievalMetrics,
+    class_retrieval_metrics,
     evaluate_retrieval,
     evaluate_scores,
     localisation_error,
@@ -81,11 +82,19 @@ class RetrievalSet:
             reference_latlon=s.reference_latlon,
         )
 
+    def scores(self, query: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+        """:meth:`score` as a flat dict of numbers; a drone split (University-1652) adds the
+        benchmark's AP and the Satellite -> Drone direction (``sat2drone_*``)."""
+        metrics = self.score(query, reference).to_dict()
+        out = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        if getattr(self.split, "query_view", "ground") == "drone":
+            out.update(drone_metrics(self.split, query, reference))
+        return out
+
     def evaluate(
         self, ground: nn.Module, satellite: nn.Module | None, info: DistInfo, batch_size: int
     ) -> dict[str, float]:
-        metrics = self.score(*self.embed(ground, satellite, info, batch_size))
-        return {k: v for k, v in metrics.to_dict().items() if isinstance(v, int | float)}
+        return self.scores(*self.embed(ground, satellite, info, batch_size))
 
     def _score_centres(self, query: np.ndarray, reference: np.ndarray) -> RetrievalMetrics:
         s, c = self.split, len(self.centres)
@@ -118,3 +127,21 @@ class RetrievalSet:
         )
         found = localisation_error(s.query_latlon, np.stack([lat, lon], axis=1))
         return dataclasses.replace(metrics, localisation=found)
+
+
+def drone_metrics(split: CrossViewSplit, drone: np.ndarray, satellite: np.ndarray) -> dict:
+    """University-1652's two directions from one embedding of a drone split, for validation
+    during training: Drone -> Satellite over the whole gallery (distractors included), and
+    Satellite -> Drone for the satellites that have drone images against those drone images.
+    The benchmark's Satellite -> Drone gallery also holds the distractor locations' frames:
+    ``python -m train.evaluate`` embeds test/gallery_drone for the reported number."""
+    d2s = class_retrieval_metrics(drone, split.query_ids, satellite, split.reference_ids)
+    has_drone = np.isin(split.reference_ids, split.query_ids)
+    s2d = class_retrieval_metrics(
+        satellite[has_drone], split.reference_ids[has_drone], drone, split.query_ids
+    )
+    out = {"ap": d2s.mean_ap}
+    out.update(
+        {f"sat2drone_{k}": v for k, v in s2d.to_dict().items() if isinstance(v, int | float)}
+    )
+    return out

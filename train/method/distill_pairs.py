@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import Dataset
 
 from train.datasets import PairDataset
-from train.datasets.augment import apply_variant
 from train.datasets.perturb import MarginalPerturbation
 from train.method.teacher_cache import TeacherCache
 
@@ -42,7 +41,7 @@ class DistillPairs(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         v = int(rng.integers(0, self.variants))
-        g, s = apply_variant(*self.student.raw_pair(i), v)
+        g, s = self.student.variant_pair(i, v)
         images = {"ground": g, "satellite": s}
         out = {}
         for view in self.views:
@@ -53,7 +52,7 @@ class DistillPairs(Dataset):
             if self.cache is not None:
                 out[f"target_{view}"] = torch.from_numpy(self.cache.lookup(view, v, i))
         if self.teacher_pairs is not None:  # online teacher: its inputs of the same variant
-            tg, ts = apply_variant(*self.teacher_pairs.raw_pair(i), v)
+            tg, ts = self.teacher_pairs.variant_pair(i, v)
             for view, img in (("ground", tg), ("satellite", ts)):
                 if view in self.views:
                     out[f"teacher_{view}"] = self.teacher_pairs.tensor(view, img)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from d4g_edge import logger
 from train.datasets import PairDataset
-from train.datasets.augment import NUM_VARIANTS, apply_variant
+from train.datasets.augment import NUM_VARIANTS
 from train.loop.atomic import atomic_write
 from train.loop.distributed import DistInfo, barrier
 
@@ -47,7 +47,7 @@ class TeacherInputs(Dataset):
 
     def __getitem__(self, j: int):
         variant, index = divmod(int(self.rows[j]), self.n)
-        g, s = apply_variant(*self.pairs.raw_pair(index), variant)
+        g, s = self.pairs.variant_pair(index, variant)
         return self.pairs.tensor("ground", g), self.pairs.tensor("satellite", s), int(self.rows[j])
 
 
