@@ -4,12 +4,13 @@ Indexes a regular grid of satellite tiles of a town never used for training with
 family's satellite student, flies a drone over it (straight legs that turn at the edge of
 the indexed area, altitude varying between ``--alt-min`` and ``--alt-max``, camera
 ``--pitch`` degrees from nadir looking ahead), renders a camera frame every ``--step-m``
-metres (:meth:`train.world.World.render_drone`, its own domain gap per frame) and localizes
-each frame alone and through the :class:`d4g_edge.tracker.Tracker` with noisy odometry, as
-``d4g-edge follow`` does. The autopilot's heading and altitude are used unless
-``--no-heading`` / ``--no-altitude``; the fix is moved from the point the frame's centre shows
-back to the drone with the known pitch. Prints mean / median / p90 errors in metres, writes
-JSON and a plot of the error curve (``--plot``, needs matplotlib).
+metres (:meth:`train.world.World.render_drone`, its own domain gap per frame) into a folder
+with an ``IMAGE.json`` sidecar per frame (the autopilot's heading, altitude, pitch and noisy
+odometry), and runs ``d4g-edge follow`` on that folder: each frame is localized alone and
+through the :class:`d4g_edge.tracker.Tracker`; the sidecar's heading and altitude are left
+out with ``--no-heading`` / ``--no-altitude``; ``follow`` moves the fix from the point the
+frame's centre shows back to the drone with the known pitch. Prints mean / median / p90
+errors in metres, writes JSON and a plot of the error curve (``--plot``, needs matplotlib).
 
 Usage::
 
@@ -20,18 +21,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from d4g_edge.__main__ import main as d4g_edge_cli
 from d4g_edge._log import logger, setup_logging
 from d4g_edge.build import build_index
+from d4g_edge.bundle import Bundle
 from d4g_edge.drone import camera_offset_m
 from d4g_edge.geo import haversine_m, offset_latlon
-from d4g_edge.localizer import Localizer
-from d4g_edge.tracker import Tracker
 from train.tile_sources import WorldTileSource
 from train.world import DomainGap
 
@@ -120,6 +124,7 @@ def main() -> None:
     p.add_argument("--no-heading", action="store_true", help="search the heading instead")
     p.add_argument("--no-altitude", action="store_true", help="ignore the altitude")
     p.add_argument("--temperature", type=float, default=0.02)
+    p.add_argument("--frames-dir", type=Path, default=None, help="keep the frames here")
     p.add_argument("--json", default=None)
     p.add_argument("--plot", type=Path, default=None)
     args = p.parse_args()
@@ -130,18 +135,18 @@ def main() -> None:
     bundle = args.bundle or Path(tempfile.mkdtemp()) / "town"
     if not (bundle / "manifest.json").is_file():
         build_index(src, args.satellite, bundle, ground=args.drone)
-    loc = Localizer(bundle)
-    if loc.view != "drone":
-        raise SystemExit(f"{bundle} serves {loc.bundle.views}, not drone frames")
-    tracker = Tracker.from_bundle(loc.bundle, temperature=args.temperature)
+    views = Bundle.load(bundle).views
+    if views != ("drone",):
+        raise SystemExit(f"{bundle} serves {views}, not drone frames")
     rng = np.random.default_rng(args.seed)
     world, georef = src.world, src.world.georef
     path, headings = flight_path(
         world.extent_m, args.frames, args.step_m, rng, margin_m=args.tile_size_m
     )
     altitudes = altitude_profile(args.frames, args.alt_min, args.alt_max)
-    t = loc.bundle.tiles
-    single, tracked, seen_prev = [], [], None
+    frames_dir = args.frames_dir or Path(tempfile.mkdtemp()) / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    offsets, seen_prev = [], None
     for k, (pos, heading, alt) in enumerate(zip(path, headings, altitudes, strict=True)):
         frame = world.render_drone(
             pos,
@@ -150,39 +155,48 @@ def main() -> None:
             heading_deg=float(heading),
             height=args.frame_px,
             width=args.frame_px,
-            gap=DomainGap.sample(rng, 1.0),
+            gap=DomainGap.sample_drone(rng, 1.0),
             rng=rng,
-        )
-        ids, scores, _ = loc.retrieve(
-            frame,
-            top_k=100,
-            heading=None if args.no_heading else float(heading),
-            altitude_m=None if args.no_altitude else float(alt),
         )
         # the tracker follows the point the frame's centre shows; the autopilot's odometry
         # (VIO / flow) with the known attitude gives how far that point moved
-        offset = camera_offset_m(float(alt), args.pitch, float(heading))
-        seen = pos + offset
-        odo = None
+        offsets.append(camera_offset_m(float(alt), args.pitch, float(heading)))
+        seen = pos + offsets[-1]
+        meta: dict = {"pitch_deg": args.pitch}
+        if not args.no_heading:
+            meta["heading_deg"] = float(heading)
+        if not args.no_altitude:
+            meta["altitude_m"] = float(alt)
         if seen_prev is not None:
             move = seen - seen_prev
             dist = float(np.hypot(*move)) * (1 + rng.normal(0, args.odometry_noise))
-            odo = (dist, float(np.degrees(np.arctan2(move[0], move[1]))) + rng.normal(0, 5))
+            meta["odometry"] = [
+                dist,
+                float(np.degrees(np.arctan2(move[0], move[1])) + rng.normal(0, 5)),
+            ]
         seen_prev = seen
-        fix = tracker.step(ids, scores, odometry=odo)
+        name = frames_dir / f"frame_{k:04d}.png"
+        Image.fromarray(frame).save(name)
+        name.with_name(name.name + ".json").write_text(json.dumps(meta))
+    out = io.StringIO()
+    argv = ["follow", str(frames_dir), "--bundle", str(bundle), "--json"]
+    argv += ["--max-frames", str(args.frames), "--idle-timeout", "2", "--top-k", "100"]
+    argv += ["--temperature", str(args.temperature)]
+    with contextlib.redirect_stdout(out):
+        d4g_edge_cli(argv)
+    records = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    if len(records) != len(path):
+        raise SystemExit(f"d4g-edge follow returned {len(records)} fixes for {len(path)} frames")
+    single, tracked = [], []
+    for rec, pos, offset in zip(records, path, offsets, strict=True):
         lat, lon = georef.metres_to_latlon(*pos)
-        back_lat, back_lon = offset_latlon(t.lat[ids[0]], t.lon[ids[0]], *(-offset))
-        single.append(float(haversine_m(back_lat, back_lon, lat, lon)))
-        fix_lat, fix_lon = offset_latlon(fix.lat, fix.lon, *(-offset))
-        tracked.append(float(haversine_m(fix_lat, fix_lon, lat, lon)))
-        logger.info(
-            "frame %d at %.0f m: single %.1f m, tracked %.1f m (±%.0f)",
-            k,
-            alt,
-            single[-1],
-            tracked[-1],
-            fix.uncertainty_m,
+        # the single-frame answer: the best tile, moved back to the drone like the fix
+        back_lat, back_lon = offset_latlon(
+            rec["single_frame_lat"], rec["single_frame_lon"], *(-offset)
         )
+        single.append(float(haversine_m(back_lat, back_lon, lat, lon)))
+        tracked.append(float(haversine_m(rec["lat"], rec["lon"], lat, lon)))
+    logger.info("flight: %d frames in %s", len(records), frames_dir)
     report = {
         "town": src.describe(),
         "frames": len(path),
