@@ -281,6 +281,14 @@ class EvaluateConfig:
             "validate",
         },
     )
+    centre_only: bool = field(
+        default=False,
+        metadata={
+            "group": _MODEL,
+            "help": "off-centre encoders: embed each reference tile around its centre only, "
+            "not the config's grid of centres (the index ablation of the recipe)",
+        },
+    )
     save_embeddings: Path | None = field(
         default=None,
         metadata={
@@ -355,7 +363,7 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics | DroneMetrics:
         sat.size[0],
         inputs[qv].size,
         sat.polar,
-        sat.centre_step,
+        None if cfg.centre_only else sat.centre_step,
         inputs[qv].crop_rows,
     )
     if cfg.save_embeddings is not None and evalset.centres is not None:

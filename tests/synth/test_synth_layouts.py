@@ -298,3 +298,35 @@ def test_sdk_and_train_evaluate_agree_on_an_offcentre_bundle(written, tmp_path):
     for key in ("recall@1", "recall@5", "recall@10", "median_error_m", "mean_error_m"):
         assert sdk[key] == pytest.approx(direct[key], abs=1e-6), key
     assert direct["num_queries"] == sdk["num_queries"] == 4
+
+
+def test_centre_only_ablation_scores_like_a_one_centre_bundle(written, tmp_path):
+    """``train.evaluate --centre-only`` embeds each tile around its centre alone: the same
+    numbers as the SDK on a bundle of the same weights built without polar centres."""
+    from d4g_edge.config import ViewInput
+    from tests.sdk._models import conv_onnx, student_config
+    from train.build_index import main as build_main
+    from train.evaluate import EvaluateConfig, run
+
+    def sat_model(name, step):
+        spec = ViewInput((SAT, SAT), polar=PANO, centre_step=step)
+        cfg = student_config("satellite", inputs={"satellite": spec})
+        return conv_onnx(tmp_path / name, cfg, 7)
+
+    recipe, plain = sat_model("recipe.onnx", 1 / 6), sat_model("plain.onnx", None)
+    g_spec = ViewInput(PANO, crop_rows=(0.2, 0.8))
+    ground = conv_onnx(
+        tmp_path / "ground.onnx", student_config("ground", inputs={"ground": g_spec}), 7
+    )
+    root = written["vigor"]
+    argv = ["--dataset", "vigor", "--data", str(root), "--model", str(plain)]
+    assert build_main([*argv, "--ground", str(ground), "--out", str(tmp_path / "b1")]) == 0
+    common = dict(dataset="vigor", data=root, ks=(1, 5, 10))
+    ablation = run(EvaluateConfig(**common, ground=ground, satellite=recipe, centre_only=True))
+    one_centre = run(EvaluateConfig(**common, bundle=tmp_path / "b1"))
+    full = run(EvaluateConfig(**common, ground=ground, satellite=recipe))
+    a, b, f = ablation.to_dict(), one_centre.to_dict(), full.to_dict()
+    for key in ("recall@1", "recall@5", "median_error_m", "mean_error_m"):
+        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    # and the recipe's 3 x 3 centres place answers at other points than the tile centres
+    assert f["mean_error_m"] != pytest.approx(a["mean_error_m"], abs=1e-6)
