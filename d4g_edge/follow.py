@@ -173,14 +173,13 @@ def _sidecar(path: Path | None) -> dict:
     return meta
 
 
-def _odometry(path: Path | None):
-    odo = _sidecar(path).get("odometry")
+def _odometry(meta: dict):
+    odo = meta.get("odometry")
     return None if odo is None else (float(odo[0]), float(odo[1]))
 
 
-def _flight(path: Path | None, args) -> tuple[float | None, float | None, float | None]:
+def _flight(meta: dict, args) -> tuple[float | None, float | None, float | None]:
     """(heading, altitude, pitch) of a frame: its sidecar's values, else the flags'."""
-    meta = _sidecar(path)
 
     def pick(key, default):
         return float(meta[key]) if meta.get(key) is not None else default
@@ -207,10 +206,11 @@ def run_follow(args) -> int:
         frames = ((p, p) for p in watch_folder(Path(args.source), args.interval, args.idle_timeout))
     for n, (path, image) in enumerate(frames, 1):
         try:
-            heading, altitude, pitch = _flight(path, args)
+            meta = _sidecar(path)  # read once: the autopilot's values and the odometry
+            heading, altitude, pitch = _flight(meta, args)
             flight = {"altitude_m": altitude} if loc.view == "drone" else {}
             ids, scores, heading = loc.retrieve(image, top_k=args.top_k, heading=heading, **flight)
-            odometry = _odometry(path)
+            odometry = _odometry(meta)
         except (ImageError, SearchError) as err:  # one bad frame must not stop the loop
             logger.warning("skipping frame: %s", err)
             continue

@@ -40,6 +40,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,7 @@ class Localizer:
         xs = np.concatenate([drone.turned(x, k) for k in turns])
         return xs, np.array([drone.heading_of_turn(k) for k in turns])
 
-    @property
+    @cached_property
     def _tile_m(self) -> float:
         """Ground width of one tile of the bundle (median footprint)."""
         return float(np.nanmedian(self.bundle.tiles.footprint_m))

@@ -79,8 +79,37 @@ class LocalisationError:
         return out
 
 
+class _Recalls:
+    """What both metric records share: ``ks``/``recall``/R@1 % fields read by name."""
+
+    ks: tuple[int, ...]
+    recall: tuple[float, ...]
+    one_percent_k: int
+    recall_one_percent: float
+
+    def recall_at(self, k: int) -> float:
+        if k not in self.ks:
+            raise KeyError(f"recall@{k} was not computed; available ks: {self.ks}")
+        return self.recall[self.ks.index(k)]
+
+    def _recall_dict(self) -> dict[str, float | int | None]:
+        out: dict[str, float | int | None] = {
+            f"recall@{k}": v for k, v in zip(self.ks, self.recall, strict=True)
+        }
+        out["recall@1%"] = self.recall_one_percent
+        out["one_percent_k"] = self.one_percent_k
+        return out
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        raise NotImplementedError
+
+    def format_table(self) -> str:
+        """Two-column plain-text table for terminals and logs."""
+        return metrics_table(self.to_dict())
+
+
 @dataclass(frozen=True)
-class RetrievalMetrics:
+class RetrievalMetrics(_Recalls):
     """Summary of a retrieval run; recalls and hit rate in percent."""
 
     num_queries: int
@@ -92,31 +121,20 @@ class RetrievalMetrics:
     hit_rate: float | None = None  # VIGOR only
     localisation: LocalisationError | None = None  # only with lat/lon of both sides
 
-    def recall_at(self, k: int) -> float:
-        if k not in self.ks:
-            raise KeyError(f"recall@{k} was not computed; available ks: {self.ks}")
-        return self.recall[self.ks.index(k)]
-
     def to_dict(self) -> dict[str, float | int | None]:
         """Flat JSON-ready dict: ``recall@1``, ``recall@1%``, ``hit_rate``, ``median_error_m``..."""
         out: dict[str, float | int | None] = {
             "num_queries": self.num_queries,
             "num_references": self.num_references,
         }
-        out.update({f"recall@{k}": v for k, v in zip(self.ks, self.recall, strict=True)})
-        out["recall@1%"] = self.recall_one_percent
-        out["one_percent_k"] = self.one_percent_k
+        out.update(self._recall_dict())
         out["hit_rate"] = self.hit_rate
         if self.localisation is not None:
             out.update(self.localisation.to_dict())
         return out
 
-    def format_table(self) -> str:
-        """Two-column plain-text table for terminals and logs."""
-        return _table(self.to_dict())
 
-
-def _table(values: dict[str, float | int | None]) -> str:
+def metrics_table(values: dict[str, float | int | None]) -> str:
     rows = [
         (k, f"{v:.2f}" if isinstance(v, float) else str(v))
         for k, v in values.items()
@@ -401,7 +419,7 @@ _CLASS_CHUNK_ELEMENTS = _AUTO_CHUNK_ELEMENTS // 4
 
 
 @dataclass(frozen=True)
-class ClassRetrievalMetrics:
+class ClassRetrievalMetrics(_Recalls):
     """University-1652 summary: CMC recalls and mean AP in percent over the scored queries."""
 
     num_queries: int  # all queries passed in
@@ -417,11 +435,6 @@ class ClassRetrievalMetrics:
     def num_scored(self) -> int:
         return self.num_queries - self.num_skipped
 
-    def recall_at(self, k: int) -> float:
-        if k not in self.ks:
-            raise KeyError(f"recall@{k} was not computed; available ks: {self.ks}")
-        return self.recall[self.ks.index(k)]
-
     def to_dict(self) -> dict[str, float | int | None]:
         """Flat JSON-ready dict: ``recall@1``, ``recall@1%``, ``mean_ap``, counts."""
         out: dict[str, float | int | None] = {
@@ -429,15 +442,9 @@ class ClassRetrievalMetrics:
             "num_skipped": self.num_skipped,
             "num_gallery": self.num_gallery,
         }
-        out.update({f"recall@{k}": v for k, v in zip(self.ks, self.recall, strict=True)})
-        out["recall@1%"] = self.recall_one_percent
-        out["one_percent_k"] = self.one_percent_k
+        out.update(self._recall_dict())
         out["mean_ap"] = self.mean_ap
         return out
-
-    def format_table(self) -> str:
-        """Two-column plain-text table for terminals and logs."""
-        return _table(self.to_dict())
 
 
 def rank_by_class(

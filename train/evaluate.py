@@ -45,6 +45,7 @@ from d4g_edge.metrics import (
     RetrievalMetrics,
     class_retrieval_metrics,
     evaluate_retrieval,
+    metrics_table,
 )
 from train.arg_checks import check_output_file, user_message
 from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
@@ -439,15 +440,8 @@ class DroneMetrics:
         return {"drone2sat": self.drone2sat, "sat2drone": self.sat2drone}
 
     def format_table(self) -> str:
-        rows = []
-        for name, part in (
-            ("drone->satellite", self.drone2sat),
-            ("satellite->drone", self.sat2drone),
-        ):
-            for k, v in (part or {}).items():
-                rows.append((f"{name} {k}", f"{v:.2f}" if isinstance(v, float) else str(v)))
-        width = max(len(k) for k, _ in rows)
-        return "\n".join(f"{k:<{width}}  {v:>10}" for k, v in rows)
+        parts = (("drone->satellite", self.drone2sat), ("satellite->drone", self.sat2drone))
+        return metrics_table({f"{n} {k}": v for n, part in parts for k, v in (part or {}).items()})
 
 
 def load_artifact(path: Path):

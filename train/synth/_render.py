@@ -16,9 +16,10 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import io
 import multiprocessing as mp
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +85,23 @@ def render(job: ViewJob) -> np.ndarray:
     raise ValueError(f"unknown job kind {job.kind!r}; expected one of {KINDS}")
 
 
-def _run_one(job: ViewJob) -> int:
-    image = render(job)
+def _run_one(render_fn: Callable, job) -> int:
+    image = render_fn(job)
     for p in job.paths:
         save_image_atomic(Path(p), image, job.jpeg_quality)
     return len(job.paths)
 
 
-def run_jobs(jobs: Sequence[ViewJob], workers: int = 1, desc: str = "render") -> None:
-    """Render and write every job, in ``workers`` processes, with a progress bar."""
+def run_jobs(
+    jobs: Sequence, workers: int = 1, desc: str = "render", render_fn: Callable = render
+) -> None:
+    """Render and write every job, in ``workers`` processes, with a progress bar.
+    ``render_fn`` (module level, so workers can unpickle it) turns a job into its image; a
+    job has ``paths`` and ``jpeg_quality``."""
+    write = functools.partial(_run_one, render_fn)
     if workers <= 1 or len(jobs) < 2:
         for job in tqdm(jobs, desc=desc, unit="img"):
-            _run_one(job)
+            write(job)
         return
     # fork lets workers inherit the towns already generated in this process; where fork is
     # unavailable each worker regenerates them from the TownSpec (same bytes, just slower).
@@ -104,6 +110,6 @@ def run_jobs(jobs: Sequence[ViewJob], workers: int = 1, desc: str = "render") ->
     chunk = max(1, min(16, len(jobs) // (workers * 8)))
     with ctx.Pool(workers) as pool:
         for _ in tqdm(
-            pool.imap_unordered(_run_one, jobs, chunk), total=len(jobs), desc=desc, unit="img"
+            pool.imap_unordered(write, jobs, chunk), total=len(jobs), desc=desc, unit="img"
         ):
             pass

@@ -28,23 +28,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from train.datasets.university1652 import LOCATIONS_FILE, LOCATIONS_HEADER
 from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS
-from ._render import save_image_atomic
+from ._render import run_jobs
 from ._towns import TownSpec, derived_seed, get_world, split_counts, town_specs
 
 BASE_LATLON = (42.36, -71.09)  # a university town; the towns are laid out east/south of it
-OWNED = ("train", "test", "world_locations.csv")
+OWNED = ("train", "test", LOCATIONS_FILE)
 MAX_PITCH_DEG = 45.0
 STREET_FOV_DEG = 90.0
 STREAM_CAMERAS = 5
@@ -115,27 +113,9 @@ def render_u1652(job: U1652Job) -> np.ndarray:
     raise ValueError(f"unknown job kind {job.kind!r}; expected one of {KINDS}")
 
 
-def _run_one(job: U1652Job) -> int:
-    image = render_u1652(job)
-    for p in job.paths:
-        save_image_atomic(Path(p), image, job.jpeg_quality)
-    return len(job.paths)
-
-
 def run_u1652_jobs(jobs: Sequence[U1652Job], workers: int = 1, desc: str = "render") -> None:
-    """Render and write every job in ``workers`` processes (as ``_render.run_jobs``)."""
-    if workers <= 1 or len(jobs) < 2:
-        for job in tqdm(jobs, desc=desc, unit="img"):
-            _run_one(job)
-        return
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods else None)
-    chunk = max(1, min(16, len(jobs) // (workers * 8)))
-    with ctx.Pool(workers) as pool:
-        for _ in tqdm(
-            pool.imap_unordered(_run_one, jobs, chunk), total=len(jobs), desc=desc, unit="img"
-        ):
-            pass
+    """Render and write every job in ``workers`` processes (``_render.run_jobs``)."""
+    run_jobs(jobs, workers, desc, render_fn=render_u1652)
 
 
 def pick_locations(world, n: int, seed: int, margin_m: float, spacing_m: float) -> np.ndarray:
@@ -315,13 +295,13 @@ def write_university1652(cfg: SynthConfig, run: Callable[[Sequence[U1652Job]], N
         for job in location_jobs(cfg, loc, i, key)
     ]
     run(jobs)
-    rows = ["split,id,lat,lon,town,east_m,north_m\n"]
+    rows = [",".join(LOCATIONS_HEADER) + "\n"]  # the loader's own header
     for loc, i in sorted(zip(locs, ids, strict=True), key=lambda li: li[1]):
         split = "train" if loc.split == "train" else "test"
         rows.append(
             f"{split},{i},{loc.lat:.7f},{loc.lon:.7f},{loc.town_index},{loc.east:.3f},{loc.north:.3f}\n"
         )
-    atomic_write(cfg.out / "world_locations.csv", "".join(rows))  # last: the run is complete
+    atomic_write(cfg.out / LOCATIONS_FILE, "".join(rows))  # last: the run is complete
     seen: dict[TownSpec, str] = {}
     for loc in locs:
         seen.setdefault(loc.town, "train" if loc.split == "train" else "test")

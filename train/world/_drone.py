@@ -28,15 +28,14 @@ from scipy import ndimage
 from train.world._gap import DomainGap
 from train.world._ground import _HAZE, _sky
 from train.world._layers import EpochLayers
+from train.world._oblique import wall_colours
 from train.world._photometric import AMBIENT, SHADOW_TINT, apply_season, finish, flat_irradiance
-from train.world._scene import BUILDING, CAR, Objects
 from train.world._shadow import _MAX_SHADOW_M, _steps
 
 MAX_RANGE_M = 1500.0  # horizontal reach of a ray; beyond it the ground is lost in the haze
 _BLOCK = 6  # coarse march step, cells; the coarse pass reads the max over +-_BLOCK cells
 _COARSE = 12  # coarse steps per round before the rays still in flight are re-gathered
 _WALL_STEP_M = 1.0  # as the satellite's slope shading: larger jumps are walls, not slopes
-_GLASS = np.array([58, 70, 88], np.float32)
 
 
 def camera_rays(
@@ -314,32 +313,3 @@ def _lit_points(lay: EpochLayers, east, north, z, gap: DomainGap, zhi: float) ->
                 blocked[cand] = low < ray[cand]
             shadow |= blocked
     return (~shadow).astype(np.float32)
-
-
-def wall_colours(objects: Objects, oid, top_rgb, z_rel, toward, gap: DomainGap) -> np.ndarray:
-    """Walls seen from above, each from its own direction ``toward`` (N, 2) the camera:
-    facades with window rows shaded by their orientation to the sun, car and crown flanks."""
-    out = top_rgb * 0.75  # tree crowns (and anything else): the darker flank
-    kind = objects.kind[oid]
-    car = kind == CAR
-    out[car] = objects.facade[oid[car]] * 0.7
-    bld = kind == BUILDING
-    if bld.any():
-        o, tw = oid[bld], toward[bld]
-        a = objects.angle[o]
-        u = np.stack([np.cos(a), np.sin(a)], 1)
-        v = np.stack([-np.sin(a), np.cos(a)], 1)
-        du, dv = (u * tw).sum(1), (v * tw).sum(1)
-        normal = np.where(
-            (np.abs(du) >= np.abs(dv))[:, None], u * np.sign(du)[:, None], v * np.sign(dv)[:, None]
-        )
-        sun = gap.sun_vector()
-        ndots = np.maximum(normal @ sun[:2], 0.0)
-        shade = (AMBIENT * 0.85 + (1.0 - AMBIENT) * ndots) / flat_irradiance(gap)
-        zr = z_rel[bld]
-        storey = zr / objects.floor_h[o]
-        band = ((storey % 1.0) > 0.32) & ((storey % 1.0) < 0.78) & (zr < objects.wall_h[o])
-        facade = objects.facade[o].astype(np.float32)
-        facade[band] = facade[band] * 0.55 + _GLASS * 0.45
-        out[bld] = facade * shade[:, None]
-    return out

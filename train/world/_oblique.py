@@ -101,7 +101,10 @@ def oblique_hits(h_ext: np.ndarray, terrain: np.ndarray, origin, steps: ViewStep
 
 
 def wall_colours(objects: Objects, oid, top_rgb, z_rel, toward, gap: DomainGap) -> np.ndarray:
-    """Colour of walls seen obliquely from above: facades with window rows, car and crown sides."""
+    """Colour of walls seen obliquely from above: facades with window rows, car and crown sides.
+
+    ``toward`` is the unit (east, north) vector to the camera: (2,) for a satellite (one
+    direction for the whole tile), or (N, 2), one per wall, for a drone's perspective view."""
     out = top_rgb * 0.75  # tree crowns (and anything else): the darker flank
     kind = objects.kind[oid]
     car = kind == CAR
@@ -112,7 +115,11 @@ def wall_colours(objects: Objects, oid, top_rgb, z_rel, toward, gap: DomainGap) 
         a = objects.angle[o]
         u = np.stack([np.cos(a), np.sin(a)], 1)
         v = np.stack([-np.sin(a), np.cos(a)], 1)
-        du, dv = u @ toward, v @ toward
+        if toward.ndim == 1:
+            du, dv = u @ toward, v @ toward
+        else:
+            tw = toward[bld]
+            du, dv = (u * tw).sum(1), (v * tw).sum(1)
         normal = np.where(
             (np.abs(du) >= np.abs(dv))[:, None], u * np.sign(du)[:, None], v * np.sign(dv)[:, None]
         )
