@@ -290,6 +290,16 @@ class EvaluateConfig:
             "not the config's grid of centres (the index ablation of the recipe)",
         },
     )
+    centre_step: float | None = field(
+        default=None,
+        metadata={
+            "group": _MODEL,
+            "metavar": "STEP",
+            "help": "off-centre encoders: embed each reference tile around a grid of centres "
+            "STEP tile sides apart instead of the config's (the index density ablation; "
+            "1/10 gives 5 x 5 centres on VIGOR's half-overlap grid)",
+        },
+    )
     save_embeddings: Path | None = field(
         default=None,
         metadata={
@@ -314,6 +324,24 @@ def _query_view(dataset: str | None) -> str:
     from train.presets import DRONE_DATASETS
 
     return "drone" if dataset in DRONE_DATASETS else "ground"
+
+
+def _centre_step(cfg: EvaluateConfig, configured: float | None) -> float | None:
+    """The grid of reference centres to embed: the satellite config's, or the ablation's."""
+    if cfg.centre_step is None:
+        return None if cfg.centre_only else configured
+    if cfg.centre_only:
+        raise ValueError("--centre-only and --centre-step contradict each other: pass one")
+    if configured is None:
+        raise ValueError(
+            "--centre-step applies to off-centre satellite encoders (centre_step in their "
+            "config); this one embeds each tile around its centre only"
+        )
+    if not 0 < cfg.centre_step <= 1:
+        raise ValueError(
+            f"--centre-step must be a fraction of the tile in (0, 1], got {cfg.centre_step}"
+        )
+    return float(cfg.centre_step)
 
 
 def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics | DroneMetrics:
@@ -364,7 +392,7 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics | DroneMetrics:
         sat.size[0],
         inputs[qv].size,
         sat.polar,
-        None if cfg.centre_only else sat.centre_step,
+        _centre_step(cfg, sat.centre_step),
         inputs[qv].crop_rows,
     )
     if cfg.save_embeddings is not None and evalset.centres is not None:
@@ -472,6 +500,11 @@ def evaluate_bundle(cfg: EvaluateConfig) -> RetrievalMetrics:
 
     if cfg.data is None:
         raise ValueError("--bundle evaluation needs --data (the split's queries and truth)")
+    if cfg.centre_only or cfg.centre_step is not None:
+        raise ValueError(
+            "a bundle's reference centres were fixed by build-index: drop --centre-only / "
+            "--centre-step, or pass --ground/--satellite to embed the tiles here"
+        )
     kw = {"mode": cfg.vigor_mode} if cfg.dataset == "vigor" else {}
     split = load(cfg.dataset, cfg.data, cfg.split, **kw)
     loc = Localizer(cfg.bundle)
