@@ -33,7 +33,7 @@ from d4g_edge.bundle import check_pairing, model_entry, write_bundle
 from d4g_edge.errors import BundleError, TileSourceError
 from d4g_edge.geo import offset_latlon
 from d4g_edge.image import load_rgb
-from d4g_edge.index import IndexParams
+from d4g_edge.index import STORAGES, IndexParams
 from d4g_edge.polar import cell_centres
 from d4g_edge.preprocess import preprocess
 from d4g_edge.runtime import open_encoder
@@ -67,6 +67,13 @@ def add_index_args(p) -> None:
         type=int,
         default=20_000,
         help="search exactly below this many tiles (default: 20000)",
+    )
+    p.add_argument(
+        "--storage",
+        choices=STORAGES,
+        default="hnswlib",
+        help="hnswlib graph, or float16 vectors searched exactly (half the size; for bundles "
+        "below the exact threshold) (default: hnswlib)",
     )
     p.add_argument("--threads", type=int, default=None, help="encoder threads")
     p.add_argument(
@@ -114,6 +121,7 @@ def index_params(args) -> IndexParams:
             ef_construction=args.ef_construction,
             ef=args.ef,
             exact_threshold=args.exact_threshold,
+            storage=args.storage,
         )
     except ValueError as err:
         raise BundleError(str(err)) from None

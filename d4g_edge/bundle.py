@@ -6,7 +6,8 @@ Layout of a bundle directory (``../shared/DESIGN.md``)::
                      preprocessing, index params, tile count, georeference, file checksums
     ground.onnx      the query encoder (and/or ground.pte + ground.pte.json); optional; named
                      after its view: drone.onnx for a drone student (manifest "views")
-    index.bin        hnswlib graph of the satellite embeddings (ids = tile table rows)
+    index.bin        the satellite embeddings (ids = tile table rows): an hnswlib graph, or a
+                     float16 .npy array searched exactly (manifest index.storage)
     tiles.npz        tile id, centre lat/lon, footprint metres, cell
 
 Loading verifies, in this order, each failure a typed error naming what differs: the schema

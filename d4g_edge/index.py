@@ -7,6 +7,11 @@ is as fast as HNSW and never misses. Larger ones use an hnswlib graph whose para
 persist ``ef``. A search restricted to a set of candidate tiles (a position prior) runs
 exactly over those tiles when they are few, else through hnswlib's filter.
 
+``storage="float16"`` keeps no graph: the unit vectors are stored as a float16 ``.npy``
+array (half the bytes of hnswlib's float32 copy plus links) and every search is exact. It
+suits the small bundles that are searched exactly anyway, such as the SDK's bundled default;
+cosine scores move by under 1e-3.
+
 Usage::
 
     from d4g_edge.index import EmbeddingIndex, IndexParams
@@ -37,6 +42,7 @@ class IndexParams:
     ef: int = 128  # search beam; >= k; recall up, latency up
     exact_threshold: int = 20_000
     space: str = "cosine"
+    storage: str = "hnswlib"  # or "float16": no graph, exact search (see the module doc)
 
     def __post_init__(self) -> None:
         for name in ("M", "ef_construction", "ef"):
@@ -44,6 +50,10 @@ class IndexParams:
                 raise ValueError(f"index parameter {name} must be >= 2, got {getattr(self, name)}")
         if self.space != "cosine":
             raise ValueError(f"only the cosine space is supported, got {self.space!r}")
+        if self.storage not in STORAGES:
+            raise ValueError(
+                f"index storage must be one of {', '.join(STORAGES)}, got {self.storage!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,13 +63,21 @@ class IndexParams:
         return cls(**data)
 
 
+STORAGES = ("hnswlib", "float16")
+
+
 class EmbeddingIndex:
     """Unit vectors with ids ``0..count-1`` (the row of the tile table)."""
 
-    def __init__(self, hnsw, params: IndexParams, dim: int, count: int) -> None:
+    def __init__(
+        self, hnsw, params: IndexParams, dim: int, count: int, vectors: np.ndarray | None = None
+    ) -> None:
         self.hnsw, self.params, self.dim, self.count = hnsw, params, int(dim), int(count)
-        self.hnsw.set_ef(max(params.ef, 2))
         self.vectors: np.ndarray | None = None
+        if hnsw is None:  # float16 storage: the vectors are the index
+            self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            return
+        self.hnsw.set_ef(max(params.ef, 2))
         if self.count < params.exact_threshold:
             self.vectors = self.hnsw.get_items(np.arange(self.count), return_type="numpy")
             self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
@@ -72,14 +90,19 @@ class EmbeddingIndex:
     def build(
         cls, vectors: np.ndarray, params: IndexParams | None = None, threads: int = -1
     ) -> EmbeddingIndex:
-        import hnswlib
-
         params = params or IndexParams()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
             raise BundleError(
                 f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
             )
+        if params.storage == "float16":
+            # what hnswlib's cosine space does on insert: unit vectors, so dot = cosine
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            unit = (vectors / np.maximum(norms, 1e-30)).astype(np.float16)
+            return cls(None, params, vectors.shape[1], len(vectors), unit)
+        import hnswlib
+
         hnsw = hnswlib.Index(space=params.space, dim=vectors.shape[1])
         hnsw.init_index(
             max_elements=len(vectors), M=params.M, ef_construction=params.ef_construction
@@ -91,7 +114,11 @@ class EmbeddingIndex:
         path = Path(path)
         tmp = temp_path(path)
         try:
-            self.hnsw.save_index(str(tmp))
+            if self.hnsw is None:
+                with open(tmp, "wb") as f:  # a handle: np.save would append ".npy" to a name
+                    np.save(f, self.vectors.astype(np.float16), allow_pickle=False)
+            else:
+                self.hnsw.save_index(str(tmp))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -99,6 +126,17 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> EmbeddingIndex:
+        if params.storage == "float16":
+            try:
+                vectors = np.load(path, allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise BundleError(f"{path} is not a float16 .npy index: {err}") from None
+            if vectors.dtype != np.float16 or vectors.shape != (int(count), int(dim)):
+                raise BundleError(
+                    f"{path} holds a {vectors.dtype} {vectors.shape} array, the manifest says "
+                    f"float16 ({count}, {dim})"
+                )
+            return cls(None, params, dim, count, vectors)
         import hnswlib
 
         hnsw = hnswlib.Index(space=params.space, dim=int(dim))
@@ -123,6 +161,8 @@ class EmbeddingIndex:
 
     def memory_bytes(self) -> int:
         """Approximate resident size: vectors + graph links (+ the exact copy if any)."""
+        if self.hnsw is None:
+            return self.vectors.nbytes
         per = 4 * self.dim + 4 * 2 * self.params.M + 16
         return self.count * per + (self.vectors.nbytes if self.vectors is not None else 0)
 
@@ -137,7 +177,7 @@ class EmbeddingIndex:
             candidates = np.unique(np.asarray(candidates, dtype=np.int64))
             if candidates.size == 0:
                 raise SearchError("no candidate tiles to search (the prior excludes them all)")
-            if candidates.size < self.params.exact_threshold:
+            if candidates.size < self.params.exact_threshold or self.hnsw is None:
                 return _topk(q @ self.get_vectors(candidates).T, k, candidates)
             allowed = np.zeros(self.count, dtype=bool)
             allowed[candidates] = True

@@ -156,3 +156,23 @@ def test_one_ground_model_per_format(tmp_path, tiny_models):
     with pytest.raises(BundleError, match="one of each"):
         write_bundle(tmp_path / "b", v, _table(4), entry, ground=[g, g])
     assert not (tmp_path / "b").exists()
+
+
+def test_float16_bundle_round_trips_and_says_so(tmp_path, tiny_models):
+    sat = open_encoder(tiny_models["satellite"])
+    v = np.random.default_rng(1).normal(size=(40, EMBED_DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    entry = model_entry(sat.path, sat.config, sat.sha256)
+    params = IndexParams(storage="float16")
+    write_bundle(tmp_path / "b", v, _table(40), entry, ground=None, params=params)
+    b = Bundle.load(tmp_path / "b")
+    assert b.manifest["index"]["storage"] == "float16" and b.index.hnsw is None
+    ids, _ = b.index.search(v[[5, 31]], k=1)
+    np.testing.assert_array_equal(ids[:, 0], [5, 31])
+    # an older manifest without "storage" is an hnswlib bundle (the default)
+    _write(tmp_path / "old", tiny_models)
+    m = json.loads((tmp_path / "old" / MANIFEST).read_text())
+    assert m["index"]["storage"] == "hnswlib"
+    del m["index"]["storage"]
+    (tmp_path / "old" / MANIFEST).write_text(json.dumps(m))
+    assert Bundle.load(tmp_path / "old").index.hnsw is not None
