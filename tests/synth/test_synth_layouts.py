@@ -300,9 +300,10 @@ def test_sdk_and_train_evaluate_agree_on_an_offcentre_bundle(written, tmp_path):
     assert direct["num_queries"] == sdk["num_queries"] == 4
 
 
-def test_centre_only_ablation_scores_like_a_one_centre_bundle(written, tmp_path):
-    """``train.evaluate --centre-only`` embeds each tile around its centre alone: the same
-    numbers as the SDK on a bundle of the same weights built without polar centres."""
+def _index_ablation(written, tmp_path, bundle_step, **override):
+    """One tiny recipe encoder (3 x 3 centres) evaluated by ``train.evaluate`` with an index
+    override, against the SDK on a bundle of the same weights whose config asks for
+    ``bundle_step`` (None: one centre per tile): the same numbers. Returns the models."""
     from d4g_edge.config import ViewInput
     from tests.sdk._models import conv_onnx, student_config
     from train.build_index import main as build_main
@@ -313,61 +314,42 @@ def test_centre_only_ablation_scores_like_a_one_centre_bundle(written, tmp_path)
         cfg = student_config("satellite", inputs={"satellite": spec})
         return conv_onnx(tmp_path / name, cfg, 7)
 
-    recipe, plain = sat_model("recipe.onnx", 1 / 6), sat_model("plain.onnx", None)
+    recipe, built = sat_model("recipe.onnx", 1 / 6), sat_model("built.onnx", bundle_step)
     g_spec = ViewInput(PANO, crop_rows=(0.2, 0.8))
     ground = conv_onnx(
         tmp_path / "ground.onnx", student_config("ground", inputs={"ground": g_spec}), 7
     )
     root = written["vigor"]
-    argv = ["--dataset", "vigor", "--data", str(root), "--model", str(plain)]
-    assert build_main([*argv, "--ground", str(ground), "--out", str(tmp_path / "b1")]) == 0
+    argv = ["--dataset", "vigor", "--data", str(root), "--model", str(built)]
+    assert build_main([*argv, "--ground", str(ground), "--out", str(tmp_path / "b")]) == 0
     common = dict(dataset="vigor", data=root, ks=(1, 5, 10))
-    ablation = run(EvaluateConfig(**common, ground=ground, satellite=recipe, centre_only=True))
-    one_centre = run(EvaluateConfig(**common, bundle=tmp_path / "b1"))
-    full = run(EvaluateConfig(**common, ground=ground, satellite=recipe))
-    a, b, f = ablation.to_dict(), one_centre.to_dict(), full.to_dict()
+    ablation = run(EvaluateConfig(**common, ground=ground, satellite=recipe, **override))
+    bundle = run(EvaluateConfig(**common, bundle=tmp_path / "b"))
+    as_configured = run(EvaluateConfig(**common, ground=ground, satellite=recipe))
+    a, b, c = ablation.to_dict(), bundle.to_dict(), as_configured.to_dict()
     for key in ("recall@1", "recall@5", "median_error_m", "mean_error_m"):
         assert a[key] == pytest.approx(b[key], abs=1e-6), key
-    # and the recipe's 3 x 3 centres place answers at other points than the tile centres
-    assert f["mean_error_m"] != pytest.approx(a["mean_error_m"], abs=1e-6)
+    # and the recipe's own 3 x 3 centres place answers at other points
+    assert c["mean_error_m"] != pytest.approx(a["mean_error_m"], abs=1e-6)
+    return common, ground, recipe, sat_model
+
+
+def test_centre_only_ablation_scores_like_a_one_centre_bundle(written, tmp_path):
+    """``train.evaluate --centre-only`` embeds each tile around its centre alone."""
+    _index_ablation(written, tmp_path, None, centre_only=True)
 
 
 def test_centre_step_ablation_scores_like_a_bundle_built_at_that_density(written, tmp_path):
     """``train.evaluate --centre-step 0.1`` embeds each tile around 5 x 5 centres whatever the
-    config says: the same numbers as the SDK on a bundle whose config asks for 0.1."""
-    from d4g_edge.config import ViewInput
-    from tests.sdk._models import conv_onnx, student_config
-    from train.build_index import main as build_main
+    config says; it needs an off-centre encoder and contradicts --centre-only and bundles."""
     from train.evaluate import EvaluateConfig, run
 
-    def sat_model(name, step):
-        spec = ViewInput((SAT, SAT), polar=PANO, centre_step=step)
-        cfg = student_config("satellite", inputs={"satellite": spec})
-        return conv_onnx(tmp_path / name, cfg, 7)
-
-    coarse, dense = sat_model("coarse.onnx", 1 / 6), sat_model("dense.onnx", 0.1)
-    ground = conv_onnx(
-        tmp_path / "ground.onnx",
-        student_config("ground", inputs={"ground": ViewInput(PANO, crop_rows=(0.2, 0.8))}),
-        7,
-    )
-    root = written["vigor"]
-    argv = ["--dataset", "vigor", "--data", str(root), "--model", str(dense)]
-    assert build_main([*argv, "--ground", str(ground), "--out", str(tmp_path / "b")]) == 0
-    common = dict(dataset="vigor", data=root, ks=(1, 5, 10))
-    ablation = run(EvaluateConfig(**common, ground=ground, satellite=coarse, centre_step=0.1))
-    bundle = run(EvaluateConfig(**common, bundle=tmp_path / "b"))
-    as_configured = run(EvaluateConfig(**common, ground=ground, satellite=coarse))
-    a, b, c = ablation.to_dict(), bundle.to_dict(), as_configured.to_dict()
-    for key in ("recall@1", "recall@5", "median_error_m", "mean_error_m"):
-        assert a[key] == pytest.approx(b[key], abs=1e-6), key
-    assert c["mean_error_m"] != pytest.approx(a["mean_error_m"], abs=1e-6)
-    # the override needs an off-centre encoder, and contradicts --centre-only and bundles
+    common, ground, recipe, sat_model = _index_ablation(written, tmp_path, 0.1, centre_step=0.1)
     plain = sat_model("plain.onnx", None)
     for bad, match in [
         (dict(ground=ground, satellite=plain, centre_step=0.1), "off-centre satellite"),
-        (dict(ground=ground, satellite=coarse, centre_step=0.1, centre_only=True), "contradict"),
-        (dict(ground=ground, satellite=coarse, centre_step=1.5), r"in \(0, 1\]"),
+        (dict(ground=ground, satellite=recipe, centre_step=0.1, centre_only=True), "contradict"),
+        (dict(ground=ground, satellite=recipe, centre_step=1.5), r"in \(0, 1\]"),
         (dict(bundle=tmp_path / "b", centre_step=0.1), "fixed by build-index"),
     ]:
         with pytest.raises(ValueError, match=match):
