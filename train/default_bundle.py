@@ -102,13 +102,16 @@ def write_samples(split, out: Path, count: int) -> list[dict]:
 
 def build(args) -> Path:
     from d4g_edge.build import build_index
+    from d4g_edge.index import IndexParams
     from train.tile_sources import DatasetTileSource
 
     arts = args.artifacts
     ground = export_int8("ground", args.ground, args.data, arts, args.calibration_images)
     sat = export_int8("satellite", args.satellite, args.data, arts, args.calibration_images)
     src = DatasetTileSource("vigor", args.data, "test", vigor_mode="cross")
-    out = build_index(src, sat, args.out, ground=ground)
+    # searched exactly anyway (under the exact threshold): float16 vectors, no graph, so the
+    # 25 centres per tile fit the wheel budget
+    out = build_index(src, sat, args.out, ground=ground, params=IndexParams(storage="float16"))
     samples = write_samples(src.data, out / "samples", args.samples)
     info = {
         "what": "demonstration bundle on the procedural world (not a real place)",

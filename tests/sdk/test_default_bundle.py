@@ -14,6 +14,7 @@ import pytest
 from d4g_edge.bundle import Bundle
 from d4g_edge.geo import haversine_m
 from d4g_edge.localizer import DEFAULT_BUNDLE, Localizer
+from d4g_edge.polar import cell_centres
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "query_pano.jpg"
@@ -30,7 +31,11 @@ def test_default_bundle_verifies_and_is_the_offcentre_recipe():
     assert b.ground_config.quantization == "int8"
     assert b.satellite_config.input().centre_step is not None
     assert b.ground_config.input().crop_rows is not None
-    assert b.centres_per_tile == 9 and len(b.tiles) == 9 * len(set(b.tiles.tile_id.tolist()))
+    # VIGOR's half-overlap grid (stride 0.5 tile) at the config's spacing: 5 x 5 at 1/10
+    n = len(cell_centres(0.5, b.satellite_config.input().centre_step))
+    assert n >= 9 and b.centres_per_tile == n
+    assert len(b.tiles) == n * len(set(b.tiles.tile_id.tolist()))
+    assert b.manifest["index"]["storage"] == "float16"  # exact search, half the bytes
     info = json.loads((DEFAULT_BUNDLE / "default.json").read_text())
     assert info["command"].startswith("python -m train.default_bundle")
     assert len(info["samples"]) >= 3
