@@ -4,7 +4,7 @@ Usage::
 
     d4g-edge localize IMAGE [IMAGE ...] [--bundle DIR] [--top-k K] [--prior LAT,LON,RADIUS_M]
                       [--heading DEG] [--json] [--plot FILE.png]
-    d4g-edge info BUNDLE
+    d4g-edge info [BUNDLE]
     d4g-edge build-index --tiles SRC --model SATELLITE.onnx --out BUNDLE [--ground GROUND.onnx]
                          [--tile-size-m M --stride-m M] [--shard i/n] [--resume]
     d4g-edge merge SHARD_DIR ... --out BUNDLE [--ground GROUND.onnx]
@@ -27,7 +27,7 @@ from d4g_edge._version import __version__
 from d4g_edge.build import add_build_args, add_index_args, index_params
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError
-from d4g_edge.localizer import BUNDLE_ENV
+from d4g_edge.localizer import BUNDLE_ENV, default_bundle_path
 
 
 def _floats(n: int, what: str):
@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     info = sub.add_parser("info", help="describe a bundle (and verify it)")
-    info.add_argument("bundle", type=Path)
+    info.add_argument("bundle", type=Path, nargs="?", default=None, help=bundle_help)
     info.add_argument("--json", action="store_true")
 
     bld = sub.add_parser("build-index", help="embed satellite tiles into a bundle (torch-free)")
@@ -184,7 +184,7 @@ def _localize(args) -> int:
 def _info(args) -> int:
     from d4g_edge.bundle import Bundle
 
-    b = Bundle.load(args.bundle)
+    b = Bundle.load(args.bundle if args.bundle is not None else default_bundle_path())
     m = b.manifest
     if args.json:
         print(json.dumps(m, indent=2))
@@ -206,9 +206,12 @@ def _info(args) -> int:
     print(f"  query model: {g['file'] + ' sha256 ' + g['sha256'][:16] + '…' if g else '(none)'}")
     print(f"  serves: {', '.join(b.views) or 'index only'}")
     t = b.tiles
+    geo = dict(m.get("georeference") or {})
+    if isinstance(geo.get("centres"), dict):  # the per-centre offsets are in --json
+        geo["centres"] = {k: v for k, v in geo["centres"].items() if k != "offsets"}
     print(
         f"  area: lat {t.lat.min():.6f}..{t.lat.max():.6f}, lon {t.lon.min():.6f}.."
-        f"{t.lon.max():.6f}; georeference {json.dumps(m.get('georeference'))}"
+        f"{t.lon.max():.6f}; georeference {json.dumps(geo)}"
     )
     return 0
 

@@ -59,7 +59,7 @@ def test_localize_table_prior_and_plot(paired, query, capsys, tmp_path):
         assert im.size[0] > 500
 
 
-def test_info_build_merge_bench(paired, tmp_path, capsys):
+def test_info_build_merge_bench(paired, tmp_path, capsys, monkeypatch):
     raster = paired["dir"] / "ortho.png"
     common = [
         "--tiles",
@@ -94,6 +94,10 @@ def test_info_build_merge_bench(paired, tmp_path, capsys):
     assert main(["info", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
     assert "verified" in out and "tiles: 20" in out
+    # without a folder: $D4G_EDGE_BUNDLE, else the bundled default (as localize does)
+    monkeypatch.setenv("D4G_EDGE_BUNDLE", str(tmp_path / "m"))
+    assert main(["info"]) == 0
+    assert f"bundle {tmp_path / 'm'} " in capsys.readouterr().out
     assert main(["bench", "--bundle", str(tmp_path / "m"), "--queries", "5", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["tiles"] == 20 and report["hnsw_recall_at_1"] == 1.0
