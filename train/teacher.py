@@ -70,6 +70,13 @@ class TeacherConfig:
             "references around several centres (default: the preset's choice)"
         },
     )
+    centre_jitter: float | None = field(
+        default=None,
+        metadata={
+            "help": "off-centre recipe: uniform jitter of the re-centred tile, in tile sides "
+            "per axis (default: the preset's, half its index centre spacing)"
+        },
+    )
     full_panorama: bool = field(
         default=False,
         metadata={
@@ -113,6 +120,12 @@ class TeacherTask:
         recentre = preset.recentre if cfg.recentre is None else cfg.recentre
         self.recentre = bool(recentre and self.sat_polar)
         self.centre_step = preset.centre_step if self.recentre else None
+        jitter = preset.centre_jitter if cfg.centre_jitter is None else cfg.centre_jitter
+        if not 0 <= jitter < 0.5:
+            raise ValueError(f"--centre-jitter is a fraction of the tile in [0, 0.5), got {jitter}")
+        if cfg.centre_jitter is not None and not self.recentre:
+            raise ValueError("--centre-jitter applies to the off-centre recipe (--recentre)")
+        self.centre_jitter = float(jitter) if self.recentre else 0.0
         self.ground_rows = None if cfg.full_panorama else preset.ground_rows_for(cfg.dataset)
         check_batch_size(hp.batch_size, info)
         train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
@@ -125,7 +138,7 @@ class TeacherTask:
             augment=PairAugment(),
             sat_polar=self.sat_polar,
             recentre=self.recentre,
-            centre_jitter=preset.centre_jitter if self.recentre else 0.0,
+            centre_jitter=self.centre_jitter,
             ground_rows=self.ground_rows,
         ).preload()
         self.train_views = RetrievalSet(

@@ -86,6 +86,8 @@ def test_resume_with_another_model_says_which_flag(tiny_cvusa, tmp_path, capsys)
         (["--lr", "0"], "--lr 0"),
         (["--device", "foo"], "--device 'foo'"),
         (["--resume", "--overwrite"], "pick one"),
+        (["--centre-jitter", "0.6"], "--centre-jitter is a fraction of the tile in [0, 0.5)"),
+        (["--centre-jitter", "0.1", "--no-recentre"], "applies to the off-centre recipe"),
     ],
 )
 def test_bad_flags_fail_before_anything_is_written(tiny_cvusa, tmp_path, capsys, flags, expected):
