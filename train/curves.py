@@ -27,9 +27,10 @@ def chain_records(runs: list[Path]) -> list[dict]:
     out: list[dict] = []
     offset = 0
     for run in runs:
-        records = RunLog(run).records()
+        log = RunLog(run)
+        records = log.records()
         if not records:
-            raise ValueError(f"{run} has no {RunLog(run).path.name}: not a training run folder")
+            raise ValueError(f"{run} has no {log.path.name}: not a training run folder")
         for r in records:
             out.append({**r, "epoch": r["epoch"] + offset, "run": str(run)})
         offset += max(r["epoch"] for r in records)

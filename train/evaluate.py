@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from d4g_edge import logger
 from d4g_edge._log import setup_logging
+from d4g_edge.config import ConfigError
 from d4g_edge.metrics import (
     DEFAULT_KS,
     RetrievalMetrics,
@@ -326,22 +327,22 @@ def _query_view(dataset: str | None) -> str:
     return "drone" if dataset in DRONE_DATASETS else "ground"
 
 
-def _centre_step(cfg: EvaluateConfig, configured: float | None) -> float | None:
-    """The grid of reference centres to embed: the satellite config's, or the ablation's."""
+def _centre_step(cfg: EvaluateConfig, sat) -> float | None:
+    """The grid of reference centres to embed: the satellite input's (a ``ViewInput``), or the
+    ablation's, checked as the config checks its own."""
     if cfg.centre_step is None:
-        return None if cfg.centre_only else configured
+        return None if cfg.centre_only else sat.centre_step
     if cfg.centre_only:
         raise ValueError("--centre-only and --centre-step contradict each other: pass one")
-    if configured is None:
+    if sat.centre_step is None:
         raise ValueError(
             "--centre-step applies to off-centre satellite encoders (centre_step in their "
             "config); this one embeds each tile around its centre only"
         )
-    if not 0 < cfg.centre_step <= 1:
-        raise ValueError(
-            f"--centre-step must be a fraction of the tile in (0, 1], got {cfg.centre_step}"
-        )
-    return float(cfg.centre_step)
+    try:
+        return dataclasses.replace(sat, centre_step=cfg.centre_step).centre_step
+    except ConfigError as err:
+        raise ValueError(f"--centre-step: {err}") from None
 
 
 def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics | DroneMetrics:
@@ -392,7 +393,7 @@ def evaluate_model(cfg: EvaluateConfig) -> RetrievalMetrics | DroneMetrics:
         sat.size[0],
         inputs[qv].size,
         sat.polar,
-        _centre_step(cfg, sat.centre_step),
+        _centre_step(cfg, sat),
         inputs[qv].crop_rows,
     )
     if cfg.save_embeddings is not None and evalset.centres is not None:
