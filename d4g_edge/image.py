@@ -5,9 +5,9 @@ that is safe: EXIF orientation is applied; grayscale, palette, CMYK and 1-bit im
 RGB; 16-bit images are scaled to 8 bits; an alpha channel is dropped when fully opaque and
 otherwise composited on black (transparent pixels carry no scene, black is what the models
 saw for "nothing"), with a warning. Refused with :class:`~d4g_edge.errors.ImageError`:
-missing, unreadable, truncated or non-image files, decompression bombs (more pixels than
-``max_pixels``, Pillow's limit by default), float images, arrays of the wrong shape or dtype,
-NaN/inf values.
+missing, unreadable, truncated or non-image files, closed PIL images, decompression bombs
+(more pixels than ``max_pixels``, Pillow's limit by default), float images, arrays of the wrong
+shape or dtype, NaN/inf values.
 
 Usage::
 
@@ -95,6 +95,7 @@ def _check_pixels(img: Image.Image, what: str, limit: int) -> None:
 
 def _from_pil(img: Image.Image, what: str, max_pixels: int | None) -> np.ndarray:
     _check_pixels(img, what, _limit(max_pixels))
+    _load(img, what)
     try:
         img = ImageOps.exif_transpose(img) or img
     except Exception as err:  # broken EXIF must not hide a readable image
@@ -111,16 +112,44 @@ def _from_pil(img: Image.Image, what: str, max_pixels: int | None) -> np.ndarray
         return np.ascontiguousarray(np.repeat(gray8[..., None], 3, axis=2))
     if mode == "F":
         raise ImageError(f"{what}: floating-point images are not supported; save as 8-bit RGB")
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
-        return _drop_alpha(img.convert("RGBA"), what)
-    if mode in ("L", "1"):
-        logger.warning("%s: grayscale image replicated to RGB; the models saw colour", what)
-    elif mode == "CMYK":
-        logger.warning("%s: CMYK converted to RGB without a colour profile", what)
     try:
+        if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+            mode == "P" and "transparency" in img.info
+        ):
+            # Pillow has no La -> RGBA conversion; La -> LA un-premultiplies first
+            return _drop_alpha((img.convert("LA") if mode == "La" else img).convert("RGBA"), what)
+        if mode in ("L", "1"):
+            logger.warning("%s: grayscale image replicated to RGB; the models saw colour", what)
+        elif mode == "CMYK":
+            logger.warning("%s: CMYK converted to RGB without a colour profile", what)
         return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
     except (ValueError, OSError) as err:
         raise ImageError(f"{what}: cannot convert mode {mode!r} to RGB ({err})") from None
+
+
+def _load(img: Image.Image, what: str) -> None:
+    """Read a lazily opened PIL image now, so that a closed, truncated or corrupt one is one
+    typed error here rather than a bare ValueError/OSError from a later numpy conversion."""
+    closed = (
+        f"{what} is closed (Image.close() was called, or its `with Image.open(...)` block has "
+        "ended before its pixels were read); pass it before closing it, or pass the file's path"
+    )
+    if getattr(img, "tile", None) and getattr(img, "fp", False) is None:
+        # a lazily opened file whose `with` block ended: Pillow would fail an internal assert
+        raise ImageError(closed)
+    try:
+        img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(
+            f"{what}: refused as a possible decompression bomb ({err}); raise max_pixels if "
+            "the image is genuine"
+        ) from None
+    except ValueError as err:
+        if "closed" in str(err):  # Pillow: "Operation on closed image"
+            raise ImageError(closed) from None
+        raise ImageError(f"{what} cannot be read: {err}") from None
+    except (OSError, SyntaxError) as err:
+        raise ImageError(f"{what} is truncated or corrupt: {err}") from None
 
 
 def _drop_alpha(rgba: Image.Image, what: str) -> np.ndarray:

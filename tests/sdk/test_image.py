@@ -143,3 +143,30 @@ def test_bad_arrays(arr, match):
 def test_wrong_type():
     with pytest.raises(ImageError, match="expected a path"):
         load_rgb(12)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_closed_pil_image(rgb, lazy):
+    img = Image.open(io.BytesIO(_png(Image.fromarray(rgb)))) if lazy else Image.fromarray(rgb)
+    img.close()
+    with pytest.raises(ImageError, match="is closed"):
+        load_rgb(img)
+    with Image.open(io.BytesIO(_png(Image.fromarray(rgb)))) as img:
+        pass  # the `with` block closes it
+    with pytest.raises(ImageError, match="is closed"):
+        load_rgb(img)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_lazily_opened_truncated_pil_image(fmt):
+    noise = np.random.default_rng(1).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    data = _png(Image.fromarray(noise), format=fmt)
+    img = Image.open(io.BytesIO(data[: len(data) // 2]))  # header fine, pixels not read yet
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_rgb(img)
+
+
+def test_premultiplied_la_mode():
+    img = Image.new("La", (4, 3), (200, 255))  # Pillow cannot convert La to RGBA directly
+    out = load_rgb(img)
+    assert out.shape == (3, 4, 3) and (out == 200).all()
