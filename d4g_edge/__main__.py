@@ -12,35 +12,142 @@ Usage::
     d4g-edge follow SOURCE [--bundle DIR] [--mavlink URL]
 
 A user's mistake (a bad image, a missing or tampered bundle, a wrong flag) prints one line
-``error: ...`` and exits with status 2, never a traceback.
+``error: ...`` and exits with status 2, never a traceback. Flags are checked when they are
+parsed (the ``type=`` validators below: finite numbers, ranges, counts >= 1, a ``--plot``
+folder that exists), so a wrong one costs no bundle load and no localization. ``--json``
+output is strict JSON: a non-finite number is written as ``null``, never ``NaN``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from d4g_edge._log import setup_logging
+from d4g_edge import drone
+from d4g_edge._log import logger, setup_logging
 from d4g_edge._version import __version__
 from d4g_edge.build import add_build_args, add_index_args, index_params
 from d4g_edge.config import ConfigError
-from d4g_edge.errors import D4GEdgeError
+from d4g_edge.errors import D4GEdgeError, ImageError
 from d4g_edge.localizer import BUNDLE_ENV, default_bundle_path
 
+# ---- argparse types: one place for what a flag's value may be -------------------------------
+# argparse turns an ArgumentTypeError into "d4g-edge CMD: error: argument --FLAG: MESSAGE" and
+# exit status 2, before any work starts.
 
-def _floats(n: int, what: str):
-    def parse(text: str) -> tuple[float, ...]:
+
+def _finite(text: str, what: str = "a number") -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what} (finite), got {text!r}")
+    return value
+
+
+def heading_deg(text: str) -> float:
+    """Degrees clockwise from north, any finite value (taken modulo 360)."""
+    return _finite(text, "degrees clockwise from north, e.g. 0 for north or 90 for east")
+
+
+def positive_int(text: str) -> int:
+    """A count >= 1 (``--top-k``, ``--threads``, ``--queries``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _flight(name: str):
+    """``--altitude`` / ``--pitch``: the ranges of :func:`d4g_edge.drone.check_flight` (one
+    definition of what is physically meaningful, shared with the API)."""
+
+    def parse(text: str) -> float:
+        value = _finite(text)
         try:
-            values = tuple(float(v) for v in text.split(","))
-        except ValueError:
-            values = ()
-        if len(values) != n:
-            raise argparse.ArgumentTypeError(f"{what} must be {n} comma-separated numbers")
-        return values
+            if name == "altitude":
+                drone.check_flight(value, None, drone.DEFAULT_FOV_DEG)
+            else:
+                drone.check_flight(None, value, drone.DEFAULT_FOV_DEG)
+        except D4GEdgeError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
 
     return parse
+
+
+def _lat_lon(lat: float, lon: float, text: str) -> None:
+    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
+        raise argparse.ArgumentTypeError(
+            f"latitude must be in -90..90 and longitude in -180..180 degrees, got {text!r} "
+            "(latitude first)"
+        )
+
+
+def _numbers(text: str, names: str) -> list[float]:
+    parts = text.split(",")
+    if len(parts) != len(names.split(",")):
+        raise argparse.ArgumentTypeError(
+            f"expected {names} ({len(names.split(','))} comma-separated numbers), got {text!r}"
+        )
+    return [_finite(v, f"{names} as numbers") for v in parts]
+
+
+def lat_lon(text: str) -> tuple[float, float]:
+    """``LAT,LON`` in degrees (``--truth``)."""
+    lat, lon = _numbers(text, "LAT,LON")
+    _lat_lon(lat, lon, text)
+    return lat, lon
+
+
+def prior(text: str) -> tuple[float, float, float]:
+    """``LAT,LON,RADIUS_M`` with a radius > 0 (``--prior``)."""
+    lat, lon, radius = _numbers(text, "LAT,LON,RADIUS_M")
+    _lat_lon(lat, lon, text)
+    if radius <= 0:
+        raise argparse.ArgumentTypeError(f"RADIUS_M must be > 0 metres, got {text!r}")
+    return lat, lon, radius
+
+
+def plot_path(text: str) -> Path:
+    """A picture file that can be written: its folder exists, its type is known, matplotlib
+    is installed (see :func:`d4g_edge.plot.check_plot_target`)."""
+    from d4g_edge.plot import check_plot_target
+
+    try:
+        return check_plot_target(text)[0]
+    except D4GEdgeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float as ``None``: JSON has no NaN or Infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar
+        return _json_safe(value.item())
+    return value
+
+
+def _dumps(value, **kwargs) -> str:
+    """Strict JSON (``allow_nan=False`` after mapping NaN/inf to ``null``)."""
+    return json.dumps(_json_safe(value), allow_nan=False, **kwargs)
+
+
+def _printable(path: Path) -> str:
+    # a file name that is not valid UTF-8 (surrogate-escaped) must not crash print()
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,40 +163,54 @@ def _parser() -> argparse.ArgumentParser:
         "images", nargs="+", type=Path, help="panoramas, or drone frames for a drone bundle"
     )
     loc.add_argument("--bundle", type=Path, default=None, help=bundle_help)
-    loc.add_argument("--top-k", type=int, default=5, help="candidates to report (default: 5)")
+    loc.add_argument(
+        "--top-k", type=positive_int, default=5, help="candidates to report, >= 1 (default: 5)"
+    )
     loc.add_argument(
         "--prior",
-        type=_floats(3, "--prior"),
+        type=prior,
         default=None,
-        help="LAT,LON,RADIUS_M: search only tiles within the radius",
+        help="LAT,LON,RADIUS_M: search only tiles within the radius (metres, > 0)",
     )
     loc.add_argument(
         "--heading",
-        type=float,
+        type=heading_deg,
         default=None,
-        help="azimuth (deg) of the panorama's centre column, or where a drone frame's top "
-        "points; default: search",
+        help="azimuth (deg clockwise from north, finite) of the panorama's centre column, or "
+        "where a drone frame's top points; default: search",
     )
     loc.add_argument(
-        "--altitude", type=float, default=None, help="drone frames: metres above ground"
+        "--altitude",
+        type=_flight("altitude"),
+        default=None,
+        help="drone frames: metres above ground, in (0, 5000]",
     )
     loc.add_argument(
-        "--pitch", type=float, default=None, help="drone frames: camera degrees from nadir"
+        "--pitch",
+        type=_flight("pitch"),
+        default=None,
+        help="drone frames: camera degrees from nadir, in [0, 80)",
     )
     loc.add_argument(
         "--truth",
-        type=_floats(2, "--truth"),
+        type=lat_lon,
         default=None,
-        help="LAT,LON of the true position (else read from IMAGE.json if present)",
+        help="LAT,LON of the true position (else read from IMAGE.json if present: "
+        '{"lat": ..., "lon": ...}; a broken sidecar is skipped with a warning)',
     )
     loc.add_argument("--backend", choices=("onnxruntime", "executorch"), default="onnxruntime")
-    loc.add_argument("--threads", type=int, default=None, help="encoder threads")
-    loc.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    loc.add_argument("--threads", type=positive_int, default=None, help="encoder threads, >= 1")
+    loc.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON lines instead of a table (strict JSON: null for a non-finite number)",
+    )
     loc.add_argument(
         "--plot",
-        type=Path,
+        type=plot_path,
         default=None,
-        help="write a picture (query, top-k on a map, truth); needs matplotlib",
+        help="write a picture (query, top-k on a map, truth) to FILE.png|pdf|svg (no suffix: "
+        "PNG); its folder must exist; needs matplotlib. Several images: FILE_0.png, ...",
     )
 
     info = sub.add_parser("info", help="describe a bundle (and verify it)")
@@ -121,9 +242,13 @@ def _parser() -> argparse.ArgumentParser:
 
     bch = sub.add_parser("bench", help="encoder / search / end-to-end latency, HNSW recall")
     bch.add_argument("--bundle", type=Path, default=None, help=bundle_help)
-    bch.add_argument("--queries", type=int, default=50)
-    bch.add_argument("--threads", type=int, default=1, help="encoder threads (default: 1)")
-    bch.add_argument("--json", action="store_true")
+    bch.add_argument(
+        "--queries", type=positive_int, default=50, help="timed queries, >= 1 (default: 50)"
+    )
+    bch.add_argument(
+        "--threads", type=positive_int, default=1, help="encoder threads, >= 1 (default: 1)"
+    )
+    bch.add_argument("--json", action="store_true", help="print the report as strict JSON")
 
     from d4g_edge.follow import add_follow_parser
 
@@ -131,14 +256,49 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _truth(args, image: Path):
+def _truth(args, image: Path) -> tuple[float, float] | None:
+    """``--truth``, else ``IMAGE.json``'s ``{"lat": .., "lon": ..}``. The sidecar only adds the
+    error column: a broken one (not JSON, keys missing, values not finite degrees) is skipped
+    with one warning naming it, and the answer is printed without an error."""
     if args.truth is not None:
         return args.truth
     sidecar = image.with_name(image.name + ".json")
-    if sidecar.is_file():
-        data = json.loads(sidecar.read_text())
-        return float(data["lat"]), float(data["lon"])
-    return None
+    if not sidecar.is_file():
+        return None
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "lat" not in data or "lon" not in data:
+            raise ValueError('expected an object {"lat": LAT, "lon": LON}')
+        if isinstance(data["lat"], bool) or isinstance(data["lon"], bool):
+            raise ValueError("lat/lon must be numbers, not true/false")
+        lat, lon = float(data["lat"]), float(data["lon"])
+        if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
+            raise ValueError(f"lat {lat}, lon {lon} are not degrees in -90..90, -180..180")
+    except (OSError, ValueError, TypeError, RecursionError) as err:  # JSONDecodeError: ValueError
+        logger.warning(
+            "ignoring the truth sidecar %s (%s); no error_m for %s",
+            _printable(sidecar),
+            err,
+            _printable(image),
+        )
+        return None
+    return lat, lon
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    # no fix (not_in_map) has no radius; a NaN one is not a number to print either
+    return format(value, spec) if value is not None and math.isfinite(value) else "?"
+
+
+def _table_row(image: Path, fix, err: float | None) -> str:
+    status = getattr(fix, "status", None)
+    return (
+        f"{_printable(image)}: lat {_fmt(fix.lat, '.6f')} lon {_fmt(fix.lon, '.6f')}  score "
+        f"{_fmt(fix.score, '.3f')}  heading {_fmt(fix.heading_deg, '.0f')}°  "
+        f"±{_fmt(fix.uncertainty_m, '.0f')} m"
+        + (f"  {status}" if status else "")
+        + (f"  error {err:.1f} m" if err is not None else "")
+    )
 
 
 def _localize(args) -> int:
@@ -148,6 +308,16 @@ def _localize(args) -> int:
 
     if args.truth is not None and len(args.images) > 1:
         raise D4GEdgeError("--truth applies to one image; use IMAGE.json sidecars for several")
+    for image in args.images:  # before the bundle is loaded: a typo costs nothing
+        if not image.is_file():
+            raise ImageError(
+                f"image file {_printable(image)} "
+                + (
+                    "is a folder; pass the images in it (e.g. DIR/*.jpg)"
+                    if image.is_dir()
+                    else "does not exist (or is not a file)"
+                )
+            )
     loc = Localizer(args.bundle, backend=args.backend, threads=args.threads, region=args.prior)
     for i, image in enumerate(args.images):
         rgb = load_rgb(image)
@@ -162,13 +332,9 @@ def _localize(args) -> int:
         truth = _truth(args, image)
         err = float(haversine_m(fix.lat, fix.lon, *truth)) if truth else None
         if args.json:
-            print(json.dumps({"image": str(image), **fix.to_dict(), "error_m": err}))
+            print(_dumps({"image": _printable(image), **fix.to_dict(), "error_m": err}))
         else:
-            extra = f"  error {err:.1f} m" if err is not None else ""
-            print(
-                f"{image}: lat {fix.lat:.6f} lon {fix.lon:.6f}  score {fix.score:.3f}  "
-                f"heading {fix.heading_deg:.0f}°  ±{fix.uncertainty_m:.0f} m{extra}"
-            )
+            print(_table_row(image, fix, err))
         if args.plot:
             from d4g_edge.plot import plot_localization
 
@@ -252,7 +418,7 @@ def _bench(args) -> int:
     from d4g_edge.localizer import Localizer
 
     report = bench(Localizer(args.bundle, threads=args.threads), queries=args.queries)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(_dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 

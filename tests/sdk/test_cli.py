@@ -4,6 +4,7 @@ exit 2 with one line and no traceback."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,151 @@ def test_examples_run(paired, query, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 2
+
+
+# ---- issue 21 items 7-9: flags checked at parse time, strict JSON, --plot checked up front ---
+
+BAD_FLAGS = [
+    ("localize", "--heading", "nan"),
+    ("localize", "--heading", "inf"),
+    ("localize", "--heading", "-inf"),
+    ("localize", "--heading", "north"),
+    ("localize", "--heading", "1e400"),  # overflows to inf
+    ("localize", "--altitude", "nan"),
+    ("localize", "--altitude", "0"),
+    ("localize", "--altitude", "-10"),
+    ("localize", "--altitude", "inf"),
+    ("localize", "--pitch", "nan"),
+    ("localize", "--pitch", "-1"),
+    ("localize", "--pitch", "90"),
+    ("localize", "--prior", "nan,-88,30"),
+    ("localize", "--prior", "40,-88,inf"),
+    ("localize", "--prior", "91,-88,30"),
+    ("localize", "--prior", "40,-181,30"),
+    ("localize", "--prior", "40,-88,0"),
+    ("localize", "--prior", "40,-88,-5"),
+    ("localize", "--prior", "40,-88"),
+    ("localize", "--truth", "nan,-88"),
+    ("localize", "--truth", "95,-88"),
+    ("localize", "--truth", "40"),
+    ("localize", "--top-k", "0"),
+    ("localize", "--top-k", "-3"),
+    ("localize", "--top-k", "2.5"),
+    ("localize", "--threads", "0"),
+    ("localize", "--threads", "-1"),
+    ("bench", "--queries", "0"),
+    ("bench", "--queries", "-5"),
+    ("bench", "--threads", "0"),
+]
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), BAD_FLAGS)
+def test_bad_flag_values_exit_2_at_parse_time(tmp_path, capsys, command, flag, value):
+    # a bundle that does not exist: had the flag passed parsing, the error would name the bundle
+    argv = [command] + (["q.jpg"] if command == "localize" else [])
+    argv += ["--bundle", str(tmp_path / "none"), f"{flag}={value}"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if "error:" in x]
+    assert f"argument {flag}:" in line and "manifest" not in line
+
+
+def _strict_json(line: str):
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_json_output_is_strict(paired, query, tmp_path, capsys):
+    import dataclasses
+
+    from d4g_edge.__main__ import _dumps
+    from d4g_edge.localizer import Localizer
+
+    path, _ = query
+    fix = Localizer(paired["bundle"]).localize(path, top_k=2)
+    bad = dataclasses.replace(fix, uncertainty_m=math.nan, score=math.inf)
+    record = _strict_json(_dumps({"image": "q", **bad.to_dict(), "error_m": -math.inf}))
+    assert record["uncertainty_m"] is None and record["score"] is None
+    assert record["error_m"] is None and record["lat"] == fix.lat
+    # and the real command line, two images: one strict JSON object per line
+    argv = ["localize", str(path), str(path), "--bundle", str(paired["bundle"]), "--json"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(_strict_json(x)["lat"] == fix.lat for x in lines)
+
+
+def test_plot_into_missing_folder_refused_before_localizing(paired, query, tmp_path, capsys):
+    path, _ = query
+    out = tmp_path / "missing" / "p.png"
+    with pytest.raises(SystemExit) as exc:
+        main(["localize", str(path), "--bundle", str(paired["bundle"]), "--plot", str(out)])
+    assert exc.value.code == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and "does not exist" in cap.err and "Traceback" not in cap.err
+    for bad, match in ((tmp_path, "is a folder"), (tmp_path / "p.xyz", "file type")):
+        with pytest.raises(SystemExit):
+            main(["localize", str(path), "--bundle", str(paired["bundle"]), "--plot", str(bad)])
+        assert match in capsys.readouterr().err
+
+
+def test_plot_without_suffix_is_png_at_that_path(paired, query, tmp_path):
+    pytest.importorskip("matplotlib")
+    path, _ = query
+    out = tmp_path / "picture"
+    assert main(["localize", str(path), "--bundle", str(paired["bundle"]), "--plot", str(out)]) == 0
+    assert not (tmp_path / "picture.png").exists()
+    with Image.open(out) as im:
+        assert im.format == "PNG"
+
+
+def test_plot_without_matplotlib_is_a_typed_error(paired, query, tmp_path, capsys, monkeypatch):
+    path, _ = query
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
+    argv = ["localize", str(path), "--bundle", str(paired["bundle"]), "--plot", str(tmp_path / "p")]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "pip install matplotlib" in err and "Traceback" not in err
+
+
+def test_missing_image_among_several_refused_before_any_answer(paired, query, tmp_path, capsys):
+    path, _ = query
+    argv = ["localize", str(path), str(tmp_path / "nope.jpg"), "--bundle", str(paired["bundle"])]
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and "nope.jpg does not exist" in cap.err
+    assert main(["localize", str(tmp_path), "--bundle", str(paired["bundle"])]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "sidecar",
+    [
+        b"not json",
+        b"",
+        b"{}",
+        b'{"lat": 40.0}',
+        b'{"lat": "north", "lon": -88}',
+        b'{"lat": [40], "lon": -88}',
+        b'{"lat": true, "lon": -88}',
+        b'{"lat": NaN, "lon": -88}',
+        b'{"lat": 100, "lon": -88}',
+        b"[40, -88]",
+        b"\xff\xfe\x00",
+        b"[" * 100_000,  # deep nesting: RecursionError in the json module
+    ],
+)
+def test_broken_truth_sidecar_is_skipped(paired, query, tmp_path, capsys, sidecar):
+    path, _ = query
+    img = tmp_path / "q.png"
+    img.write_bytes(path.read_bytes())
+    (tmp_path / "q.png.json").write_bytes(sidecar)
+    assert main(["localize", str(img), "--bundle", str(paired["bundle"]), "--json"]) == 0
+    record = _strict_json(capsys.readouterr().out)
+    assert record["error_m"] is None and math.isfinite(record["lat"])
