@@ -21,9 +21,15 @@ panorama's shape, which the ``edge-s`` students never saw in training: expect fa
 recall, and a heading search that is not meaningful (a roll of a narrow view is not another
 viewing direction). Use panoramas (or stitch frames into one); ``fov`` training is future work.
 
-Uncertainty. ``uncertainty_m`` is the score-weighted spread of the top-k tile centres around
-the best one (softmax of the cosine scores at ``temperature``), combined with half the tile
-stride, the resolution of a grid of tiles. It is a spread, not a calibrated confidence radius.
+Trust (:mod:`d4g_edge.trust`). Every answer carries ``status`` (``"ok"``, ``"uncertain"``,
+``"not_in_map"``), ``p_within_25m`` (the calibrated probability that it lies within 25 m of
+the truth) and ``uncertainty_m``, the radius that holds the true position with probability
+``coverage`` (0.95), fitted on held-out geotagged queries (``d4g-edge calibrate``) and stored
+in the bundle. Degenerate images (tiny, constant, noise) and places the bundle does not show
+are ``not_in_map`` with ``uncertainty_m`` None: no fix. These do not depend on ``top_k``: the
+features behind them always come from the best ``TRUST_K`` tiles. A bundle without a fit
+answers ``uncertain`` with the score-weighted spread of the top tiles as an uncalibrated
+``uncertainty_m``.
 
 Usage::
 
@@ -39,13 +45,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from d4g_edge import drone
+from d4g_edge import drone, trust
+from d4g_edge._log import logger
 from d4g_edge.bundle import Bundle, check_pairing
 from d4g_edge.errors import BundleError, ModelMismatchError, NoDefaultBundleError, SearchError
 from d4g_edge.geo import haversine_m, offset_latlon
@@ -73,11 +80,29 @@ class Localization:
     lon: float
     score: float
     heading_deg: float | None
-    uncertainty_m: float
+    uncertainty_m: float | None  # radius holding the truth with probability `coverage`
     candidates: tuple[Candidate, ...]
+    status: str = "uncertain"  # "ok", "uncertain" or "not_in_map" (see d4g_edge.trust)
+    p_within_25m: float | None = None  # calibrated P(error <= 25 m); None without a fit
+    p_in_map: float | None = None  # calibrated P(the place is in the bundle)
+    coverage: float | None = None  # the probability uncertainty_m is fitted to
+    heading_known: bool = False  # given by the caller (else estimated by the search)
+    reason: str | None = None  # why not "ok"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One frame's retrieval: top rows and scores (best heading's), that heading, and the
+    single-frame answer with its status."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    heading_deg: float
+    fix: Localization
+    features: np.ndarray | None = None  # d4g_edge.trust.FEATURES; None for a degenerate image
 
 
 def default_bundle_path() -> Path:
@@ -116,7 +141,15 @@ class Localizer:
             # region: of a cell-sharded bundle, load only the cells near it (d4g_edge.cells)
             bundle = Bundle.load(path, verify=verify, region=region)
         self.bundle = bundle
-        self.temperature = float(temperature)
+        self.temperature = _finite(temperature, "temperature", positive=True)
+        self.calibration = trust.Calibration.from_bundle(bundle)
+        if self.calibration is None:
+            logger.warning(
+                "%s has no calibration: answers are 'uncertain' with an uncalibrated spread; "
+                "fit one with d4g-edge calibrate %s --queries FOLDER",
+                bundle.root,
+                bundle.root,
+            )
         self.encoder = self._open_ground(ground, backend, threads)
         self.view = self.encoder.config.view  # "ground" panoramas or "drone" frames
 
@@ -168,9 +201,11 @@ class Localizer:
             )
         return rows
 
-    def _queries(self, image, heading, flight=None) -> tuple[np.ndarray, np.ndarray]:
-        """(R, 3, H, W) inputs (R rolls, or R quarter turns of a drone frame) and their
-        headings; ``flight`` = (altitude_m, pitch_deg, fov_deg) of a drone frame."""
+    def _queries(self, image, heading, flight=None) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """(R, 3, H, W) inputs (R rolls, or R quarter turns of a drone frame), their
+        headings, and why the image cannot show a place (None when it can);
+        ``flight`` = (altitude_m, pitch_deg, fov_deg) of a drone frame."""
+        heading = _heading(heading)
         if self.view == "drone":
             return self._drone_queries(image, heading, flight)
         if flight is not None and (flight[0] is not None or flight[1] is not None):
@@ -178,7 +213,8 @@ class Localizer:
                 "altitude_m / pitch_deg describe drone frames; this bundle's query model "
                 f"takes {self.view} panoramas"
             )
-        x = self.encoder.preprocess(image)
+        rgb = load_rgb(image)
+        x = preprocess(rgb, self.encoder.config)
         w = x.shape[3]
         headings = (
             np.arange(DEFAULT_HEADINGS) * 360.0 / DEFAULT_HEADINGS
@@ -186,17 +222,18 @@ class Localizer:
             else np.array([float(heading) % 360.0])
         )
         rolls = [np.roll(x, _roll_shift(h, w), axis=3) for h in headings]
-        return np.concatenate(rolls), headings
+        return np.concatenate(rolls), headings, trust.image_problem(rgb)
 
     def _drone_queries(self, image, heading, flight) -> tuple[np.ndarray, np.ndarray]:
         altitude, _, fov = flight or (None, None, drone.DEFAULT_FOV_DEG)
         rgb = load_rgb(image)
+        problem = trust.image_problem(rgb)
         if altitude is not None:
             rgb = drone.crop_to_footprint(rgb, altitude, self._tile_m, fov)
         x = preprocess(rgb, self.encoder.config)
         turns = drone.QUARTER_TURNS if heading is None else (drone.north_up_turns(float(heading)),)
         xs = np.concatenate([drone.turned(x, k) for k in turns])
-        return xs, np.array([drone.heading_of_turn(k) for k in turns])
+        return xs, np.array([drone.heading_of_turn(k) for k in turns]), problem
 
     @cached_property
     def _tile_m(self) -> float:
@@ -237,8 +274,28 @@ class Localizer:
         pitch_deg: float | Sequence[float | None] | None = None,
         fov_deg: float = drone.DEFAULT_FOV_DEG,
     ) -> list[Localization]:
-        if int(top_k) < 1:
-            raise SearchError(f"top_k must be >= 1, got {top_k}")
+        return [
+            obs.fix
+            for obs in self._observe(images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg)
+        ]
+
+    def observe(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 100,
+        prior: tuple[float, float, float] | None = None,
+        heading: float | None = None,
+        altitude_m: float | None = None,
+        pitch_deg: float | None = None,
+        fov_deg: float = drone.DEFAULT_FOV_DEG,
+    ) -> Observation:
+        """One encoding, two uses: the raw top-``top_k`` rows and scores for a tracker, and
+        the single-frame answer with its status (a tracker skips ``not_in_map`` frames)."""
+        return self._observe([image], top_k, prior, heading, altitude_m, pitch_deg, fov_deg)[0]
+
+    def _observe(self, images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg):
+        top_k = _count(top_k, "top_k")
         headings = _per_image(heading, len(images), "headings")
         altitudes = _per_image(altitude_m, len(images), "altitudes")
         pitches = _per_image(pitch_deg, len(images), "pitches")
@@ -249,15 +306,20 @@ class Localizer:
         batches = [
             self._queries(img, h, f) for img, h, f in zip(images, headings, flights, strict=True)
         ]
-        z = self.encoder.embed_tensor(np.concatenate([x for x, _ in batches]))
-        ids, scores = self._search(z, int(top_k), cand)
+        z = self.encoder.embed_tensor(np.concatenate([x for x, _, _ in batches]))
+        ids, scores = self._search(z, max(top_k, trust.TRUST_K), cand)
         out, row = [], 0
-        for (x, hs), h_in, flight in zip(batches, headings, flights, strict=True):
+        for (x, hs, problem), h_in, flight in zip(batches, headings, flights, strict=True):
             r = slice(row, row + len(x))
             row += len(x)
             best = int(np.argmax(scores[r, 0]))
             h = hs[best] if h_in is None else float(h_in) % 360.0
-            out.append(self._result(ids[r][best], scores[r][best], h, flight))
+            heading_scores = scores[r, 0] if h_in is None and len(x) > 1 else None
+            fix, f = self._result(
+                ids[r][best], scores[r][best], h, flight, heading_scores, problem, prior, top_k
+            )
+            fix = replace(fix, heading_known=h_in is not None)
+            out.append(Observation(ids[r][best][:top_k], scores[r][best][:top_k], float(h), fix, f))
         return out
 
     def retrieve(
@@ -272,12 +334,10 @@ class Localizer:
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Raw top-k tile rows and scores (best heading's), and that heading (for trackers).
         For a drone frame the rows are tiles around the point the frame's centre shows."""
-        drone.check_flight(altitude_m, None, fov_deg)
-        x, hs = self._queries(image, heading, (altitude_m, None, float(fov_deg)))
-        z = self.encoder.embed_tensor(x)
-        ids, scores = self._search(z, int(top_k), self._candidates(prior))
-        best = int(np.argmax(scores[:, 0]))
-        return ids[best], scores[best], float(hs[best])
+        obs = self.observe(
+            image, top_k=top_k, prior=prior, heading=heading, altitude_m=altitude_m, fov_deg=fov_deg
+        )
+        return obs.ids, obs.scores, obs.heading_deg
 
     def _search(self, z: np.ndarray, k: int, cand) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` index rows per query, one per tile: a bundle of an off-centre encoder has
@@ -295,10 +355,18 @@ class Localizer:
 
     def embed(self, image: ImageInput, heading: float | None = 0.0) -> np.ndarray:
         """The query embedding(s) (rolled, or turned, to north-up by ``heading``)."""
-        x, _ = self._queries(image, heading)
+        x, _, _ = self._queries(image, heading)
         return self.encoder.embed_tensor(x)
 
-    def _result(self, ids, scores, heading, flight=None) -> Localization:
+    @cached_property
+    def _far_m(self) -> float:
+        """Two tile strides: a tile farther than this from the best one is another place."""
+        step = self.bundle.stride_m or float(np.nanmedian(self.bundle.tiles.footprint_m)) / 2
+        return 2.0 * float(step) if np.isfinite(step) and step > 0 else 50.0
+
+    def _result(
+        self, ids, scores, heading, flight, heading_scores, problem, prior, top_k
+    ) -> tuple[Localization, np.ndarray | None]:
         t = self.bundle.tiles
         lat, lon = t.lat[ids], t.lon[ids]
         if flight is not None and flight[0] is not None and flight[1] is not None:
@@ -306,33 +374,77 @@ class Localizer:
             east, north = -drone.camera_offset_m(flight[0], flight[1], heading)
             lat, lon = offset_latlon(lat, lon, east, north)
         dist = haversine_m(lat[0], lon[0], lat, lon)
-        w = np.exp((scores - scores[0]) / self.temperature)
-        w /= w.sum()
-        spread2 = float((w * dist**2).sum())
-        half_stride = (
-            self.bundle.position_step_m or float(np.nanmedian(t.footprint_m[ids]) / 2)
-        ) / 2
-        half_stride = half_stride if np.isfinite(half_stride) else 0.0
         cands = tuple(
             Candidate(int(t.tile_id[i]), float(a), float(o), float(s), float(d))
-            for i, a, o, s, d in zip(ids, lat, lon, scores, dist, strict=True)
+            for i, a, o, s, d in zip(
+                ids[:top_k], lat[:top_k], lon[:top_k], scores[:top_k], dist[:top_k], strict=True
+            )
         )
-        return Localization(
-            float(lat[0]),
-            float(lon[0]),
-            float(scores[0]),
-            float(heading),
-            float(np.sqrt(spread2 + half_stride**2)),
-            cands,
+        base = Localization(
+            float(lat[0]), float(lon[0]), float(scores[0]), float(heading), None, cands
         )
+        if problem is not None:
+            return replace(base, status="not_in_map", reason=problem), None
+        step = 360.0 / len(heading_scores) if heading_scores is not None else 45.0
+        f = trust.features(scores, dist, self._far_m, heading_scores, step)
+        cal = self.calibration
+        if cal is None:  # the score-weighted spread of the top-k, plus half the grid step
+            w = np.exp((scores[:top_k] - scores[0]) / self.temperature)
+            spread2 = float((w * dist[:top_k] ** 2).sum() / w.sum())
+            half = (self.bundle.position_step_m or float(np.nanmedian(t.footprint_m)) / 2) / 2
+            half = half if np.isfinite(half) else 0.0
+            fix = replace(
+                base,
+                uncertainty_m=float(np.sqrt(spread2 + half**2)),
+                reason="the bundle has no calibration (d4g-edge calibrate)",
+            )
+            return fix, f
+        cap = None
+        if prior is not None:
+            p_lat, p_lon, p_radius = (float(v) for v in prior)
+            cap = float(haversine_m(lat[0], lon[0], p_lat, p_lon)) + p_radius
+        v = cal.judge(f[None], cap)[0]
+        fix = replace(
+            base,
+            uncertainty_m=v.uncertainty_m,
+            status=v.status,
+            p_within_25m=v.p_within_25m,
+            p_in_map=v.p_in_map,
+            coverage=cal.coverage,
+            reason=v.reason,
+        )
+        return fix, f
 
 
 def _per_image(value, n: int, what: str) -> list:
-    """A per-image list of a scalar-or-sequence keyword."""
-    values = list(value) if isinstance(value, Sequence) else [value] * n
+    """A per-image list of a scalar-or-sequence keyword (a string is one value, not a list)."""
+    many = isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
+    values = list(value) if many else [value] * n
     if len(values) != n:
         raise SearchError(f"{len(values)} {what} for {n} images")
     return values
+
+
+def _finite(value, what: str, positive: bool = False) -> float:
+    """``value`` as a finite float (> 0 when ``positive``), else a typed error."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SearchError(f"{what} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or (positive and v <= 0):
+        raise SearchError(f"{what} must be a finite number{' > 0' if positive else ''}, got {v}")
+    return v
+
+
+def _heading(value) -> float | None:
+    """A heading in degrees (None: unknown, searched)."""
+    return None if value is None else _finite(value, "heading (degrees clockwise from north)")
+
+
+def _count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise SearchError(f"{what} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 _DEFAULT: dict[str, Localizer] = {}
