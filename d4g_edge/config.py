@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from d4g_edge.errors import D4GEdgeError
+
 SCHEMA_VERSION = 1
 VIEWS = ("ground", "satellite", "drone")
 KINDS = ("teacher", "student")
@@ -39,8 +41,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ConfigError(ValueError):
-    """An encoder config that is missing, malformed or from an unknown schema."""
+class ConfigError(D4GEdgeError, ValueError):
+    """An encoder config that is missing, malformed or from an unknown schema (a ValueError
+    too, for code written before it was a :class:`D4GEdgeError`)."""
 
 
 def _hw(value: Any, what: str) -> tuple[int, int]:

@@ -40,8 +40,14 @@ class BundleSchemaError(BundleError):
     """A manifest of an unknown schema version or with missing/invalid fields."""
 
 
+class BundleContentError(BundleError):
+    """A bundle file whose contents are unusable although its checksum may match: an unreadable
+    tile table, a latitude out of range, a NaN index vector, an index of another shape."""
+
+
 class ModelMismatchError(BundleError):
-    """Encoders that do not belong together (the ground model vs the index's satellite model)."""
+    """Encoders that do not belong together (the query model vs the manifest, or vs the
+    index's satellite model); the message names the fields that differ."""
 
 
 class NoDefaultBundleError(BundleError):

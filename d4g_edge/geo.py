@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from d4g_edge.errors import D4GEdgeError
+
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius
 
 
@@ -146,7 +148,7 @@ _BETA = np.array(
 _J2 = 2 * np.arange(1, 7, dtype=np.float64)  # 2j for j = 1..6
 
 
-class UTMError(ValueError):
+class UTMError(D4GEdgeError, ValueError):
     """Coordinates outside what UTM (or the requested zone) can represent."""
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from d4g_edge._log import logger
+from d4g_edge.errors import D4GEdgeError
 from d4g_edge.geo import haversine_m
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
@@ -50,7 +51,7 @@ ScoreFn = Callable[[int, int], np.ndarray]
 """``score_fn(start, stop) -> (stop - start, R)`` scores of queries ``start:stop``."""
 
 
-class MetricsInputError(ValueError):
+class MetricsInputError(D4GEdgeError, ValueError):
     """Inputs to the metrics have the wrong shape, type or contents."""
 
 
