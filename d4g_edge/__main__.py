@@ -45,7 +45,9 @@ def _finite(text: str, what: str = "a number") -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected {what} (finite), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected {what}, got {text!r}: NaN and infinity are not allowed"
+        )
     return value
 
 
