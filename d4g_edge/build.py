@@ -5,7 +5,16 @@ datasets and the procedural world). Work is saved in parts of ``part_size`` tile
 ``<out>.parts/``, so ``resume=True`` continues an interrupted build; ``shard=(i, n)`` embeds
 every n-th tile starting at i and writes a *shard* (embeddings + tile rows, no graph) that
 :func:`merge_shards` joins into one bundle, so a country is embedded on many machines by any
-scheduler. A progress bar shows when tqdm is installed.
+scheduler. A progress bar shows when tqdm is installed; it starts before the first tile is
+read and is cleared if the build fails, so an ``error:`` line is the last thing printed.
+
+Every argument is checked before any tile is embedded: the tile count against ``max_tiles``
+(counted, never listed: a raster at a 0.1 mm stride is refused at once, with its count),
+``--out`` (a file, or a non-empty folder that is not a bundle, is refused), batch and part
+sizes, the shard, the cell size. The argparse ``type=`` callables here (:func:`positive_int`,
+:func:`positive_metres`, :func:`zoom_level`, :func:`shard_spec`, ...) make the same checks
+at parse time for the CLI. Tiles that are mostly nodata (:mod:`d4g_edge.tiles.nodata`) are
+skipped and counted in the log.
 
 Usage::
 
@@ -17,11 +26,15 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import io
+import itertools
 import json
+import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +43,25 @@ import numpy as np
 from d4g_edge._io import atomic_write_bytes, atomic_write_json
 from d4g_edge._log import logger
 from d4g_edge.bundle import check_pairing, model_entry, write_bundle
-from d4g_edge.errors import BundleError, TileSourceError
+from d4g_edge.errors import BundleError, D4GEdgeError, TileSourceError
 from d4g_edge.geo import offset_latlon
 from d4g_edge.image import load_rgb
 from d4g_edge.index import STORAGES, IndexParams
 from d4g_edge.polar import cell_centres
 from d4g_edge.preprocess import preprocess
 from d4g_edge.runtime import open_encoder
-from d4g_edge.shards import open_grounds, parse_shard, write_shard
+from d4g_edge.shards import check_out, open_grounds, parse_shard, write_shard
 from d4g_edge.tiles.base import DEFAULT_CELL_DEG, TileSource, TileTable
+from d4g_edge.tiles.nodata import MAX_NODATA_FRACTION, NoDataTile
+
+# A default that stops a mistyped stride or CRS early: 2 M tiles is ~60 km^2 at 5 m stride,
+# hours of embedding on a CPU; raise it with --max-tiles for a real country-scale build.
+DEFAULT_MAX_TILES = 2_000_000
+MAX_ZOOM = 28  # d4g_edge.tiles.xyz packs x and y into 28 bits
+CELL_DEG_RANGE = (1e-6, 90.0)  # cell keys are (lat + 90) / cell_deg in 32 bits
 
 __all__ = [
+    "DEFAULT_MAX_TILES",
     "add_build_args",
     "add_index_args",
     "build_from_args",
@@ -48,7 +69,102 @@ __all__ = [
     "embed_tiles",
     "index_params",
     "parse_shard",
+    "positive_int",
+    "positive_metres",
+    "shard_spec",
+    "zoom_level",
 ]
+
+
+# ---- argparse types: a bad value is "d4g-edge CMD: error: argument --FLAG: ..." and exit 2,
+# before any work. Each wraps the same check the API makes.
+
+
+def _whole(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count >= 1 (``--batch-size``, ``--threads``, ``--max-tiles``)."""
+    return _whole(text, 1, "a whole number >= 1")
+
+
+def hnsw_int(text: str) -> int:
+    """An HNSW parameter (``--M``, ``--ef``, ``--ef-construction``): >= 2, as IndexParams."""
+    return _whole(text, 2, "a whole number >= 2")
+
+
+def count_int(text: str) -> int:
+    """A count >= 0 (``--exact-threshold``: 0 = never search exactly)."""
+    return _whole(text, 0, "a whole number >= 0")
+
+
+def positive_metres(text: str) -> float:
+    """A finite length > 0 in metres (``--tile-size-m``, ``--stride-m``)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected metres > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected metres > 0 (finite), got {text!r}")
+    return value
+
+
+def zoom_level(text: str) -> int:
+    """An XYZ zoom level 0..28 (``--zoom``)."""
+    value = _whole(text, 0, f"a zoom level 0..{MAX_ZOOM}")
+    if value > MAX_ZOOM:
+        raise argparse.ArgumentTypeError(f"expected a zoom level 0..{MAX_ZOOM}, got {value}")
+    return value
+
+
+def cell_degrees(text: str) -> float:
+    """A cell size in degrees (``--cell-deg``), see :func:`check_cell_deg`."""
+    try:
+        return check_cell_deg(float(text))
+    except (TypeError, ValueError, D4GEdgeError) as err:
+        raise argparse.ArgumentTypeError(f"expected degrees, got {text!r}: {err}") from None
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``i/n`` with 0 <= i < n (``--shard``), see :func:`d4g_edge.shards.parse_shard`."""
+    try:
+        return parse_shard(text)
+    except D4GEdgeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def check_cell_deg(value: float) -> float:
+    lo, hi = CELL_DEG_RANGE
+    if not (isinstance(value, int | float) and math.isfinite(value) and lo <= value <= hi):
+        raise BundleError(f"the cell size must be {lo:g}..{hi:g} degrees, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise BundleError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def count_tiles(source: TileSource, max_tiles: int = DEFAULT_MAX_TILES) -> int:
+    """``len(source)``, refused above ``max_tiles`` (a source counts its tiles up front)."""
+    n = len(source)
+    if n > max_tiles:
+        d = source.describe()
+        stride = f" at a {d['stride_m']:g} m stride" if d.get("stride_m") else ""
+        raise TileSourceError(
+            f"{d.get('path', 'the tile source')} makes {n:,} tiles{stride}, more than the limit "
+            f"of {max_tiles:,}; increase --stride-m (the count falls with its square) or raise "
+            f"the limit with --max-tiles {n} (max_tiles= in the API)"
+        )
+    return n
 
 
 def add_index_args(p) -> None:
@@ -59,12 +175,12 @@ def add_index_args(p) -> None:
         action="append",
         help="ground model to ship in the bundle (.onnx and/or .pte; repeat for both)",
     )
-    p.add_argument("--M", type=int, default=32, help="HNSW graph degree (default: 32)")
-    p.add_argument("--ef-construction", type=int, default=200, help="HNSW build beam")
-    p.add_argument("--ef", type=int, default=128, help="HNSW search beam (default: 128)")
+    p.add_argument("--M", type=hnsw_int, default=32, help="HNSW graph degree (default: 32)")
+    p.add_argument("--ef-construction", type=hnsw_int, default=200, help="HNSW build beam")
+    p.add_argument("--ef", type=hnsw_int, default=128, help="HNSW search beam (default: 128)")
     p.add_argument(
         "--exact-threshold",
-        type=int,
+        type=count_int,
         default=20_000,
         help="search exactly below this many tiles (default: 20000)",
     )
@@ -75,7 +191,9 @@ def add_index_args(p) -> None:
         help="hnswlib graph, or float16 vectors searched exactly (half the size; for bundles "
         "below the exact threshold) (default: hnswlib)",
     )
-    p.add_argument("--threads", type=int, default=None, help="encoder threads")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="encoder threads (default: all cores)"
+    )
     p.add_argument(
         "--cells",
         action="store_true",
@@ -88,11 +206,28 @@ def add_build_args(p) -> None:
     ``train.build_index``): encoder, output, sharding, cells, plus :func:`add_index_args`."""
     p.add_argument("--model", required=True, type=Path, help="satellite encoder (.onnx/.pte)")
     p.add_argument("--out", required=True, type=Path, help="bundle (or shard) directory")
-    p.add_argument("--shard", default="0/1", help="embed only shard i of n (then: merge)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted build")
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
-        "--cell-deg", type=float, default=DEFAULT_CELL_DEG, help="cell size (deg; ~1.1 km)"
+        "--shard",
+        type=shard_spec,
+        default="0/1",
+        help="embed only shard i of n, 0 <= i < n (then: merge)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=32, help="tiles per encoder call (default: 32)"
+    )
+    p.add_argument(
+        "--max-tiles",
+        type=positive_int,
+        default=DEFAULT_MAX_TILES,
+        help="refuse a build of more tiles than this (a mistyped stride or CRS), counted before "
+        f"any work (default: {DEFAULT_MAX_TILES:,})",
+    )
+    p.add_argument(
+        "--cell-deg",
+        type=cell_degrees,
+        default=DEFAULT_CELL_DEG,
+        help="cell size (deg; default 0.01, ~1.1 km)",
     )
     add_index_args(p)
 
@@ -104,13 +239,14 @@ def build_from_args(source: TileSource, args) -> Path:
         args.model,
         args.out,
         ground=args.ground,
-        shard=parse_shard(args.shard),
+        shard=args.shard if isinstance(args.shard, tuple) else parse_shard(args.shard),
         resume=args.resume,
         params=index_params(args),
         batch_size=args.batch_size,
         threads=args.threads,
         cell_deg=args.cell_deg,
         cells=args.cells,
+        max_tiles=getattr(args, "max_tiles", DEFAULT_MAX_TILES),
     )
 
 
@@ -127,13 +263,32 @@ def index_params(args) -> IndexParams:
         raise BundleError(str(err)) from None
 
 
-def _progress(total: int, desc: str):
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _progress(total: int, desc: str) -> Iterator:
+    """A tqdm bar (or nothing without tqdm) that is always closed: if the build fails it is
+    cleared first, so the caller's ``error:`` line is the last thing on the terminal (an
+    unclosed bar is redrawn at exit by tqdm's finalizer, after the error)."""
     try:
         from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit="tile")
     except ImportError:
-        return None
+        yield _NoBar()
+        return
+    bar = tqdm(total=total, desc=desc, unit="tile")
+    try:
+        yield bar
+    except BaseException:
+        bar.leave = False  # close() then erases the bar's line instead of keeping it
+        raise
+    finally:
+        bar.close()
+
+
+PART_FORMAT = 2  # parts hold the tile columns and the count of nodata tiles skipped
 
 
 def embed_tiles(
@@ -149,7 +304,9 @@ def embed_tiles(
 ) -> tuple[np.ndarray, TileTable]:
     """Embeddings and tile rows of ``source`` (this shard's tiles), saved part by part.
 
-    An off-centre satellite encoder (``centre_step`` in its config) embeds every tile around
+    Tiles are streamed from the source (never listed whole). A tile whose ``read()`` raises
+    :class:`~d4g_edge.tiles.nodata.NoDataTile` is skipped and counted. An off-centre
+    satellite encoder (``centre_step`` in its config) embeds every tile around
     :func:`reference_centres`: one row per (tile, centre), placed at the centre.
     """
     centres = reference_centres(source, satellite.config)
@@ -158,11 +315,15 @@ def embed_tiles(
         "satellite_sha256": satellite.sha256,
         "shard": list(shard),
         "part_size": part_size,
+        "part_format": PART_FORMAT,
         "centres": None if centres is None else centres.tolist(),
     }
     state_file = work / "state.json"
     if work.exists() and resume:
-        old = json.loads(state_file.read_text()) if state_file.is_file() else None
+        try:
+            old = json.loads(state_file.read_text()) if state_file.is_file() else None
+        except (OSError, ValueError):
+            old = None
         if old != state:
             raise BundleError(
                 f"cannot resume from {work}: it was started with {old}, this build "
@@ -173,41 +334,64 @@ def embed_tiles(
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_json(state_file, state)
     i, n = shard
-    tiles = [t for k, t in enumerate(source) if k % n == i]
-    if not tiles:
+    count = len(range(i, len(source), n))
+    if not count:
         raise TileSourceError(f"shard {i}/{n} of {state['source']} holds no tiles")
-    bar = _progress(len(tiles), "embedding tiles")
-    started, done_before = time.perf_counter(), 0
+    started, done_before, skipped = time.perf_counter(), 0, 0
     parts = []
-    for p, start in enumerate(range(0, len(tiles), part_size)):
-        path = work / f"part-{p:06d}.npz"
-        chunk = tiles[start : start + part_size]
-        if path.is_file():
-            done_before += len(chunk)
-            if bar is not None:
+    tiles = itertools.islice(iter(source), i, None, n)
+    with _progress(count, "embedding tiles") as bar:
+        for p, start in enumerate(range(0, count, part_size)):
+            path = work / f"part-{p:06d}.npz"
+            chunk = list(itertools.islice(tiles, part_size))
+            if path.is_file():
+                done_before += len(chunk)
                 bar.update(len(chunk))
-        else:
-            vecs = []
-            for b in range(0, len(chunk), batch_size):
-                imgs = [t.read() for t in chunk[b : b + batch_size]]
-                vecs.append(_embed_batch(satellite, imgs, centres, batch_size))
-                if bar is not None:
-                    bar.update(len(imgs))
-            table = _table(chunk, centres, cell_deg)
-            _save_part(path, np.concatenate(vecs), table)
-            if bar is None:
-                logger.info("embedded %d / %d tiles", start + len(chunk), len(tiles))
-        parts.append(path)
-    if bar is not None:
-        bar.close()
+            else:
+                vecs, kept, empty = [], [], 0
+                for b in range(0, len(chunk), batch_size):
+                    imgs, batch = [], chunk[b : b + batch_size]
+                    for t in batch:
+                        try:
+                            imgs.append(t.read())
+                            kept.append(t)
+                        except NoDataTile as why:
+                            logger.debug("%s", why)
+                            empty += 1
+                    if imgs:
+                        vecs.append(_embed_batch(satellite, imgs, centres, batch_size))
+                    bar.update(len(batch))
+                dim = satellite.config.embed_dim
+                vectors = np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)
+                _save_part(path, vectors, _table(kept, centres, cell_deg), empty)
+                if isinstance(bar, _NoBar):
+                    logger.info("embedded %d / %d tiles", start + len(chunk), count)
+            parts.append(path)
+    loaded = [_load_part(p) for p in parts]
+    skipped = sum(k for _, _, k in loaded)
     logger.info(
         "embedded %d tiles in %.1f s (%d resumed)",
-        len(tiles),
+        count - skipped,
         time.perf_counter() - started,
         done_before,
     )
-    loaded = [_load_part(p) for p in parts]
-    return np.concatenate([v for v, _ in loaded]), TileTable.concat([t for _, t in loaded])
+    if skipped:
+        logger.info(
+            "skipped %d of %d tiles: more than %.0f %% nodata (d4g_edge.tiles.nodata)",
+            skipped,
+            count,
+            100 * MAX_NODATA_FRACTION,
+        )
+    if skipped == count:
+        what = f"all {count} tiles of {state['source'].get('path', 'the source')}"
+        if n == 1:
+            raise TileSourceError(
+                f"{what} are more than {MAX_NODATA_FRACTION:.0%} nodata: nothing to index; "
+                "check the raster's nodata value / alpha, or point --tiles at the imagery"
+            )
+        # one shard of a country can be all sea: an empty shard, which merge accepts
+        logger.warning("shard %d/%d: %s are nodata; the shard is empty", i, n, what)
+    return np.concatenate([v for v, _, _ in loaded]), TileTable.concat([t for _, t, _ in loaded])
 
 
 def grid_stride(source: TileSource) -> float | None:
@@ -281,16 +465,26 @@ def _table(chunk, centres: np.ndarray | None, cell_deg: float) -> TileTable:
     return TileTable.from_rows(ids, lat, lon, side, cell_deg)
 
 
-def _save_part(path: Path, vectors: np.ndarray, table: TileTable) -> None:
+def _save_part(path: Path, vectors: np.ndarray, table: TileTable, skipped: int) -> None:
     buf = io.BytesIO()
-    np.savez(buf, vectors=vectors, tiles=np.frombuffer(table.to_bytes(), np.uint8))
+    columns = {f"tile_{f}": getattr(table, f) for f in _TABLE_FIELDS}
+    np.savez(buf, vectors=vectors, skipped=np.int64(skipped), **columns)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_part(path: Path) -> tuple[np.ndarray, TileTable]:
-    with np.load(path, allow_pickle=False) as data:
-        vectors, raw = data["vectors"], data["tiles"].tobytes()
-    return vectors, TileTable.load(io.BytesIO(raw))
+def _load_part(path: Path) -> tuple[np.ndarray, TileTable, int]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            table = TileTable(*(data[f"tile_{f}"] for f in _TABLE_FIELDS))
+            return data["vectors"], table, int(data["skipped"])
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise BundleError(
+            f"{path} (a finished part of this build) cannot be read ({err}); drop --resume to "
+            "start over"
+        ) from None
+
+
+_TABLE_FIELDS = ("tile_id", "lat", "lon", "footprint_m", "cell")
 
 
 def build_index(
@@ -308,9 +502,21 @@ def build_index(
     georeference: dict | None = None,
     cell_deg: float = DEFAULT_CELL_DEG,
     cells: bool = False,
+    max_tiles: int = DEFAULT_MAX_TILES,
 ) -> Path:
-    """Embed ``source`` and write a bundle (or, with ``shard`` n > 1, a shard) to ``out``."""
-    out = Path(out)
+    """Embed ``source`` and write a bundle (or, with ``shard`` n > 1, a shard) to ``out``.
+
+    Every argument is checked, and the tiles counted against ``max_tiles``, before a model
+    is opened or a tile read."""
+    shard = _check_shard(shard)
+    out = check_out(out, "shard" if shard[1] > 1 else "bundle")
+    batch_size = _check_count("batch_size (--batch-size)", batch_size)
+    part_size = _check_count("part_size", part_size)
+    max_tiles = _check_count("max_tiles (--max-tiles)", max_tiles)
+    if threads is not None:
+        threads = _check_count("threads (--threads)", threads)
+    cell_deg = check_cell_deg(cell_deg)
+    count_tiles(source, max_tiles)
     sat = open_encoder(satellite_model, threads=threads)
     if sat.config.view != "satellite":
         raise BundleError(
@@ -354,3 +560,16 @@ def build_index(
     shutil.rmtree(work, ignore_errors=True)
     logger.info("wrote %s (%d tiles)", out, len(table))
     return out
+
+
+def _check_shard(shard) -> tuple[int, int]:
+    if isinstance(shard, str):
+        return parse_shard(shard)
+    try:
+        i, n = (int(v) for v in shard)
+        ok = all(not isinstance(v, bool) and int(v) == v for v in shard)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not 0 <= i < n:
+        raise BundleError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    return i, n

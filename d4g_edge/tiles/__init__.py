@@ -28,7 +28,10 @@ def open_tile_source(
     crs: str | None = None,
     zoom: int | None = None,
 ) -> TileSource:
-    """A folder is an XYZ tile tree; a file is a raster (world file or GeoTIFF)."""
+    """A folder is an XYZ tile tree; a file is a raster (world file or GeoTIFF).
+
+    A raster needs ``tile_size_m``; ``stride_m`` defaults to half of it (given, it must be
+    > 0: a zero stride is an error, not the default)."""
     path = Path(src)
     if path.is_dir():
         from d4g_edge.tiles.xyz import XYZTileSource
@@ -37,9 +40,11 @@ def open_tile_source(
     if path.is_file():
         if tile_size_m is None:
             raise TileSourceError(f"{path} is a raster: give --tile-size-m (and --stride-m)")
-        from d4g_edge.tiles.raster import open_raster
+        from d4g_edge.tiles.raster import check_tile_metres, open_raster
 
-        return open_raster(path, tile_size_m, stride_m or tile_size_m / 2, crs)
+        tile_size_m, _ = check_tile_metres(tile_size_m, 1.0)
+        stride_m = tile_size_m / 2 if stride_m is None else stride_m
+        return open_raster(path, *check_tile_metres(tile_size_m, stride_m), crs)
     raise TileSourceError(
         f"tile source {path} does not exist; expected an XYZ folder (z/x/y.png) or a "
         "georeferenced image (world file or GeoTIFF)"

@@ -1,15 +1,22 @@
-"""A georeferenced north-up raster cut into overlapping square tiles of given metres.
+"""A georeferenced north-up raster cut into overlapping square tiles of given ground metres.
 
 Two readers share the cutting: an image with a world file (``.pgw/.jgw/.tfw/.wld`` or
 ``<image>.<ext>w``; Pillow reads the pixels) and a GeoTIFF (``rasterio``, optional extra
-``d4g-edge[geotiff]``; read window by window). The raster's CRS is EPSG:4326 (degrees) or a
-projected CRS in metres transformed with ``pyproj`` (extra ``d4g-edge[tiles]``). World files
-carry no CRS: it comes from ``crs=``, a ``.prj`` next to the image, or — when the numbers can
-only be degrees — EPSG:4326. Rotated rasters (world-file terms B, D != 0) are refused.
+``d4g-edge[geotiff]``; read window by window, :mod:`d4g_edge.tiles.geotiff`). The CRS is
+any geographic or projected CRS pyproj knows (extra ``d4g-edge[tiles]``); without pyproj,
+EPSG:4326. World files carry no CRS: it comes from ``crs=``, a ``.prj`` next to the image,
+or, when every corner is in degree ranges, EPSG:4326. Coordinates outside degree ranges with
+no CRS (e.g. UTM metres in a world file or a GeoTIFF without CRS) are refused with a hint
+to pass ``--crs``, never read as degrees. Rotated rasters (world-file terms B, D != 0) are
+refused.
 
-A tile is ``tile_size_m`` on a side, centres every ``stride_m`` from the raster's top-left
-corner; metres per pixel are taken at the raster's centre. In a projected CRS "up" is grid
-north, which differs from true north by the meridian convergence (< 3 degrees in a UTM zone).
+Tiles are ``tile_size_m`` x ``tile_size_m`` metres *of ground*, centres every ``stride_m``
+ground metres from the raster's top-left corner (:mod:`d4g_edge.tiles._grid`): in Web
+Mercator (EPSG:3857) a ground metre is 1/cos(latitude) grid units, so tiles are cut larger
+in pixels toward the pole; ``describe()`` records the ground sizes used and the grid scale.
+The tile count is computed before any tile exists. Tiles that are mostly nodata are skipped
+(:mod:`d4g_edge.tiles.nodata`). In a projected CRS "up" is grid north, which differs from
+true north by the meridian convergence (< 3 degrees in a UTM zone; above 5 refused).
 
 Usage::
 
@@ -23,16 +30,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from d4g_edge.errors import TileSourceError
-from d4g_edge.geo import EARTH_RADIUS_M
 from d4g_edge.image import load_rgb
+from d4g_edge.tiles._crs import raster_crs
+from d4g_edge.tiles._grid import MIN_TILE_PX, TileGrid
 from d4g_edge.tiles.base import Tile
+from d4g_edge.tiles.nodata import MAX_NODATA_FRACTION, mask_nodata
 
 WORLD_FILE_SUFFIXES = {
     ".png": ".pgw",
@@ -42,6 +50,9 @@ WORLD_FILE_SUFFIXES = {
     ".tiff": ".tfw",
 }
 MAX_RASTER_PIXELS = 1 << 31  # an orthophoto is big on purpose; only absurd sizes are refused
+MAX_TILE_READ_PX = 1024  # tiles are read at most this big: encoders take <= 384 px anyway
+ROTATION_TOL = 1e-9  # |B|, |D| below this fraction of the pixel size are float noise
+ReadWindow = Callable[[tuple[int, int, int, int], int], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,13 @@ def read_world_file(path: str | Path) -> Affine:
     path = Path(path)
     try:
         values = [float(v) for v in path.read_text().split()]
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
         raise TileSourceError(f"cannot read world file {path}: {err}") from None
     if len(values) != 6 or not all(math.isfinite(v) for v in values):
-        raise TileSourceError(f"world file {path} must hold 6 finite numbers, got {values}")
+        raise TileSourceError(
+            f"world file {path} must hold 6 finite numbers (A D B E C F, one a line), got "
+            f"{values[:8]}"
+        )
     a, d, b, e, c, f = values
     return Affine(a, b, c - a / 2 - b / 2, d, e, f - d / 2 - e / 2)
 
@@ -84,109 +98,145 @@ def world_file_for(image: Path) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def _to_latlon(crs) -> Callable:
-    """(X, Y) in ``crs`` -> (lat, lon); ``crs`` None means EPSG:4326 (X = lon, Y = lat)."""
-    if crs is None:
-        return lambda x, y: (np.asarray(y, np.float64), np.asarray(x, np.float64))
-    try:
-        from pyproj import CRS, Transformer
-    except ImportError:
-        raise TileSourceError(
-            f"a raster in {crs} needs pyproj: pip install 'd4g-edge[tiles]'"
-        ) from None
-    try:
-        src = CRS.from_user_input(crs)
-    except Exception as err:  # pyproj.exceptions.CRSError
-        raise TileSourceError(f"unknown CRS {crs!r}: {err}") from None
-    if src.is_geographic:
-        if src.to_epsg() != 4326:
-            raise TileSourceError(f"geographic CRS {src.name} is not WGS84; reproject to 4326")
-        return _to_latlon(None)
-    units = {a.unit_name for a in src.axis_info}
-    if units - {"metre"}:
-        raise TileSourceError(f"projected CRS {src.name} uses {units}, not metres")
-    t = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
-    return lambda x, y: tuple(np.asarray(v, np.float64) for v in t.transform(x, y)[::-1])
+def check_tile_metres(tile_size_m, stride_m) -> tuple[float, float]:
+    """``(tile_size_m, stride_m)`` as floats, or a typed error: both finite and > 0."""
+    for what, v in (("tile size (--tile-size-m)", tile_size_m), ("stride (--stride-m)", stride_m)):
+        try:
+            ok = math.isfinite(float(v)) and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise TileSourceError(
+                f"the raster tile {what} must be a number of metres > 0, got {v!r}"
+            )
+    return float(tile_size_m), float(stride_m)
 
 
 class RasterTileSource:
-    """Cuts ``width x height`` pixels with ``affine`` into tiles (see module docstring)."""
+    """Cuts ``width x height`` pixels with ``affine`` into tiles (see module docstring).
 
-    def __init__(self, name, width, height, affine, crs, read_window, tile_size_m, stride_m):
-        if affine.b or affine.d:
-            raise TileSourceError(f"{name} is rotated (world-file B/D != 0); warp it north-up")
-        if affine.a <= 0 or affine.e >= 0:
-            raise TileSourceError(f"{name}: expected x growing east and y south (A>0, E<0)")
-        if not (stride_m > 0 and tile_size_m > 0):
+    ``read_window((x0, y0, x1, y1), out)`` returns the integer pixel box resized to
+    ``out x out`` as uint8 RGB, and a boolean valid-pixel mask of the same size (or None)."""
+
+    def __init__(
+        self, name, width, height, affine, crs, read_window: ReadWindow, tile_size_m, stride_m
+    ):
+        tile_size_m, stride_m = check_tile_metres(tile_size_m, stride_m)
+        size = max(abs(affine.a), abs(affine.e))
+        if abs(affine.b) > ROTATION_TOL * size or abs(affine.d) > ROTATION_TOL * size:
             raise TileSourceError(
-                f"tile size and stride must be > 0 m, got {tile_size_m}, {stride_m}"
+                f"{name} is rotated (world-file B/D != 0); warp it north-up "
+                "(gdalwarp -t_srs EPSG:NNNN in out)"
             )
+        if not (affine.a > 0 and affine.e < 0):
+            raise TileSourceError(
+                f"{name}: expected x growing east and y south (A>0, E<0), got A={affine.a!r}, "
+                f"E={affine.e!r}; flip or warp it north-up"
+            )
+        if width < 1 or height < 1:
+            raise TileSourceError(f"{name} is empty ({width} x {height} pixels)")
+        affine = Affine(affine.a, 0.0, affine.c, 0.0, affine.e, affine.f)
         self.name, self.width, self.height = str(name), int(width), int(height)
         self.affine, self.crs, self._read = affine, crs, read_window
-        self.tile_size_m, self.stride_m = float(tile_size_m), float(stride_m)
-        self.to_latlon = _to_latlon(crs)
-        lat, _ = self.to_latlon(*affine(width / 2, height / 2))
-        if crs is None:  # degrees per pixel -> metres per pixel at the centre latitude
-            k = math.pi / 180 * EARTH_RADIUS_M
-            self.px_m = (affine.a * k * math.cos(math.radians(float(lat))), -affine.e * k)
-        else:
-            self.px_m = (affine.a, -affine.e)
-        self.tile_px = (tile_size_m / self.px_m[0], tile_size_m / self.px_m[1])
-        if self.tile_px[0] > width or self.tile_px[1] > height:
-            raise TileSourceError(
-                f"{name} is {width * self.px_m[0]:.0f} x {height * self.px_m[1]:.0f} m, smaller "
-                f"than one {tile_size_m} m tile; lower --tile-size-m"
-            )
-
-    @cached_property
-    def _grid(self) -> tuple[np.ndarray, np.ndarray]:
-        sx, sy = (self.stride_m / m for m in self.px_m)
-        cols = np.arange(0, self.width - self.tile_px[0] + 1e-6, sx)
-        rows = np.arange(0, self.height - self.tile_px[1] + 1e-6, sy)
-        return cols, rows
+        self.tile_size_m, self.stride_m = tile_size_m, stride_m
+        self.crs_info = raster_crs(crs)
+        self.to_latlon = self.crs_info.to_latlon
+        self.grid = TileGrid(width, height, affine, self.crs_info, tile_size_m, stride_m, name)
+        self.px_m = self.grid.px_m
 
     def __len__(self) -> int:
-        cols, rows = self._grid
-        return len(cols) * len(rows)
+        return len(self.grid)
 
     def describe(self) -> dict:
+        """What the build used (in the manifest's georeference): ground metres throughout."""
+        g = self.grid
+        used = g.ncols > 0
         return {
             "kind": "raster",
             "path": self.name,
-            "crs": str(self.crs or "EPSG:4326"),
-            "tile_size_m": self.tile_size_m,
+            "crs": self.crs_info.name,
+            "tile_size_m": self.tile_size_m,  # on the ground, at every tile's latitude
             "stride_m": self.stride_m,
-            "metres_per_pixel": list(self.px_m),
+            "metres_per_pixel": [float(v) for v in self.px_m],  # ground, at the centre
+            "crs_units_per_ground_m": g.scale_range(),  # top row, bottom row
+            "tile_px": [float(np.min(g.tx[used])), float(np.max(g.tx[used]))],
+            "tiles": len(g),
+            "max_nodata_fraction": MAX_NODATA_FRACTION,
         }
 
     def centre_pixel(self, tile_id: int) -> tuple[float, float]:
-        cols, rows = self._grid
-        r, c = divmod(int(tile_id), len(cols))
-        return cols[c] + self.tile_px[0] / 2, rows[r] + self.tile_px[1] / 2
+        r = self.grid.row_of(tile_id)
+        x0, y0, x1, y1 = self.grid.boxes(r)[int(tile_id) - int(self.grid.starts[r])]
+        return (x0 + x1) / 2, (y0 + y1) / 2
 
     def __iter__(self) -> Iterator[Tile]:
-        cols, rows = self._grid
-        out = round(max(self.tile_px))
-        for r, row0 in enumerate(rows):
-            for c, col0 in enumerate(cols):
-                tid = r * len(cols) + c
-                lat, lon = self.to_latlon(*self.affine(*self.centre_pixel(tid)))
-                box = (col0, row0, col0 + self.tile_px[0], row0 + self.tile_px[1])
+        g = self.grid
+        for r in range(len(g.ncols)):
+            if not g.ncols[r]:
+                continue
+            boxes = g.boxes(r)
+            lat, lon = self.to_latlon(
+                *self.affine((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
+            )
+            out = int(np.clip(round(max(g.tx[r], g.ty[r])), MIN_TILE_PX, MAX_TILE_READ_PX))
+            for c, box in enumerate(boxes):
+                tid = int(g.starts[r]) + c
                 yield Tile(
                     tid,
-                    float(lat),
-                    float(lon),
+                    float(lat[c]),
+                    float(lon[c]),
                     self.tile_size_m,
-                    lambda box=box: self._read(box, out),
+                    lambda box=box, tid=tid, out=out: self._read_tile(box, tid, out),
                 )
 
+    def _read_tile(self, box, tid: int, out: int) -> np.ndarray:
+        x0, y0, x1, y1 = (round(float(v)) for v in box)
+        x0, y0 = min(max(0, x0), self.width - 1), min(max(0, y0), self.height - 1)
+        x1, y1 = min(max(x0 + 1, x1), self.width), min(max(y0 + 1, y1), self.height)
+        rgb, valid = self._read((x0, y0, x1, y1), out)
+        return mask_nodata(rgb, valid, f"{self.name} tile {tid}")
 
-def _crop(rgb: np.ndarray, box, out: int) -> np.ndarray:
+
+def crop_resize(arr: np.ndarray, box, out: int, resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    """``arr[y0:y1, x0:x1]`` resized to ``out x out`` (bool masks: nearest)."""
     x0, y0, x1, y1 = box
-    img = Image.fromarray(rgb).crop((round(x0), round(y0), round(x1), round(y1)))
-    if img.size != (out, out):
-        img = img.resize((out, out), Image.Resampling.BILINEAR)
-    return np.asarray(img)
+    part = arr[y0:y1, x0:x1]
+    if part.shape[:2] == (out, out):
+        return np.ascontiguousarray(part)
+    if part.dtype == bool:
+        img = Image.fromarray(part.astype(np.uint8) * 255)
+        return np.asarray(img.resize((out, out), Image.Resampling.NEAREST)) > 127
+    return np.asarray(Image.fromarray(np.ascontiguousarray(part)).resize((out, out), resample))
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
+def _image_size(path: Path) -> tuple[int, int, bool]:
+    """Width, height and whether the image has an alpha channel, from its header."""
+    try:
+        with Image.open(path) as im:
+            alpha = im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
+            return im.size[0], im.size[1], alpha
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise TileSourceError(f"{path} is not an image Pillow can read: {err}") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise TileSourceError(f"{path} is truncated or corrupt: {err}") from None
+
+
+def _alpha_valid(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGBA"))[..., 3] > 0
+    except (OSError, ValueError, SyntaxError) as err:
+        raise TileSourceError(f"cannot read the alpha channel of {path}: {err}") from None
+
+
+def _read_prj(prj: Path) -> str:
+    try:
+        return prj.read_text()
+    except (OSError, ValueError) as err:
+        raise TileSourceError(f"cannot read the CRS file {prj}: {err}") from None
 
 
 def open_world_file_image(path, tile_size_m, stride_m, crs=None, world_file=None):
@@ -197,54 +247,31 @@ def open_world_file_image(path, tile_size_m, stride_m, crs=None, world_file=None
     affine = read_world_file(wf)
     prj = path.with_suffix(".prj")
     if crs is None and prj.is_file():
-        crs = prj.read_text()
-    if crs is None and not (
-        abs(affine.a) < 1 and -180 <= affine.c <= 180 and -90 <= affine.f <= 90
-    ):
-        raise TileSourceError(f"{wf} is in a projected CRS; name it with --crs EPSG:NNNN")
-    with Image.open(path) as im:
-        width, height = im.size
-    cache: dict[str, np.ndarray] = {}
+        crs = _read_prj(prj)
+    width, height, alpha = _image_size(path)
+    cache: dict[str, np.ndarray | None] = {}
 
     def read(box, out):
         if "rgb" not in cache:  # decoded once, on the first tile
             cache["rgb"] = load_rgb(path, max_pixels=MAX_RASTER_PIXELS)
-        return _crop(cache["rgb"], box, out)
+            cache["valid"] = _alpha_valid(path) if alpha else None
+        valid = cache["valid"]
+        rgb = crop_resize(cache["rgb"], box, out)
+        return rgb, None if valid is None else crop_resize(valid, box, out)
 
     return RasterTileSource(path, width, height, affine, crs, read, tile_size_m, stride_m)
-
-
-def open_geotiff(path, tile_size_m, stride_m, crs=None):
-    try:
-        import rasterio
-        from rasterio.windows import Window
-    except ImportError:
-        raise TileSourceError("GeoTIFFs need rasterio: pip install 'd4g-edge[geotiff]'") from None
-    path = Path(path)
-    ds = rasterio.open(path)
-    if ds.count < 3:
-        raise TileSourceError(f"{path} has {ds.count} band(s); expected RGB (3+)")
-    t = ds.transform
-    affine = Affine(t.a, t.b, t.c, t.d, t.e, t.f)
-    crs = crs or (ds.crs.to_string() if ds.crs else None)
-    if crs in ("EPSG:4326", "OGC:CRS84"):
-        crs = None
-
-    def read(box, out):
-        x0, y0, x1, y1 = (round(v) for v in box)
-        arr = ds.read((1, 2, 3), window=Window(x0, y0, x1 - x0, y1 - y0))
-        if arr.dtype != np.uint8:
-            raise TileSourceError(f"{path} holds {arr.dtype} pixels; convert to 8-bit RGB")
-        return _crop(np.ascontiguousarray(arr.transpose(1, 2, 0)), (0, 0, x1 - x0, y1 - y0), out)
-
-    return RasterTileSource(path, ds.width, ds.height, affine, crs, read, tile_size_m, stride_m)
 
 
 def open_raster(path, tile_size_m, stride_m, crs=None):
     """A world-file image, else a GeoTIFF read with rasterio."""
     path = Path(path)
+    check_tile_metres(tile_size_m, stride_m)
     if world_file_for(path) is not None:
         return open_world_file_image(path, tile_size_m, stride_m, crs)
     if path.suffix.lower() in (".tif", ".tiff"):
+        from d4g_edge.tiles.geotiff import open_geotiff
+
         return open_geotiff(path, tile_size_m, stride_m, crs)
-    raise TileSourceError(f"{path}: no world file next to it and not a GeoTIFF")
+    raise TileSourceError(
+        f"{path}: no world file next to it (.pgw/.jgw/.tfw/.wld) and not a GeoTIFF (.tif)"
+    )

@@ -24,6 +24,7 @@ from d4g_edge.image import load_rgb
 from d4g_edge.tiles.base import Tile
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_ZOOM = 28  # xyz_tile_id packs x and y in 28 bits each
 
 
 def _mercantile():
@@ -46,12 +47,20 @@ class XYZTileSource:
         self.root = Path(root)
         if scheme not in ("xyz", "tms"):
             raise TileSourceError(f"scheme must be 'xyz' or 'tms', got {scheme!r}")
+        if zoom is not None and not (
+            isinstance(zoom, int) and not isinstance(zoom, bool) and 0 <= zoom <= MAX_ZOOM
+        ):
+            raise TileSourceError(f"zoom must be an integer 0..{MAX_ZOOM}, got {zoom!r}")
         self.scheme = scheme
         self._m = _mercantile()
-        zooms = sorted(int(p.name) for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+        found = sorted(
+            int(p.name) for p in self._list(self.root) if p.is_dir() and p.name.isdigit()
+        )
+        zooms = [z for z in found if z <= MAX_ZOOM]
         if not zooms:
             raise TileSourceError(
-                f"{self.root} has no zoom folders; expected an XYZ layout z/x/y.png|jpg"
+                f"{self.root} has no zoom folders (0..{MAX_ZOOM}); expected an XYZ layout "
+                "z/x/y.png|jpg"
             )
         if zoom is None:
             zoom = zooms[-1]
@@ -64,19 +73,32 @@ class XYZTileSource:
         if not self._files:
             raise TileSourceError(f"{self.root}/{zoom} holds no {'/'.join(SUFFIXES)} tiles")
 
+    @staticmethod
+    def _list(folder: Path) -> list[Path]:
+        try:
+            return sorted(folder.iterdir(), key=lambda p: p.name)
+        except OSError as err:
+            raise TileSourceError(f"cannot list the tile folder {folder}: {err}") from None
+
     def _scan(self) -> list[tuple[int, int, Path]]:
-        files, n = [], 1 << self.zoom
-        for xdir in sorted((self.root / str(self.zoom)).iterdir(), key=lambda p: p.name):
+        files, seen, n = [], {}, 1 << self.zoom
+        for xdir in self._list(self.root / str(self.zoom)):
             if not (xdir.is_dir() and xdir.name.isdigit()):
                 continue
-            for f in sorted(xdir.iterdir(), key=lambda p: p.name):
-                if f.suffix.lower() not in SUFFIXES or not f.stem.isdigit():
+            for f in self._list(xdir):
+                if f.suffix.lower() not in SUFFIXES or not f.stem.isdigit() or not f.is_file():
                     continue
                 x, y = int(xdir.name), int(f.stem)
                 if self.scheme == "tms":
                     y = n - 1 - y
                 if not (0 <= x < n and 0 <= y < n):
                     raise TileSourceError(f"{f}: tile ({x}, {y}) is outside zoom {self.zoom}")
+                if (x, y) in seen:  # 12.png and 12.jpg, or 12.png and 012.png: one tile
+                    logger.warning(
+                        "%s: tile (%d, %d) is also %s; keeping that", f, x, y, seen[x, y]
+                    )
+                    continue
+                seen[x, y] = f
                 files.append((x, y, f))
         return files
 

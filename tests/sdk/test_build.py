@@ -3,7 +3,11 @@ an interrupted build resumes without redoing finished parts."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,11 +15,12 @@ from PIL import Image
 
 from d4g_edge.build import build_index
 from d4g_edge.bundle import Bundle
-from d4g_edge.errors import BundleError, ModelMismatchError
+from d4g_edge.errors import BundleError, D4GEdgeError, ModelMismatchError, TileSourceError
 from d4g_edge.runtime import open_encoder
 from d4g_edge.shards import merge_shards, parse_shard
 from d4g_edge.tiles import open_tile_source
-from tests.sdk._models import conv_onnx, student_config
+from tests.robustness.sdk_case import call
+from tests.sdk._models import conv_onnx, degrees_world_file, student_config
 
 LAT0, LON0, MPP = 40.0, -88.0, 0.5
 
@@ -138,3 +143,127 @@ def test_parse_shard():
     for bad in ("8/8", "x", "1/0", "-1/3"):
         with pytest.raises(BundleError, match="shard"):
             parse_shard(bad)
+
+
+# ---- issue 21, items 11, 18-20: checked before any work, bounded, nodata, the bar ------------
+
+
+class _Counting:
+    """The raster source, counting how many tiles were read."""
+
+    def __init__(self, src):
+        self.src, self.reads = src, 0
+
+    def __len__(self):
+        return len(self.src)
+
+    def describe(self):
+        return self.src.describe()
+
+    def __iter__(self):
+        for t in self.src:
+
+            def read(t=t):
+                self.reads += 1
+                return t.read()
+
+            yield type(t)(t.tile_id, t.lat, t.lon, t.footprint_m, read)
+
+
+def _existing_file(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    return tmp_path / "taken"
+
+
+def _foreign_folder(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    return tmp_path / "photos"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -3}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"part_size": 0}, "part_size"),
+        ({"max_tiles": 0}, "max_tiles"),
+        ({"threads": 0}, "threads"),
+        ({"shard": (3, 3)}, "shard"),
+        ({"shard": "x"}, "shard"),
+        ({"cell_deg": 0.0}, "cell size"),
+        ({"cell_deg": float("nan")}, "cell size"),
+        ({"out": _existing_file}, "is a file"),
+        ({"out": _foreign_folder}, "not a bundle"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(tmp_path, raster, tiny_models, change, match):
+    """Item 19: --batch-size 0 was a ValueError, --out at a file a NotADirectoryError after
+    all the embedding: every argument is a typed error before a tile is read."""
+    src = _Counting(_source(raster))
+    kwargs = {"out": tmp_path / "b", **change}
+    if callable(kwargs["out"]):
+        kwargs["out"] = kwargs["out"](tmp_path)
+    with pytest.raises(D4GEdgeError, match=match):
+        build_index(src, tiny_models["satellite"], **kwargs)
+    assert src.reads == 0
+    assert not list(tmp_path.glob("*.parts"))
+
+
+def test_tile_limit_is_checked_up_front(tmp_path, raster, tiny_models):
+    """Item 18: a 0.1 mm stride (10^11 tiles) was listed tile by tile: a silent hang. Now the
+    count is refused at once, with the count and both ways out."""
+    src = open_tile_source(raster, tile_size_m=32, stride_m=1e-4)
+    out = call(lambda: build_index(src, tiny_models["satellite"], tmp_path / "b"), timeout_s=20)
+    assert out.kind == "typed", out.detail
+    assert re.search(r"makes [\d,]{15,} tiles.*increase --stride-m.*--max-tiles", out.detail)
+    small = _Counting(_source(raster))  # 63 tiles
+    with pytest.raises(TileSourceError, match=r"63 tiles.*limit of 62"):
+        build_index(small, tiny_models["satellite"], tmp_path / "c", max_tiles=62)
+    assert small.reads == 0
+    build_index(small, tiny_models["satellite"], tmp_path / "c", max_tiles=63)
+
+
+def test_nodata_tiles_are_skipped_and_counted(tmp_path, tiny_models, caplog):
+    """Item 20: 10 of a half-nodata raster's 25 tiles are > 50 % nodata: not indexed, logged."""
+    from tests.sdk.test_tile_sources import _half_nodata_raster
+
+    path, _ = _half_nodata_raster(tmp_path, "png-alpha")
+    src = open_tile_source(path, tile_size_m=60, stride_m=30)
+    with caplog.at_level(logging.INFO, logger="d4g_edge"):
+        b = Bundle.load(build_index(src, tiny_models["satellite"], tmp_path / "b", part_size=4))
+    assert len(b.tiles) == 15
+    assert sorted(b.tiles.tile_id % 5) == sorted([2, 3, 4] * 5)
+    assert "skipped 10 of 25 tiles: more than 50 % nodata" in caplog.text
+    # a shard of all-nodata tiles (the sea of a country) is empty, and merges; a build is not
+    left = open_tile_source(path, tile_size_m=60, stride_m=60)  # columns 0 (nodata), 120, 240
+    sat = tiny_models["satellite"]
+    dirs = [build_index(left, sat, tmp_path / f"s{i}", shard=(i, 3)) for i in range(3)]
+    assert len(Bundle.load(merge_shards(dirs, tmp_path / "m")).tiles) == 6
+    Image.fromarray(np.zeros((200, 200, 4), np.uint8)).save(tmp_path / "sea.png")
+    degrees_world_file(tmp_path / "sea.pgw", LAT0, LON0, MPP)
+    sea = open_tile_source(tmp_path / "sea.png", tile_size_m=60)
+    with pytest.raises(TileSourceError, match="nodata: nothing to index"):
+        build_index(sea, sat, tmp_path / "x")
+
+
+def test_cli_error_mid_build_clears_the_progress_bar(tmp_path, tiny_models):
+    """Item 11: a build that fails after its bar started ended the terminal on a stale 0 %
+    bar redrawn after the ``error:`` line; the bar is cleared first now."""
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), np.uint8)).save(
+        tmp_path / "o.png"
+    )
+    data = (tmp_path / "o.png").read_bytes()
+    (tmp_path / "o.png").write_bytes(data[: len(data) // 2])  # the header reads, pixels do not
+    degrees_world_file(tmp_path / "o.pgw", LAT0, LON0, MPP)
+    argv = ["build-index", "--tiles", str(tmp_path / "o.png"), "--tile-size-m", "40"]
+    argv += ["--model", str(tiny_models["satellite"]), "--out", str(tmp_path / "b")]
+    r = subprocess.run(
+        [sys.executable, "-m", "d4g_edge", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2, r.stderr
+    assert "embedding tiles" in r.stderr  # the bar had started
+    lines = [s for s in re.split(r"[\r\n]", r.stderr) if s.strip()]
+    assert lines[-1].startswith("error: ") and "truncated" in lines[-1], r.stderr[-500:]
+    assert "Traceback" not in r.stderr
