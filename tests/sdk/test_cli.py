@@ -346,3 +346,25 @@ def test_broken_truth_sidecar_is_skipped(paired, query, tmp_path, capsys, sideca
     assert main(["localize", str(img), "--bundle", str(paired["bundle"]), "--json"]) == 0
     record = _strict_json(capsys.readouterr().out)
     assert record["error_m"] is None and math.isfinite(record["lat"])
+
+
+def test_log_lines_go_to_the_current_stderr(paired, query, tmp_path):
+    """main() run in-process twice under different redirections (as sdk_case.cli does): the
+    second run's warnings reach its own stderr, not the first run's (closed) stream."""
+    import contextlib
+    import io
+
+    path, _ = query
+    img = tmp_path / "q.png"
+    img.write_bytes(path.read_bytes())
+    (tmp_path / "q.png.json").write_text("not json")
+    argv = ["localize", str(img), "--bundle", str(paired["bundle"])]
+    for _ in range(2):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            assert main(argv) == 0
+        err.close()  # as a finished capture is
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0
+    assert "ignoring the truth sidecar" in err.getvalue() and "Traceback" not in err.getvalue()
