@@ -12,23 +12,42 @@ The prediction is dense over the ``support`` most probable tiles times all tiles
 fine for the tens of thousands of tiles of a town; larger areas should use a prior to load
 the cells near the flight.
 
+Trust. A position source must say "no fix" when it has none. Fed the frames' single-frame
+answers (:meth:`Tracker.track` with a :class:`~d4g_edge.localizer.Observation`):
+
+- a ``not_in_map`` frame (degenerate image, a place the bundle does not hold) is no evidence:
+  the filter only predicts; ``lost_after`` of them in a row lose the lock;
+- other frames update with a likelihood tempered by their calibrated ``p_in_map``;
+- the track is **locked** only once ``lock_frames`` of the last ``window`` confident (``ok``)
+  single-frame answers agree with it (lie within its radius, at least ``agree_m``) and its
+  radius is at most ``lock_radius_m``;
+- a **jump** (the vehicle carried elsewhere): ``jump_frames`` confident answers in a row that
+  disagree with a locked track reset the filter and lose the lock.
+
+``uncertainty_m`` is the radius around the estimate holding ``coverage`` (0.95) of the
+posterior mass, scaled by the bundle calibration's ``track_scale`` (fitted on held-out drives,
+``benchmarks.bench_track --fit``) and never below half the grid step. Only a locked fix
+should reach an autopilot (``d4g-edge follow`` publishes no fix otherwise).
+
 Usage::
 
     from d4g_edge.tracker import Tracker
     tr = Tracker.from_bundle(localizer.bundle)
     for frame, odo in stream:
-        ids, scores, heading = localizer.retrieve(frame, top_k=100)
-        fix = tr.step(ids[0], scores[0], odometry=odo)   # odo: (metres, heading_deg) or None
-        fix.lat, fix.lon, fix.uncertainty_m
+        obs = localizer.observe(frame, top_k=100)
+        fix = tr.track(obs, odometry=odo)   # odo: (metres, heading_deg) or None
+        fix.lat, fix.lon, fix.uncertainty_m, fix.locked
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from d4g_edge.geo import GeoReference
+from d4g_edge.errors import SearchError
+from d4g_edge.geo import GeoReference, haversine_m
 from d4g_edge.tiles.base import TileTable
 
 _CHUNK = 1 << 22  # kernel elements per block (16 MiB of float32)
@@ -38,9 +57,13 @@ _CHUNK = 1 << 22  # kernel elements per block (16 MiB of float32)
 class TrackFix:
     lat: float
     lon: float
-    uncertainty_m: float
+    uncertainty_m: float  # radius holding `coverage` of the posterior (scaled, see above)
     confidence: float  # posterior mass within 2 x the walk sigma of the estimate
     steps: int
+    locked: bool = False  # frames agree: the only state in which to publish a fix
+    status: str = "uncertain"  # "ok" (locked), "uncertain", "not_in_map" (lost)
+    coverage: float = 0.95
+    reason: str | None = None  # why not locked
 
 
 class Tracker:
@@ -54,7 +77,19 @@ class Tracker:
         odometry_rel_sigma: float = 0.1,
         temperature: float = 0.02,
         support: int = 2048,
+        coverage: float = 0.95,
+        track_scale: float = 1.0,
+        floor_m: float = 0.0,
+        lock_frames: int = 3,
+        window: int = 5,
+        lock_radius_m: float = 100.0,
+        agree_m: float = 50.0,
+        jump_frames: int = 3,
+        lost_after: int = 3,
     ) -> None:
+        for name, v in (("temperature", temperature), ("walk_sigma_m", walk_sigma_m)):
+            if not (np.isfinite(v) and v > 0):
+                raise SearchError(f"{name} must be a finite number > 0, got {v}")
         lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
         self.ref = GeoReference(float(lat.mean()), float(lon.mean()))
         self.xy = np.stack(self.ref.latlon_to_metres(lat, lon), 1).astype(np.float32)
@@ -63,16 +98,31 @@ class Tracker:
         self.odometry_rel_sigma = float(odometry_rel_sigma)
         self.temperature = float(temperature)
         self.support = int(support)
+        self.coverage, self.track_scale, self.floor_m = coverage, track_scale, floor_m
+        self.lock_frames, self.window, self.jump_frames = lock_frames, window, jump_frames
+        self.lock_radius_m, self.agree_m, self.lost_after = lock_radius_m, agree_m, lost_after
         self.reset()
 
     @classmethod
     def from_bundle(cls, bundle, **kw) -> Tracker:
+        """A tracker over the bundle's tiles, with its calibration's track scale if any."""
+        from d4g_edge.trust import Calibration
+
         tiles: TileTable = bundle.tiles
-        return cls(tiles.lat, tiles.lon, **kw)
+        cal = Calibration.from_bundle(bundle)
+        step = bundle.position_step_m or float(np.nanmedian(tiles.footprint_m)) / 2
+        defaults = {"floor_m": float(step) / 2 if np.isfinite(step) else 0.0}
+        if cal is not None:
+            defaults |= {"coverage": cal.coverage, "track_scale": cal.track.get("scale", 1.0)}
+        return cls(tiles.lat, tiles.lon, **(defaults | kw))
 
     def reset(self) -> None:
         self.p = np.full(len(self.xy), 1.0 / len(self.xy))
         self.steps = 0
+        self.locked = False
+        self.agree: deque[bool] = deque(maxlen=self.window)  # confident frames: agreed?
+        self.disagree_run = 0
+        self.miss_run = 0
 
     # ---- filter -------------------------------------------------------------------------
 
@@ -97,28 +147,97 @@ class Tracker:
             new += self.p[s] @ k
         self.p = new / new.sum()
 
-    def update(self, ids: np.ndarray, scores: np.ndarray) -> None:
+    def update(self, ids: np.ndarray, scores: np.ndarray, weight: float = 1.0) -> None:
+        """Bayes update; ``weight`` in [0, 1] tempers the likelihood (0: no evidence)."""
         ids, scores = np.asarray(ids, np.int64), np.asarray(scores, np.float64)
         top = scores.max()
         like = np.full(len(self.p), np.exp((scores.min() - top) / self.temperature))
         like[ids] = np.exp((scores - top) / self.temperature)
-        post = self.p * like
+        post = self.p * like ** float(np.clip(weight, 0.0, 1.0))
         total = post.sum()
         self.p = post / total if total > 0 and np.isfinite(total) else self.p
         self.steps += 1
 
-    def step(self, ids, scores, odometry: tuple[float, float] | None = None) -> TrackFix:
+    def step(self, ids, scores, odometry: tuple[float, float] | None = None, fix=None) -> TrackFix:
+        """Predict by ``odometry`` and update with a frame's top rows and scores. ``fix``: the
+        frame's single-frame :class:`~d4g_edge.localizer.Localization`; without it the track
+        is never locked (nothing says the frame shows a place of the map)."""
+        odometry = _odometry(odometry)
         if self.steps:
             self.predict(odometry)
-        self.update(ids, scores)
+        if fix is not None and fix.status == "not_in_map":
+            self.miss_run += 1
+            self.steps += 1
+            if self.miss_run >= self.lost_after:
+                self.locked = False
+            return self.estimate(lost=self.miss_run >= self.lost_after)
+        self.miss_run = 0
+        before = self.estimate() if fix is not None and fix.status == "ok" else None
+        weight = 1.0 if fix is None or fix.p_in_map is None else fix.p_in_map
+        self.update(ids, scores, weight)
+        if before is not None:
+            self._vote(before, fix, ids, scores, odometry)
         return self.estimate()
 
-    def estimate(self) -> TrackFix:
+    def track(self, obs, odometry: tuple[float, float] | None = None) -> TrackFix:
+        """:meth:`step` with a :class:`~d4g_edge.localizer.Observation`."""
+        return self.step(obs.ids, obs.scores, odometry, fix=obs.fix)
+
+    def _vote(self, before: TrackFix, fix, ids, scores, odometry) -> None:
+        """Lock, keep or lose the lock by whether a confident frame agrees with the track."""
+        d = float(haversine_m(before.lat, before.lon, fix.lat, fix.lon))
+        agrees = d <= max(before.uncertainty_m, self.agree_m)
+        self.agree.append(agrees)
+        self.disagree_run = 0 if agrees else self.disagree_run + 1
+        if self.locked and self.disagree_run >= self.jump_frames:
+            # carried somewhere else: start again from this frame alone
+            self.reset()
+            self.update(ids, scores)
+            self.steps = 1
+            return
+        now = self.estimate()
+        if sum(self.agree) >= self.lock_frames and now.uncertainty_m <= self.lock_radius_m:
+            self.locked = True
+
+    def _radius(self, centre: np.ndarray) -> float:
+        """Radius around ``centre`` holding ``coverage`` of the mass, scaled, floored."""
+        d = np.linalg.norm(self.xy - centre, axis=1)
+        order = np.argsort(d)
+        mass = np.cumsum(self.p[order])
+        i = min(int(np.searchsorted(mass, self.coverage)), len(order) - 1)
+        return max(float(d[order[i]]) * self.track_scale, self.floor_m)
+
+    def estimate(self, lost: bool = False) -> TrackFix:
         best = int(np.argmax(self.p))
         d = np.linalg.norm(self.xy - self.xy[best], axis=1)
         near = d <= 2 * self.walk_sigma_m
         w = self.p[near] / self.p[near].sum()
         centre = (w[:, None] * self.xy[near]).sum(0)
-        rms = float(np.sqrt((self.p * ((self.xy - centre) ** 2).sum(1)).sum()))
+        radius = self._radius(centre)
         lat, lon = self.ref.metres_to_latlon(centre[0], centre[1])
-        return TrackFix(float(lat), float(lon), rms, float(self.p[near].sum()), self.steps)
+        locked = self.locked and not lost
+        if locked:
+            status, reason = "ok", None
+        elif lost:
+            status, reason = "not_in_map", f"{self.miss_run} frames in a row show no mapped place"
+        else:
+            n = sum(self.agree)
+            status = "uncertain"
+            reason = f"acquiring: {n} of {self.lock_frames} confident frames agree"
+        return TrackFix(
+            float(lat), float(lon), radius, float(self.p[near].sum()), self.steps, locked,
+            status, self.coverage, reason,
+        )  # fmt: skip
+
+
+def _odometry(odometry) -> tuple[float, float] | None:
+    """(metres, heading_deg), finite, or None; anything else is a typed error."""
+    if odometry is None:
+        return None
+    try:
+        dist, heading = (float(v) for v in odometry)
+    except (TypeError, ValueError):
+        raise SearchError(f"odometry must be (metres, heading_deg), got {odometry!r}") from None
+    if not (np.isfinite(dist) and np.isfinite(heading)) or dist < 0:
+        raise SearchError(f"odometry must be finite (metres >= 0, heading_deg), got {odometry!r}")
+    return dist, heading

@@ -125,6 +125,10 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
+def _recalibrate(p: np.ndarray, knots) -> np.ndarray:
+    return np.interp(p, knots[0], knots[1]) if knots else p
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
     """Weights (bias last) of an L2-regularised logistic regression, by Newton's method."""
     xb = np.hstack([x, np.ones((len(x), 1))])
@@ -140,6 +144,30 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
         if np.abs(step).max() < 1e-8:
             break
     return w
+
+
+def isotonic(x: np.ndarray, y: np.ndarray, knots: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A non-decreasing map from ``x`` to the rate of ``y`` (pool-adjacent-violators), as at
+    most ``knots`` (x, y) points for :func:`numpy.interp`: it recalibrates a logistic
+    model's probabilities where the model's shape is wrong (a reliability-diagram fix)."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = np.asarray(x, float)[order], np.asarray(y, float)[order]
+    vals, wts, ends = [], [], []
+    for i, v in enumerate(ys):
+        vals.append(v)
+        wts.append(1.0)
+        ends.append(i)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            w = wts[-2] + wts[-1]
+            vals[-2] = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w
+            wts[-2] = w
+            ends[-2] = ends[-1]
+            del vals[-1], wts[-1], ends[-1]
+    fitted = np.repeat(vals, np.asarray(wts, int))
+    pick = np.unique(np.linspace(0, len(xs) - 1, knots).round().astype(int))
+    kx, ky = xs[pick], fitted[pick]
+    kx, first = np.unique(kx, return_index=True)
+    return kx, ky[first]
 
 
 def conformal_quantile(errors: np.ndarray, coverage: float) -> float:
@@ -176,6 +204,9 @@ class Calibration:
     radius_prior: tuple[float, ...]
     max_radius_m: float  # the map's diameter: no answer is farther than that
     features: tuple[str, ...] = FEATURES
+    # isotonic recalibration of each logistic output: (x knots, y knots); () = identity
+    within_knots: tuple[tuple[float, ...], ...] = ()
+    in_map_knots: tuple[tuple[float, ...], ...] = ()
     track: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -186,10 +217,10 @@ class Calibration:
         return np.hstack([x, np.ones((len(x), 1))])
 
     def p_within(self, f: np.ndarray) -> np.ndarray:
-        return _sigmoid(self._x(f) @ np.asarray(self.w_within))
+        return _recalibrate(_sigmoid(self._x(f) @ np.asarray(self.w_within)), self.within_knots)
 
     def p_in_map(self, f: np.ndarray) -> np.ndarray:
-        return _sigmoid(self._x(f) @ np.asarray(self.w_in_map))
+        return _recalibrate(_sigmoid(self._x(f) @ np.asarray(self.w_in_map)), self.in_map_knots)
 
     def radius(self, p_within: np.ndarray, prior: bool) -> np.ndarray:
         table = np.asarray(self.radius_prior if prior else self.radius_free)
@@ -236,6 +267,8 @@ class Calibration:
                 d[k] = tuple(float("inf") if v is None else float(v) for v in d[k])
             for k in ("mean", "scale", "w_within", "w_in_map", "bin_edges", "features"):
                 d[k] = tuple(d[k])
+            for k in ("within_knots", "in_map_knots"):
+                d[k] = tuple(tuple(float(v) for v in knots) for knots in d.get(k, ()))
             cal = cls(**d)
         except (KeyError, TypeError, ValueError) as err:
             raise BundleSchemaError(f"{source}: malformed calibration ({err})") from None
@@ -308,9 +341,15 @@ def fit(
     x = (f - mean) / scale
     w_within = fit_logistic(x, right.astype(np.float64))
     w_in = fit_logistic(x, in_map.astype(np.float64))
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    knots = [
+        tuple(tuple(float(v) for v in k) for k in isotonic(_sigmoid(xb @ w), label))
+        for w, label in ((w_within, right), (w_in, in_map))
+    ]
     cal = Calibration(
         coverage, tuple(mean), tuple(scale), tuple(w_within), tuple(w_in), 0.5, 0.0,
         (0.0,), (float("inf"),), (float("inf"),), float(max_radius_m),
+        within_knots=knots[0], in_map_knots=knots[1],
     )  # fmt: skip
     pw, pm = cal.p_within(f), cal.p_in_map(f)
     ok_threshold = float(np.quantile(pw[right], 1.0 - ok_recall))
@@ -340,5 +379,7 @@ def fit(
         radius_free=tables[0],
         radius_prior=tables[1],
         max_radius_m=float(max_radius_m),
+        within_knots=knots[0],
+        in_map_knots=knots[1],
         meta=dict(meta or {}),
     )

@@ -47,7 +47,8 @@ def test_tracked_error_well_below_single_frame(odometry):
     late_single, late_tracked = np.mean(single[10:]), np.mean(tracked[10:])
     assert late_single > 60.0, late_single  # the field is genuinely ambiguous per frame
     assert late_tracked < 15.0 and late_tracked < late_single / 4, (late_tracked, late_single)
-    assert fix.uncertainty_m < 30.0 and fix.steps == 30
+    # the 95 % radius of a converged track: a few grid steps, not the whole grid
+    assert fix.uncertainty_m < 60.0 and fix.steps == 30
 
 
 def test_uniform_start_and_reset():
