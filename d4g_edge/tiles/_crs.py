@@ -37,6 +37,9 @@ from d4g_edge.geo import EARTH_RADIUS_M
 # A UTM zone stays under ~3.5 degrees (extended zones reach ~5 at high latitudes); more than
 # this and north-up tiles cut along the grid are rotated enough to hurt matching.
 MAX_CONVERGENCE_DEG = 5.0
+# A raster centred this far outside its CRS's area of use (pyproj) is in the wrong CRS: a
+# degrees world file given --crs EPSG:32616 lands off the zone, on the equator.
+AREA_MARGIN_DEG = 1.0
 WGS84_NAMES = ("EPSG:4326", "OGC:CRS84", "WGS84", "WGS 84")
 
 
@@ -47,6 +50,7 @@ class RasterCRS:
     to_latlon: Callable  # (x, y) -> (lat, lon) WGS84 degrees, float64 arrays
     _ground: Callable  # (x, y, lat) -> (gx, gy) ground metres per unit
     _convergence: Callable | None = None  # (lon, lat) -> degrees, projected CRSs only
+    area: tuple[float, float, float, float] | None = None  # area of use: W, S, E, N degrees
 
     def ground_m_per_unit(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         lat, lon = self.to_latlon(x, y)
@@ -60,6 +64,18 @@ class RasterCRS:
         lat, lon = self.to_latlon(x, y)
         return np.asarray(self._convergence(lon, lat), np.float64)
 
+    def outside_area(self, lat: float, lon: float) -> bool:
+        """Whether (lat, lon) lies more than :data:`AREA_MARGIN_DEG` outside the area of use."""
+        if self.area is None:
+            return False
+        w, s, e, n = self.area
+        m = AREA_MARGIN_DEG
+        if not s - m <= lat <= n + m:
+            return True
+        if w > e:  # an area across the antimeridian: leave longitude unchecked
+            return False
+        return not w - m <= lon <= e + m
+
 
 def _sphere_ground(rad_per_unit: float) -> Callable:
     k = rad_per_unit * EARTH_RADIUS_M
@@ -70,9 +86,15 @@ def _sphere_ground(rad_per_unit: float) -> Callable:
     return ground
 
 
+def wrap_lon(lon) -> np.ndarray:
+    """Longitudes in -180..180 (a raster across the antimeridian runs to 180+ degrees)."""
+    lon = np.asarray(lon, np.float64)
+    return np.where(lon > 180.0, lon - 360.0, lon)
+
+
 def _wgs84_degrees() -> RasterCRS:
     def to_latlon(x, y):
-        return np.asarray(y, np.float64), np.asarray(x, np.float64)
+        return np.asarray(y, np.float64), wrap_lon(x)
 
     return RasterCRS("EPSG:4326", True, to_latlon, _sphere_ground(math.pi / 180))
 
@@ -109,7 +131,7 @@ def raster_crs(crs) -> RasterCRS:
     name = f"EPSG:{src.to_epsg()}" if src.to_epsg() else src.name
     if not (src.is_geographic or src.is_projected):
         raise TileSourceError(
-            f"CRS {src.name!r} is a {src.type_name} with no tie to the Earth, so its tiles "
+            f"CRS {src.name!r} ({src.type_name}) has no tie to the Earth, so its tiles "
             "cannot be given latitudes and longitudes; georeference the raster in a "
             "geographic or projected CRS (e.g. EPSG:4326 or its UTM zone)"
         )
@@ -124,10 +146,12 @@ def raster_crs(crs) -> RasterCRS:
 
     def to_latlon(x, y):
         lon, lat = to_wgs84.transform(np.asarray(x, np.float64), np.asarray(y, np.float64))
-        return np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+        return np.asarray(lat, np.float64), wrap_lon(lon)
 
+    a = src.area_of_use
+    area = (a.west, a.south, a.east, a.north) if a is not None else None
     if src.is_geographic:
-        return RasterCRS(name, True, to_latlon, _sphere_ground(factor))
+        return RasterCRS(name, True, to_latlon, _sphere_ground(factor), area=area)
     proj = pyproj.Proj(src)
 
     def ground(lon, lat):
@@ -139,4 +163,4 @@ def raster_crs(crs) -> RasterCRS:
         f = proj.get_factors(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
         return f.meridian_convergence
 
-    return RasterCRS(name, False, to_latlon, ground, convergence)
+    return RasterCRS(name, False, to_latlon, ground, convergence, area)

@@ -73,12 +73,13 @@ class TileGrid:
         )
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise TileSourceError(f"{self.name}: its georeference gives non-finite coordinates")
+        # longitudes up to 360: a raster across the antimeridian (wrapped to -180..180)
         if self.crs.geographic and not (
-            (np.abs(x) <= 180 + 1e-9).all() and (np.abs(y) <= 90 + 1e-9).all()
+            (x >= -180 - 1e-9).all() and (x <= 360 + 1e-9).all() and (np.abs(y) <= 90 + 1e-9).all()
         ):
             raise TileSourceError(
                 f"{self.name}: coordinates {self._extent_text()} are not degrees (longitude "
-                f"-180..180, latitude -90..90), but the raster is read as {self.crs.name}: it "
+                f"-180..360, latitude -90..90), but the raster is read as {self.crs.name}: it "
                 "looks projected (e.g. UTM metres) with no CRS stated; pass its CRS, e.g. "
                 "--crs EPSG:32616 (crs= in the API), or add a .prj next to it"
             )
@@ -93,6 +94,14 @@ class TileGrid:
                 f"{self.name}: coordinates {self._extent_text()} in {self.crs.name} fall "
                 "outside the Earth (or the CRS's area); check the CRS (--crs) and the world "
                 "file / geotransform"
+            )
+        clat, clon = (float(v) for v in self.crs.to_latlon(x.mean(), y.mean()))
+        if self.crs.outside_area(clat, clon):
+            w, s, e, n = self.crs.area
+            raise TileSourceError(
+                f"{self.name}: read in {self.crs.name}, its centre is at lat {clat:.4f}, lon "
+                f"{clon:.4f}, outside the area where that CRS is used (lon {w:g}..{e:g}, lat "
+                f"{s:g}..{n:g}): the CRS is probably wrong; check --crs / the .prj"
             )
 
     def _rows(self) -> None:

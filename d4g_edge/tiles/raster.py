@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from d4g_edge._log import logger
 from d4g_edge.errors import TileSourceError
 from d4g_edge.image import load_rgb
 from d4g_edge.tiles._crs import raster_crs
@@ -139,6 +140,13 @@ class RasterTileSource:
         self.name, self.width, self.height = str(name), int(width), int(height)
         self.affine, self.crs, self._read = affine, crs, read_window
         self.tile_size_m, self.stride_m = tile_size_m, stride_m
+        if stride_m > tile_size_m:
+            logger.warning(
+                "%s: a %g m stride over %g m tiles leaves ground between tiles unindexed",
+                name,
+                stride_m,
+                tile_size_m,
+            )
         self.crs_info = raster_crs(crs)
         self.to_latlon = self.crs_info.to_latlon
         self.grid = TileGrid(width, height, affine, self.crs_info, tile_size_m, stride_m, name)

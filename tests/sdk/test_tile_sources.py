@@ -359,3 +359,33 @@ def test_mostly_nodata_tiles_are_skipped(tmp_path, kind):
     third = kept[2]  # pixels 120..240: 50 nodata columns, then the raster
     assert (third[:, :50] == 0).all()
     np.testing.assert_array_equal(third[:, 50:], rgb[:120, 170:240])
+
+
+def test_geotiff_gray_and_palette_bands_become_rgb(tmp_path):
+    """One gray band is replicated, a palette band expanded through its colour map (as Pillow
+    does for images); 16-bit and two-band rasters are refused when opened, not mid-build."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    e0, n0, zone = latlon_to_utm(LAT0, LON0)
+    gray = np.random.default_rng(2).integers(0, 256, (1, 120, 120), dtype=np.uint8)
+    profile = dict(driver="GTiff", width=120, height=120, crs=f"EPSG:{zone.epsg}")
+    profile["transform"] = from_origin(float(np.floor(e0)), float(np.floor(n0)), MPP, MPP)
+    with rasterio.open(tmp_path / "g.tif", "w", count=1, dtype="uint8", **profile) as ds:
+        ds.write(gray)
+    tile = next(iter(open_tile_source(tmp_path / "g.tif", tile_size_m=40)))
+    np.testing.assert_array_equal(tile.read(), np.repeat(gray[0, :80, :80, None], 3, axis=2))
+    cmap = {k: (k, 255 - k, (7 * k) % 256, 255) for k in range(256)}
+    with rasterio.open(
+        tmp_path / "p.tif", "w", count=1, dtype="uint8", photometric="palette", **profile
+    ) as ds:
+        ds.write(gray)
+        ds.write_colormap(1, cmap)
+    lut = np.array([cmap[k][:3] for k in range(256)], np.uint8)
+    tile = next(iter(open_tile_source(tmp_path / "p.tif", tile_size_m=40)))
+    np.testing.assert_array_equal(tile.read(), lut[gray[0, :80, :80]])
+    for count, dtype, match in ((3, "uint16", "uint16 pixels"), (2, "uint8", "2 band")):
+        with rasterio.open(tmp_path / "x.tif", "w", count=count, dtype=dtype, **profile) as ds:
+            ds.write(np.zeros((count, 120, 120), dtype))
+        with pytest.raises(TileSourceError, match=match):
+            open_tile_source(tmp_path / "x.tif", tile_size_m=40)
