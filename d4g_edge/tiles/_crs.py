@@ -51,6 +51,7 @@ class RasterCRS:
     _ground: Callable  # (x, y, lat) -> (gx, gy) ground metres per unit
     _convergence: Callable | None = None  # (lon, lat) -> degrees, projected CRSs only
     area: tuple[float, float, float, float] | None = None  # area of use: W, S, E, N degrees
+    stated: bool = True  # False: no CRS was given, degrees were assumed
 
     def ground_m_per_unit(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         lat, lon = self.to_latlon(x, y)
@@ -92,11 +93,12 @@ def wrap_lon(lon) -> np.ndarray:
     return np.where(lon > 180.0, lon - 360.0, lon)
 
 
-def _wgs84_degrees() -> RasterCRS:
+def _wgs84_degrees(stated: bool) -> RasterCRS:
     def to_latlon(x, y):
         return np.asarray(y, np.float64), wrap_lon(x)
 
-    return RasterCRS("EPSG:4326", True, to_latlon, _sphere_ground(math.pi / 180))
+    ground = _sphere_ground(math.pi / 180)
+    return RasterCRS("EPSG:4326", True, to_latlon, ground, stated=stated)
 
 
 def _pyproj():
@@ -114,7 +116,7 @@ def raster_crs(crs) -> RasterCRS:
     string or pyproj CRS. A CRS with no tie to the Earth (a local engineering frame, a
     vertical CRS) is refused: its tiles could not be placed."""
     if crs is None or (isinstance(crs, str) and crs.strip().upper() in WGS84_NAMES):
-        return _wgs84_degrees()
+        return _wgs84_degrees(stated=crs is not None)
     pyproj = _pyproj()
     try:
         src = pyproj.CRS.from_user_input(crs)

@@ -79,9 +79,14 @@ class TileGrid:
         ):
             raise TileSourceError(
                 f"{self.name}: coordinates {self._extent_text()} are not degrees (longitude "
-                f"-180..360, latitude -90..90), but the raster is read as {self.crs.name}: it "
-                "looks projected (e.g. UTM metres) with no CRS stated; pass its CRS, e.g. "
-                "--crs EPSG:32616 (crs= in the API), or add a .prj next to it"
+                f"-180..360, latitude -90..90), but the raster is read as {self.crs.name}"
+                + (
+                    " as its CRS says: the CRS is wrong"
+                    if self.crs.stated
+                    else ": it looks projected (e.g. UTM metres) with no CRS stated"
+                )
+                + "; pass its CRS, e.g. --crs EPSG:32616 (crs= in the API), or add a .prj "
+                "next to it"
             )
         lat, lon = self.crs.to_latlon(x, y)
         if not (
