@@ -218,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a bundle (and verify it)")
     info.add_argument("bundle", type=Path, nargs="?", default=None, help=bundle_help)
     info.add_argument("--json", action="store_true")
+    info.add_argument("--full", action="store_true", help="--json: per-row lists too")
 
     bld = sub.add_parser("build-index", help="embed satellite tiles into a bundle (torch-free)")
     bld.add_argument(
@@ -350,12 +351,26 @@ def _localize(args) -> int:
 
 
 def _info(args) -> int:
+    from d4g_edge import trust
     from d4g_edge.bundle import Bundle
 
     b = Bundle.load(args.bundle if args.bundle is not None else default_bundle_path())
+    # verify what `localize` verifies: the query model opens, its embedded config equals the
+    # manifest's and it pairs with the index's satellite model (Bundle.open_query_encoder);
+    # the calibration file, if any, reads
+    enc = b.open_query_encoder() if b.ground_path is not None else None
+    calibration = trust.Calibration.from_bundle(b)
     m = b.manifest
     if args.json:
-        print(json.dumps(m, indent=2))
+
+        def brief(value):  # per-row lists (centre offsets, teacher centres) only with --full
+            if isinstance(value, dict):
+                return {k: brief(v) for k, v in value.items()}
+            if isinstance(value, list) and len(value) > 16 and not args.full:
+                return f"<{len(value)} values: d4g-edge info --json --full>"
+            return [brief(v) for v in value] if isinstance(value, list) else value
+
+        print(_dumps(brief(m), indent=2))  # strict JSON: NaN -> null
         return 0
     g = m["models"].get("ground")
     print(f"bundle {b.root} ({m['schema']}, created {m['created']}): verified")
@@ -368,14 +383,18 @@ def _info(args) -> int:
         f"{'exact' if b.index.exact else 'hnsw'} {m['index']}"
     )
     print(
-        f"  satellite model: {m['models']['satellite']['source']} "
-        f"sha256 {m['models']['satellite']['sha256'][:16]}…"
+        f"  satellite model: {m['models']['satellite'].get('source')} "
+        f"sha256 {m['models']['satellite'].get('sha256', '?')[:16]}…"
     )
-    print(f"  query model: {g['file'] + ' sha256 ' + g['sha256'][:16] + '…' if g else '(none)'}")
+    if g:
+        c = enc.config
+        query = f"{g['file']} sha256 {g['sha256'][:16]}… ({c.model_id} {c.view} {c.quantization})"
+    print(f"  query model: {query if g else '(none)'}")
     print(f"  serves: {', '.join(b.views) or 'index only'}")
+    print(f"  calibration: {m['calibration']['file'] if calibration else 'none (uncalibrated)'}")
     t = b.tiles
     geo = dict(m.get("georeference") or {})
-    if isinstance(geo.get("centres"), dict):  # the per-centre offsets are in --json
+    if isinstance(geo.get("centres"), dict):  # the per-centre offsets are in --json --full
         geo["centres"] = {k: v for k, v in geo["centres"].items() if k != "offsets"}
     print(
         f"  area: lat {t.lat.min():.6f}..{t.lat.max():.6f}, lon {t.lon.min():.6f}.."

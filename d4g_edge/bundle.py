@@ -9,50 +9,77 @@ Layout of a bundle directory (``../shared/DESIGN.md``)::
     index.bin        the satellite embeddings (ids = tile table rows): an hnswlib graph, or a
                      float16 .npy array searched exactly (manifest index.storage)
     tiles.npz        tile id, centre lat/lon, footprint metres, cell
+    cells/<key>.bin  instead of index.bin in a cell-sharded bundle (d4g_edge.cells)
 
 Loading verifies, in this order, each failure a typed error naming what differs: the schema
-(:class:`BundleSchemaError`), every file's SHA-256 (:class:`BundleChecksumError`), and that the
-index's satellite model belongs to the ground model (:class:`ModelMismatchError`: same teacher
-and teacher SHA-256, same embedding dim and teacher centre). Writes go to a temporary folder
-renamed into place, so a bundle is either complete or absent.
+and every field's type and range (:class:`BundleSchemaError`, :mod:`d4g_edge._manifest`);
+that every file named, the query model included, lies inside the bundle and is listed with a
+checksum; every file's SHA-256 and the query model's ``models.<role>.sha256``
+(:class:`BundleChecksumError`); that the index's satellite model belongs to the query model
+(:class:`ModelMismatchError`: same teacher and teacher SHA-256, same embedding dim and
+teacher centre); and the contents a checksum cannot vouch for (:class:`BundleContentError`,
+:mod:`d4g_edge._bundle_checks`): tile positions, index shape, links and finite vectors.
+:meth:`Bundle.open_query_encoder` then opens the query model and checks its embedded config
+against the manifest's (``Localizer`` and ``d4g-edge info`` both call it). Writes go to a
+temporary folder renamed into place, so a bundle is either complete or absent.
 
 Usage::
 
     from d4g_edge.bundle import Bundle
     b = Bundle.load("bundles/town")        # verified
+    enc = b.open_query_encoder()            # the query model, checked against the manifest
     b.index.search(z, k=5); b.tiles.lat; b.ground_path
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from d4g_edge._bundle_checks import (
+    check_hnsw_file,
+    check_models,
+    check_npy_file,
+    check_query_file,
+    check_vectors,
+    query_entries,
+    verify_files,
+)
 from d4g_edge._io import atomic_write_json, sha256_file
+from d4g_edge._manifest import (
+    BUNDLE_SCHEMA,
+    INDEX_FILE,
+    INDEX_LAYOUT_KEYS,
+    MANIFEST,
+    QUERY_SUFFIXES,
+    TILES_FILE,
+    read_manifest,
+)
 from d4g_edge._version import __version__
 from d4g_edge.cells import CELLS_DIR, CellIndex, cells_near, write_cells
-from d4g_edge.config import ConfigError, EncoderConfig
-from d4g_edge.errors import BundleChecksumError, BundleError, BundleSchemaError
+from d4g_edge.config import EncoderConfig
+from d4g_edge.errors import (
+    BundleChecksumError,
+    BundleContentError,
+    BundleError,
+    BundleSchemaError,
+    EncoderError,
+    ModelMismatchError,
+)
 from d4g_edge.index import EmbeddingIndex, IndexParams
-from d4g_edge.pairing import check_pairing
+from d4g_edge.pairing import check_pairing, config_differences
+from d4g_edge.runtime import BACKENDS, Encoder, open_encoder
 from d4g_edge.tiles.base import TileTable
 
-BUNDLE_SCHEMA = "d4g-edge/bundle/1"
-MANIFEST = "manifest.json"
-INDEX_FILE = "index.bin"
-TILES_FILE = "tiles.npz"
-QUERY_SUFFIXES = (".onnx", ".pte")
 __all__ = ["Bundle", "check_pairing", "model_entry", "read_manifest", "write_bundle"]
-_REQUIRED = ("schema", "created", "embed_dim", "models", "index", "tile_count", "files")
 
 
 @dataclass
@@ -64,6 +91,8 @@ class Bundle:
     satellite_config: EncoderConfig
     ground_config: EncoderConfig | None
     ground_path: Path | None
+    # every bundled query model: its file (relative to root) -> the config the manifest records
+    query_configs: Mapping[str, EncoderConfig] = field(default_factory=dict)
 
     @property
     def embed_dim(self) -> int:
@@ -71,14 +100,54 @@ class Bundle:
 
     def ground_file(self, suffix: str) -> Path | None:
         """The bundled ground model with ``suffix`` (".onnx" / ".pte"), if any."""
-        models = self.manifest["models"]
-        entries = ([models["ground"]] if models.get("ground") else []) + list(
-            models.get("ground_extra", [])
+        entry = next(
+            (e for _, e in query_entries(self.manifest) if e["file"].endswith(suffix)), None
         )
-        for e in entries:
-            if e["file"].endswith(suffix):
-                return self.root / e["file"]
-        return None
+        return self.root / entry["file"] if entry else None
+
+    def open_query_encoder(
+        self, backend: str | None = None, threads: int | None = None, path: str | Path | None = None
+    ) -> Encoder:
+        """Open the query model and check it is the one this bundle was built for.
+
+        Without ``path``: the bundled model for ``backend`` ("onnxruntime": the ``.onnx``,
+        "executorch": the ``.pte``; None: the manifest's default ``models.ground``), whose
+        embedded config must equal the manifest's entry field for field. With ``path``: a
+        model of the user's, whose config must equal the bundle's query model up to the
+        quantization. Either way it must pair with the index's satellite model. A difference
+        is a :class:`ModelMismatchError` naming the fields; what ``localize`` and
+        ``d4g-edge info`` both verify.
+        """
+        if path is None:
+            if self.ground_path is None:
+                raise BundleError(
+                    f"{self.root} is index-only (built without --ground); pass "
+                    "ground=PATH to the ground model"
+                )
+            suffix = _BACKEND_SUFFIX.get(backend) if backend is not None else None
+            if backend is not None and suffix is None:
+                raise EncoderError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+            path = self.ground_path if suffix is None else self.ground_file(suffix)
+            if path is None:
+                raise BundleError(
+                    f"{self.root} holds no ground model for backend {backend!r} "
+                    f"({'ground.pte' if backend == 'executorch' else 'ground.onnx'}); rebuild "
+                    "with --ground for that format, or pass ground=PATH"
+                )
+            rel = next(n for n in self.query_configs if self.root / n == path)
+            expected, ignore, what = self.query_configs[rel], (), f"models entry of {rel}"
+        else:
+            expected, ignore, what = self.ground_config, ("quantization",), "query model"
+        enc = open_encoder(path, backend=backend, threads=threads)
+        diffs = config_differences(enc.config, expected, ignore) if expected is not None else []
+        if diffs:
+            raise ModelMismatchError(
+                f"{path}'s embedded config differs from the bundle's {what} "
+                f"({self.root}/{MANIFEST}) in {'; '.join(diffs)}: the model file was replaced "
+                "or the manifest edited; copy the bundle again or rebuild it"
+            )
+        check_pairing(enc.config, self.satellite_config, str(self.root))
+        return enc
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -110,90 +179,76 @@ class Bundle:
         ``region`` = (lat, lon, radius_m) (see :mod:`d4g_edge.cells`)."""
         root = Path(root)
         manifest = read_manifest(root)
+        where = f"{root}/{MANIFEST}"
+        queries = query_entries(manifest)
+        for role, entry in queries:
+            check_query_file(root, manifest, role, entry)
         if verify:
             verify_files(root, manifest, skip_prefix=CELLS_DIR + "/")
-        models = manifest["models"]
-        sat = _config(models.get("satellite"), "satellite", root)
-        ground_entry = models.get("ground")
-        ground = _config(ground_entry, "ground", root) if ground_entry else None
-        if ground is not None:
-            check_pairing(ground, sat, str(root))
-        for k, extra in enumerate(models.get("ground_extra", [])):
-            check_pairing(_config(extra, f"ground_extra[{k}]", root), sat, str(root))
-        layout = {k: v for k, v in manifest["index"].items() if k in ("layout", "cells")}
-        params = IndexParams.from_dict(
-            {k: v for k, v in manifest["index"].items() if k not in layout}
-        )
-        count, dim = int(manifest["tile_count"]), int(manifest["embed_dim"])
+            for role, entry in queries:
+                if entry["sha256"] != manifest["files"][entry["file"]]:
+                    raise BundleChecksumError(
+                        f"{where}: models.{role}.sha256 {entry['sha256'][:16]}… is not the "
+                        f"SHA-256 of {entry['file']} ({manifest['files'][entry['file']][:16]}…); "
+                        "the manifest was edited: copy the bundle again or rebuild it"
+                    )
+        sat, configs = check_models(root, manifest, queries)
+        ground_entry = manifest["models"].get("ground")
+        ground = configs[ground_entry["file"]] if ground_entry else None
+        index_meta = manifest["index"]
+        layout = {k: v for k, v in index_meta.items() if k in INDEX_LAYOUT_KEYS}
+        try:
+            params = IndexParams.from_dict({k: v for k, v in index_meta.items() if k not in layout})
+        except (TypeError, ValueError) as err:
+            raise BundleSchemaError(f"{where}: index parameters {index_meta}: {err}") from None
+        count, dim = manifest["tile_count"], manifest["embed_dim"]
         tiles = TileTable.load(root / TILES_FILE)
         if len(tiles) != count:
-            raise BundleError(f"{root}: tiles.npz has {len(tiles)} rows, manifest says {count}")
-        if layout.get("layout") == "cells":
-            keys = cells_near(tiles, layout["cells"], region)
-            if verify:
-                wanted = {f"{CELLS_DIR}/{k}.bin" for k in keys}
-                verify_files(root, manifest, only=wanted)
-            index = CellIndex.load(root, keys, layout["cells"], count, dim, params)
-        else:
-            index = EmbeddingIndex.load(root / INDEX_FILE, dim, count, params)
-        ground_path = root / ground_entry["file"] if ground_entry else None
-        return cls(root, manifest, tiles, index, sat, ground, ground_path)
-
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST
-    if not root.is_dir():
-        raise BundleError(f"bundle {root} is not a directory; build one with d4g-edge build-index")
-    if not path.is_file():
-        raise BundleError(f"{root} has no {MANIFEST}; is it a bundle (d4g-edge build-index)?")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleSchemaError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != BUNDLE_SCHEMA:
-        got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise BundleSchemaError(
-            f"{path}: unknown bundle schema {got!r}, this d4g-edge {__version__} reads "
-            f"{BUNDLE_SCHEMA!r}; rebuild the bundle or use the matching d4g-edge version"
-        )
-    missing = [k for k in _REQUIRED if k not in manifest]
-    if missing:
-        raise BundleSchemaError(f"{path} lacks the fields {missing} required by {BUNDLE_SCHEMA}")
-    return manifest
-
-
-def verify_files(root: Path, manifest: Mapping[str, Any], skip_prefix=None, only=None) -> None:
-    """Check the SHA-256 of every listed file (or of ``only``; none under ``skip_prefix``)."""
-    files = manifest["files"]
-    cells = manifest["index"].get("layout") == "cells"
-    for name in (TILES_FILE,) if cells else (INDEX_FILE, TILES_FILE):
-        if name not in files:
-            raise BundleSchemaError(f"{root}/{MANIFEST} lists no checksum for {name}")
-    for name, expected in sorted(files.items()):
-        if (only is not None and name not in only) or (
-            skip_prefix and name.startswith(skip_prefix)
-        ):
-            continue
-        path = root / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise BundleSchemaError(f"{root}/{MANIFEST}: file name {name!r} leaves the bundle")
-        if not path.is_file():
-            raise BundleChecksumError(f"{root}: {name} is listed in the manifest but missing")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise BundleChecksumError(
-                f"{root}: {name} has SHA-256 {actual[:16]}…, the manifest says {expected[:16]}…; "
-                "the file was modified or truncated: copy the bundle again or rebuild it"
+            raise BundleContentError(
+                f"{root}: tiles.npz has {len(tiles)} rows, manifest says {count}"
             )
+        if layout.get("layout") == "cells":
+            index = _load_cells(root, manifest, tiles, params, region, verify)
+        else:
+            index = _load_index(root / INDEX_FILE, dim, count, params)
+        ground_path = root / ground_entry["file"] if ground_entry else None
+        return cls(root, manifest, tiles, index, sat, ground, ground_path, configs)
 
 
-def _config(entry: Any, role: str, root: Path) -> EncoderConfig:
-    if not isinstance(entry, Mapping) or "config" not in entry:
-        raise BundleSchemaError(f"{root}/{MANIFEST}: models.{role} lacks its encoder config")
-    try:
-        return EncoderConfig.from_dict(entry["config"], source=f"{root} models.{role}")
-    except ConfigError as err:
-        raise BundleSchemaError(str(err)) from None
+_BACKEND_SUFFIX = {"onnxruntime": ".onnx", "executorch": ".pte"}
+
+
+def _load_index(path: Path, dim: int, count: int, params: IndexParams) -> EmbeddingIndex:
+    """One index file, its header and vectors checked before and after hnswlib / numpy read it."""
+    if params.storage == "hnswlib":
+        check_hnsw_file(path, dim, count)  # also checks every vector (read from the file)
+    elif params.storage == "float16":
+        check_npy_file(path, dim, count)
+    index = EmbeddingIndex.load(path, dim, count, params)
+    if params.storage == "float16":
+        check_vectors(index.vectors, path)
+    return index
+
+
+def _load_cells(root: Path, manifest, tiles: TileTable, params, region, verify) -> CellIndex:
+    cells = manifest["index"]["cells"]
+    for key, (start, stop) in cells.items():
+        if (tiles.cell[start:stop] != int(key)).any():
+            raise BundleContentError(
+                f"{root}/{TILES_FILE}: rows {start}..{stop} are not all in cell {key}, as "
+                "the manifest's index.cells says; rebuild the bundle"
+            )
+    keys = cells_near(tiles, cells, region)
+    if verify:
+        verify_files(root, manifest, only={f"{CELLS_DIR}/{k}.bin" for k in keys})
+    dim = manifest["embed_dim"]
+    parts = []
+    for key in keys:
+        start, stop = cells[key]
+        parts.append(
+            (_load_index(root / CELLS_DIR / f"{key}.bin", dim, stop - start, params), start)
+        )
+    return CellIndex(parts, manifest["tile_count"], params, tuple(keys))
 
 
 def model_entry(path: Path, config: EncoderConfig, sha256: str, file: str | None = None) -> dict:

@@ -53,12 +53,12 @@ import numpy as np
 
 from d4g_edge import drone, trust
 from d4g_edge._log import logger
-from d4g_edge.bundle import Bundle, check_pairing
-from d4g_edge.errors import BundleError, ModelMismatchError, NoDefaultBundleError, SearchError
+from d4g_edge.bundle import Bundle
+from d4g_edge.errors import NoDefaultBundleError, SearchError
 from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.image import ImageInput, load_rgb
 from d4g_edge.preprocess import preprocess
-from d4g_edge.runtime import Encoder, open_encoder
+from d4g_edge.runtime import Encoder
 
 BUNDLE_ENV = "D4G_EDGE_BUNDLE"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "_default"
@@ -154,31 +154,8 @@ class Localizer:
         self.view = self.encoder.config.view  # "ground" panoramas or "drone" frames
 
     def _open_ground(self, ground, backend, threads) -> Encoder:
-        b = self.bundle
-        if ground is None:
-            if b.ground_path is None:
-                raise BundleError(
-                    f"{b.root} is index-only (built without --ground); pass "
-                    "ground=PATH to the ground model"
-                )
-            ground = b.ground_file(".pte" if backend == "executorch" else ".onnx")
-            if ground is None:
-                raise BundleError(
-                    f"{b.root} holds no ground model for backend {backend!r} "
-                    f"({'ground.pte' if backend == 'executorch' else 'ground.onnx'}); rebuild "
-                    "with --ground for that format, or pass ground=PATH"
-                )
-        enc = open_encoder(ground, backend=backend, threads=threads)
-        expected = b.ground_config
-        if expected is not None and enc.config.replace(quantization="fp32") != expected.replace(
-            quantization="fp32"
-        ):
-            raise ModelMismatchError(
-                f"{ground}'s embedded config differs from the bundle's "
-                f"ground model ({b.root}/manifest.json)"
-            )
-        check_pairing(enc.config, b.satellite_config, str(b.root))
-        return enc
+        # the checks live with the bundle, so `d4g-edge info` verifies exactly these
+        return self.bundle.open_query_encoder(backend, threads, path=ground)
 
     # ---- queries ------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ Usage::
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from d4g_edge._io import atomic_write_bytes
-from d4g_edge.errors import BundleError
+from d4g_edge.errors import BundleContentError, BundleError
 from d4g_edge.geo import haversine_m
 
 DEFAULT_CELL_DEG = 0.01  # ~1.1 km of latitude: a few hundred tiles per cell at 50 m stride
@@ -106,14 +108,65 @@ class TileTable:
 
     @classmethod
     def load(cls, path: str | Path) -> TileTable:
+        """Read ``tiles.npz`` and check its contents (:meth:`check`): a bundle's tile table
+        decides the answers, so a corrupt one is refused instead of returned as a position."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                missing = [f for f in _FIELDS if f not in data]
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise BundleContentError(f"{path} holds one array, not the tile table (.npz)")
+            with data:
+                missing = [f for f in _FIELDS if f not in data.files]
                 if missing:
-                    raise BundleError(f"{path} lacks columns {missing}")
-                return cls(*(data[f] for f in _FIELDS))
-        except (OSError, ValueError) as err:
-            raise BundleError(f"cannot read the tile table {path}: {err}") from None
+                    raise BundleContentError(f"{path} lacks columns {missing}")
+                columns = [data[f] for f in _FIELDS]
+        # what numpy's npz reader raises for damaged bytes: the zip layer (BadZipFile, a
+        # truncated member -> EOFError / zlib.error), the .npy header (ValueError) or the OS
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+            raise BundleContentError(
+                f"cannot read the tile table {path}: {type(err).__name__}: {err}; copy the "
+                "bundle again or rebuild it"
+            ) from None
+        for name, col in zip(_FIELDS, columns, strict=True):
+            kinds = "iu" if name in ("tile_id", "cell") else "iuf"
+            if col.ndim != 1 or col.dtype.kind not in kinds:
+                what = "integers" if kinds == "iu" else "numbers"
+                raise BundleContentError(
+                    f"{path}: column {name} must be a 1-d array of {what}, got {col.dtype} "
+                    f"{col.shape}"
+                )
+        table = cls(
+            columns[0].astype(np.int64),
+            columns[1].astype(np.float64),
+            columns[2].astype(np.float64),
+            columns[3].astype(np.float32),
+            columns[4].astype(np.int64),
+        )
+        table.check(str(path))
+        return table
+
+    def check(self, where: str = "tile table") -> None:
+        """Raise :class:`BundleContentError` unless every centre is a finite WGS84 position,
+        every footprint a positive size (or NaN, unknown) and every id a non-negative integer."""
+
+        def bad(name: str, mask: np.ndarray, expected: str) -> None:
+            if mask.any():
+                rows = np.flatnonzero(mask)
+                col = getattr(self, name)
+                raise BundleContentError(
+                    f"{where}: {name} must be {expected}; {rows.size} row(s) are not, e.g. row "
+                    f"{rows[0]} = {col[rows[0]].item()!r}; the tile table is corrupt: rebuild "
+                    "the bundle"
+                )
+
+        if len(self) == 0:
+            raise BundleContentError(f"{where}: the tile table is empty")
+        with np.errstate(invalid="ignore"):
+            bad("lat", ~(np.abs(self.lat) <= 90.0), "finite degrees in -90..90")
+            bad("lon", ~(np.abs(self.lon) <= 180.0), "finite degrees in -180..180")
+            # NaN is "unknown": a dataset layout's tiles (CVUSA, CVACT) state no footprint
+            fp = self.footprint_m
+            bad("footprint_m", (fp <= 0) | np.isinf(fp), "metres > 0 (or NaN: unknown)")
+        bad("tile_id", self.tile_id < 0, "a non-negative integer")
 
 
 _FIELDS = ("tile_id", "lat", "lon", "footprint_m", "cell")

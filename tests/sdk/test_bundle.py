@@ -176,3 +176,219 @@ def test_float16_bundle_round_trips_and_says_so(tmp_path, tiny_models):
     del m["index"]["storage"]
     (tmp_path / "old" / MANIFEST).write_text(json.dumps(m))
     assert Bundle.load(tmp_path / "old").index.hnsw is not None
+
+
+# ---- issue 21 items 12-16: the query model verified, manifest types, contents, named fields
+
+
+def _edit_manifest(root, edit):
+    m = json.loads((root / MANIFEST).read_text())
+    edit(m)
+    (root / MANIFEST).write_text(json.dumps(m))
+
+
+def _fix_checksums(root):
+    """What someone does who edits a bundle file and then "repairs" the manifest."""
+    from d4g_edge._io import sha256_file
+
+    def edit(m):
+        m["files"] = {n: sha256_file(root / n) for n in m["files"]}
+        m["models"]["ground"]["sha256"] = m["files"][m["models"]["ground"]["file"]]
+
+    _edit_manifest(root, edit)
+
+
+def _outside_ground(root):
+    (root.parent / "outside_ground.onnx").write_bytes((root / "ground.onnx").read_bytes())
+
+    def edit(m):
+        m["models"]["ground"]["file"] = "../outside_ground.onnx"
+        m["files"]["../outside_ground.onnx"] = m["files"]["ground.onnx"]
+
+    _edit_manifest(root, edit)
+
+
+def _symlinked_ground(root):
+    outside = root.parent / "outside_ground.onnx"
+    outside.write_bytes((root / "ground.onnx").read_bytes())
+    (root / "ground.onnx").unlink()
+    (root / "ground.onnx").symlink_to(outside)
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "match"),
+    [
+        (
+            lambda r: _edit_manifest(r, lambda m: m["files"].pop("ground.onnx")),
+            BundleSchemaError,
+            r"models\.ground\.file 'ground\.onnx' is not listed under files",
+        ),
+        (_outside_ground, BundleSchemaError, r"'\.\./outside_ground\.onnx' leaves the bundle"),
+        (_symlinked_ground, BundleSchemaError, "symlink to .* outside the bundle"),
+        (
+            lambda r: _edit_manifest(r, lambda m: m["models"]["ground"].update(sha256="0" * 64)),
+            BundleChecksumError,
+            r"models\.ground\.sha256 0000000000000000… is not the SHA-256 of ground\.onnx",
+        ),
+    ],
+    ids=["unlisted", "dotdot", "symlink-out", "stale-sha256"],
+)
+def test_query_model_is_verified_like_every_file(tmp_path, tiny_models, damage, error, match):
+    _write(tmp_path / "b", tiny_models)
+    damage(tmp_path / "b")
+    with pytest.raises(error, match=match):
+        Bundle.load(tmp_path / "b")
+
+
+def test_open_query_encoder_checks_the_model_itself(tmp_path, tiny_models, capsys):
+    from d4g_edge.__main__ import main
+    from d4g_edge.errors import EncoderError
+    from d4g_edge.localizer import Localizer
+
+    root = tmp_path / "b"
+    _write(root, tiny_models)
+    b = Bundle.load(root)
+    enc = b.open_query_encoder()
+    assert enc.config == b.ground_config and enc.path == root / "ground.onnx"
+    # a model of the user's: the bundle's up to the quantization
+    int8 = conv_onnx(tmp_path / "g8.onnx", student_config("ground", quantization="int8"), seed=1)
+    assert b.open_query_encoder("onnxruntime", path=int8).config.quantization == "int8"
+    with pytest.raises(EncoderError, match="unknown backend 'tflite'"):
+        b.open_query_encoder("tflite")
+    # the satellite student as ground.onnx, checksums fixed: the files verify, the model not
+    (root / "ground.onnx").write_bytes(tiny_models["satellite"].read_bytes())
+    _fix_checksums(root)
+    b = Bundle.load(root)
+    with pytest.raises(ModelMismatchError, match=r"in view: \['satellite'\] vs \['ground'\]"):
+        b.open_query_encoder()
+    with pytest.raises(ModelMismatchError, match="view"):
+        Localizer(root)
+    capsys.readouterr()
+    assert main(["info", str(root)]) == 2  # info verifies what localize verifies
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "view" in err and "Traceback" not in err
+
+
+def test_index_only_bundle_needs_a_query_model(tmp_path, tiny_models):
+    _write(tmp_path / "b", tiny_models, ground=False)
+    b = Bundle.load(tmp_path / "b")
+    with pytest.raises(BundleError, match="index-only"):
+        b.open_query_encoder()
+    assert b.open_query_encoder(path=tiny_models["ground"]).config.view == "ground"
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m.update(files=["index.bin"]), "files must be an object, got list"),
+        (lambda m: m.update(index="hnsw"), "index must be an object, got str 'hnsw'"),
+        (lambda m: m.update(tile_count="many"), "tile_count must be an integer >= 1, got str"),
+        (lambda m: m.update(embed_dim=16.0), "embed_dim must be an integer >= 1, got float"),
+        (lambda m: m["index"].update(M=0), "index.M must be an integer >= 2, got int 0"),
+        (lambda m: m["index"].update(metric="dot"), r"unknown keys \['metric'\]"),
+        (lambda m: m["index"].update(space="l2"), "only the cosine space"),  # IndexParams'
+        (lambda m: m.update(views="ground"), "views must be a list"),
+        (lambda m: m.update(georeference=[1]), "georeference must be an object or null"),
+        (lambda m: m["georeference"].update(stride_m="25"), "georeference.stride_m must be"),
+        (
+            lambda m: m["georeference"].update(centres={"per_tile": "25"}),
+            "georeference.centres.per_tile must be an integer",
+        ),
+        (lambda m: m["models"]["ground"].update(file=3), "models.ground.file must be a"),
+        (lambda m: m["models"].update(ground_extra="x"), "models.ground_extra must be a list"),
+        (lambda m: m.update(embed_dim=8), "embed_dim 8 vs models.satellite.config.embed_dim"),
+    ],
+)
+def test_manifest_type_errors_are_typed_and_named(tmp_path, tiny_models, edit, match):
+    _write(tmp_path / "b", tiny_models, georeference={"stride_m": 25.0})
+    _edit_manifest(tmp_path / "b", edit)
+    with pytest.raises(BundleSchemaError, match=match):
+        Bundle.load(tmp_path / "b")
+
+
+def _rewrite_tiles(root, **columns):
+    with np.load(root / "tiles.npz") as data:
+        cols = {k: data[k] for k in data.files}
+    cols.update(columns)
+    np.savez(root / "tiles.npz", **cols)
+    _fix_checksums(root)
+
+
+def test_contents_are_checked_even_when_checksums_match(tmp_path, tiny_models):
+    from d4g_edge.errors import BundleContentError
+
+    root = tmp_path / "b"
+    _write(root, tiny_models)
+    data = (root / "tiles.npz").read_bytes()
+    (root / "tiles.npz").write_bytes(data[: len(data) // 2])  # a BadZipFile to numpy
+    _fix_checksums(root)
+    with pytest.raises(BundleContentError, match=r"cannot read the tile table .*BadZipFile"):
+        Bundle.load(root)
+    _write(root, tiny_models)
+    lat = np.load(root / "tiles.npz")["lat"].copy()
+    lat[4] = 141.9
+    _rewrite_tiles(root, lat=lat)
+    with pytest.raises(BundleContentError, match=r"lat must be finite degrees .* 141\.9"):
+        Bundle.load(root)
+
+
+@pytest.mark.parametrize("storage", ["hnswlib", "float16"])
+def test_nan_index_vectors_are_refused(tmp_path, tiny_models, storage):
+    from d4g_edge.errors import BundleContentError
+
+    sat = open_encoder(tiny_models["satellite"])
+    v = np.random.default_rng(0).normal(size=(30, EMBED_DIM)).astype(np.float32)
+    entry = model_entry(sat.path, sat.config, sat.sha256)
+    params = IndexParams(M=8, storage=storage)
+    write_bundle(tmp_path / "b", v, _table(30), entry, ground=None, params=params)
+    path = tmp_path / "b" / "index.bin"
+    if storage == "float16":
+        a = np.load(path)
+        a[7, 3] = np.nan
+        with open(path, "wb") as f:
+            np.save(f, a)
+    else:  # the first float of row 7's vector, after the 96-byte header and its links
+        import struct
+
+        head = struct.unpack("<QQQQQQiIQQQdQ", path.read_bytes()[:96])
+        at = 96 + 7 * head[3] + head[5]
+        data = bytearray(path.read_bytes())
+        data[at : at + 4] = struct.pack("<f", float("nan"))
+        path.write_bytes(bytes(data))
+    from d4g_edge._io import sha256_file
+
+    _edit_manifest(tmp_path / "b", lambda m: m["files"].update({"index.bin": sha256_file(path)}))
+    with pytest.raises(BundleContentError, match=r"1 index vector\(s\) hold NaN .*row 7"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_mismatch_errors_name_the_fields():
+    from d4g_edge.pairing import config_differences
+
+    g = student_config("ground")
+    other = student_config("ground", model_id="resnet_s", teacher_centre=(0.5,) * EMBED_DIM)
+    assert config_differences(other, g) == [
+        "model_id: 'resnet_s' vs 'fastervit_edge'",
+        "teacher_centre: [16 values] vs None",
+    ]
+    assert config_differences(g.replace(quantization="int8"), g, ignore=("quantization",)) == []
+    with pytest.raises(ModelMismatchError, match=r"view \['ground'\] vs \['satellite'\]"):
+        check_pairing(student_config("ground"), student_config("ground"))
+    with pytest.raises(ModelMismatchError, match=r"embed_dim ground=16 vs satellite=8"):
+        check_pairing(g, student_config("satellite", embed_dim=8))
+
+
+def test_info_json_keeps_per_row_lists_behind_full(capsys):
+    from d4g_edge.__main__ import main
+    from d4g_edge.localizer import DEFAULT_BUNDLE
+
+    assert main(["info", str(DEFAULT_BUNDLE), "--json"]) == 0
+    brief = capsys.readouterr().out
+    assert main(["info", str(DEFAULT_BUNDLE), "--json", "--full"]) == 0
+    full = capsys.readouterr().out
+    manifest = json.loads((DEFAULT_BUNDLE / MANIFEST).read_text())
+    assert json.loads(full) == manifest
+    assert len(brief.splitlines()) < 250 < len(full.splitlines())
+    b = json.loads(brief)
+    assert b["georeference"]["centres"]["offsets"].startswith("<25 values")
+    assert b["index"] == manifest["index"] and b["files"] == manifest["files"]
