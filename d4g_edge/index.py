@@ -42,7 +42,15 @@ class IndexParams:
     ef: int = 128  # search beam; >= k; recall up, latency up
     exact_threshold: int = 20_000
     space: str = "cosine"
-    storage: str = "hnswlib"  # or "float16": no graph, exact search (see the module doc)
+    # "hnswlib", "float16" (no graph, exact search; see the module doc) or "pca-int8" (a PCA
+    # rotation + int8 codes, memory-mapped, coarse to fine: d4g_edge.compressed)
+    storage: str = "hnswlib"
+    # pca-int8 only (absent from the manifests of the other kinds):
+    pca_dims: int = 64  # components kept = bytes per row
+    lists: int = 0  # coarse k-means lists; 1: none (a flat scan); 0: auto (1 below 32,768 rows)
+    group_rows: int = 0  # > 0: the coarse lists are runs of this many rows (a tile's centres)
+    probe: int = 16  # lists whose rows are scored with their codes
+    refine: int = 0  # > 0: also store float16 rows and re-rank this many candidates exactly
 
     def __post_init__(self) -> None:
         for name in ("M", "ef_construction", "ef"):
@@ -54,16 +62,29 @@ class IndexParams:
             raise ValueError(
                 f"index storage must be one of {', '.join(STORAGES)}, got {self.storage!r}"
             )
+        for name in ("pca_dims", "probe"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"index parameter {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lists", "group_rows", "refine"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"index parameter {name} must be >= 0, got {getattr(self, name)}")
+        if self.lists and self.group_rows:
+            raise ValueError("give lists (k-means) or group_rows (runs of rows), not both")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.storage != "pca-int8":  # today's kinds keep today's manifest
+            for name in _COMPRESSED_FIELDS:
+                d.pop(name)
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexParams:
         return cls(**data)
 
 
-STORAGES = ("hnswlib", "float16")
+STORAGES = ("hnswlib", "float16", "pca-int8")
+_COMPRESSED_FIELDS = ("pca_dims", "lists", "group_rows", "probe", "refine")
 
 
 class EmbeddingIndex:
@@ -91,6 +112,10 @@ class EmbeddingIndex:
         cls, vectors: np.ndarray, params: IndexParams | None = None, threads: int = -1
     ) -> EmbeddingIndex:
         params = params or IndexParams()
+        if params.storage == "pca-int8":
+            from d4g_edge.compressed import CompressedIndex  # imports this module
+
+            return CompressedIndex.build(vectors, params)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
             raise BundleError(
@@ -126,6 +151,10 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> EmbeddingIndex:
+        if params.storage == "pca-int8":
+            from d4g_edge.compressed import CompressedIndex
+
+            return CompressedIndex.load(path, dim, count, params)
         if params.storage == "float16":
             try:
                 vectors = np.load(path, allow_pickle=False)

@@ -1,0 +1,383 @@
+"""A compressed, memory-mapped index: a PCA rotation + int8 codes, searched coarse to fine.
+
+``IndexParams(storage="pca-int8")``. Learned on the bundle's own rows at build time:
+
+* a PCA rotation keeps the leading ``pca_dims`` components;
+* each component is quantized to int8 with its own scale (symmetric, at the largest
+  magnitude in the rows), so a row costs ``pca_dims`` bytes instead of 1,024 (float16);
+* coarse to fine, for large maps: the rows are split into ``lists`` by k-means (an inverted
+  file, IVF); a search scores the list centroids first and then only the rows of the best
+  ``probe`` lists. ``group_rows=G`` makes the lists runs of G consecutive rows instead (a
+  bundle writes a tile's polar centres as consecutive rows: one list per tile). Without
+  lists every code is scanned;
+* exact re-rank (``refine`` > 0): the rows are also stored as float16 and the best
+  ``refine`` candidates of the codes are re-scored with them (1 KB a row on disk; only the
+  rows read become resident).
+
+A row's score is the query's dot product with its reconstruction ``mean + basis @ (scale *
+code)``, i.e. ``q . mean + code . (scale * basis^T q)``: one float32 x int8 dot per row.
+
+The file (``index.bin``) is one little-endian blob: an 8-byte magic, the header length, a
+JSON header naming each array (dtype, shape, offset), then the arrays, 64-byte aligned.
+Loading maps them with ``np.memmap``: opening costs milliseconds at any size, nothing is
+copied to float32, and only the pages a search touches become resident.
+
+Usage::
+
+    from d4g_edge.index import EmbeddingIndex, IndexParams
+    p = IndexParams(storage="pca-int8", pca_dims=64)
+    index = EmbeddingIndex.build(vectors, p)          # a CompressedIndex
+    index.save("index.bin"); index = EmbeddingIndex.load("index.bin", 512, n, p)
+    ids, scores = index.search(queries, k=5)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from d4g_edge._io import temp_path
+from d4g_edge._mmfile import map_arrays, write_arrays
+from d4g_edge.errors import BundleContentError, BundleError, SearchError
+from d4g_edge.index import IndexParams, _topk
+
+FORMAT = "d4g-edge/pca-int8/1"
+AUTO_LISTS_FROM = 32_768  # rows from which lists=0 (auto) builds an inverted file
+_FIT_ROWS = 65_536  # rows the rotation is learned on (a seeded sample of larger maps)
+_CHUNK = 65_536  # rows scored at once by full scans: bounded temporaries
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The learned transform: ``code = round(((x - mean) @ basis) / scale)`` in int8."""
+
+    mean: np.ndarray  # (D,) float32
+    basis: np.ndarray  # (D, r) float32, orthonormal columns, by decreasing variance
+    scale: np.ndarray  # (r,) float32
+
+    @classmethod
+    def fit(cls, sample: np.ndarray, dims: int, seed: int = 0) -> Codec:
+        """PCA of (a seeded subsample of) ``sample`` rows; int8 scales from the sample."""
+        x = _unit(sample)
+        if len(x) > _FIT_ROWS:
+            x = x[np.sort(np.random.default_rng(seed).choice(len(x), _FIT_ROWS, replace=False))]
+        if not 1 <= dims <= x.shape[1]:
+            raise BundleError(f"pca_dims must be in 1..{x.shape[1]} (the embedding), got {dims}")
+        mean = x.mean(0, dtype=np.float64)
+        xc = (x - mean).astype(np.float32)
+        _, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64))  # ascending eigenvalues
+        basis = np.ascontiguousarray(vecs[:, ::-1][:, :dims], dtype=np.float32)
+        # a sign convention, so that the same rows always give the same file
+        basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(dims)] < 0, -1, 1)
+        scale = np.maximum(np.abs(xc @ basis).max(0), 1e-12) / 127.0
+        return cls(mean.astype(np.float32), basis, scale.astype(np.float32))
+
+    @property
+    def dims(self) -> int:
+        return self.basis.shape[1]
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        return (_unit(x) - self.mean) @ self.basis
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """(n, D) rows -> (n, r) int8 codes (rows outside the fitted range are clipped)."""
+        return np.clip(np.rint(self.project(x) / self.scale), -127, 127).astype(np.int8)
+
+    def decode(self, codes) -> np.ndarray:
+        """int8 codes -> float32 PCA coordinates."""
+        return np.asarray(codes, np.float32) * self.scale
+
+
+class CompressedIndex:
+    """The ``pca-int8`` index behind the :class:`~d4g_edge.index.EmbeddingIndex` interface.
+
+    ``codes`` are stored list by list; ``ids[p]`` is the row (tile table row) of stored
+    position ``p`` (None: positions are rows); ``offsets`` bound the lists.
+    """
+
+    hnsw = None  # no graph
+
+    def __init__(self, params, codec, codes, centroids, offsets, ids=None, refine=None) -> None:
+        self.params, self.codec = params, codec
+        self.codes, self.centroids, self.offsets = codes, centroids, offsets
+        self.ids, self.refine = ids, refine
+        self.count, self.dim = int(codes.shape[0]), int(codec.mean.shape[0])
+        self._positions: np.ndarray | None = None  # row -> stored position, on first use
+
+    # ---- build / save / load ------------------------------------------------------------
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, params: IndexParams) -> CompressedIndex:
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
+            raise BundleError(
+                f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
+            )
+        codec = Codec.fit(vectors, params.pca_dims)
+        codes = np.concatenate(
+            [codec.encode(vectors[s : s + _CHUNK]) for s in range(0, len(vectors), _CHUNK)]
+        )
+        refine = _unit(vectors).astype(np.float16) if params.refine else None
+        return cls.from_codes(params, codec, codes, refine)
+
+    @classmethod
+    def from_codes(cls, params: IndexParams, codec: Codec, codes, refine=None) -> CompressedIndex:
+        """An index of precomputed row ``codes`` (e.g. encoded chunk by chunk, for maps too
+        large for memory as float32): the coarse lists are made here."""
+        n = len(codes)
+        if params.group_rows:
+            offsets = np.append(np.arange(0, n, params.group_rows), n).astype(np.int64)
+            cents = np.stack(
+                [codec.decode(codes[a:b]).mean(0) for a, b in itertools.pairwise(offsets)]
+            )
+            return cls(params, codec, codes, cents.astype(np.float32), offsets, None, refine)
+        lists = params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 0)
+        if lists <= 1:
+            offsets = np.array([0, n], np.int64)
+            cents = codec.decode(codes[:1]) * 0
+            return cls(params, codec, codes, cents, offsets, None, refine)
+        cents = kmeans(codec, codes, min(lists, n))
+        assign = np.concatenate(
+            [_nearest(codec.decode(codes[s : s + _CHUNK]), cents) for s in range(0, n, _CHUNK)]
+        )
+        order = np.argsort(assign, kind="stable").astype(np.int32)
+        offsets = np.searchsorted(assign[order], np.arange(len(cents) + 1)).astype(np.int64)
+        return cls(params, codec, codes[order], cents, offsets, order, refine)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        arrays = {
+            "mean": self.codec.mean,
+            "basis": self.codec.basis,
+            "scale": self.codec.scale,
+            "codes": self.codes,
+            "centroids": self.centroids,
+            "offsets": self.offsets,
+        }
+        if self.ids is not None:
+            arrays["ids"] = self.ids
+        if self.refine is not None:
+            arrays["refine"] = self.refine
+        tmp = temp_path(path)
+        try:
+            write_arrays(tmp, arrays, {"format": FORMAT, "params": _file_params(self.params)})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> CompressedIndex:
+        header, arrays = map_arrays(path)
+        if header.get("format") != FORMAT:
+            raise BundleContentError(
+                f"{path}: index format {header.get('format')!r}, expected {FORMAT!r}; "
+                "the manifest's index.storage does not match the file: rebuild the bundle"
+            )
+        if header.get("params") != _file_params(params):
+            raise BundleContentError(
+                f"{path} was built with {header.get('params')}, the manifest says "
+                f"{_file_params(params)}; rebuild the bundle"
+            )
+        r, n = params.pca_dims, int(count)
+        lists = len(arrays["offsets"]) - 1 if "offsets" in arrays else -1
+        want = {
+            "mean": ((int(dim),), np.float32),
+            "basis": ((int(dim), r), np.float32),
+            "scale": ((r,), np.float32),
+            "codes": ((n, r), np.int8),
+            "centroids": ((max(lists, 1), r), np.float32),
+            "offsets": ((lists + 1,), np.int64),
+        }
+        if "ids" in arrays:
+            want["ids"] = ((n,), np.int32)
+        if params.refine:
+            want["refine"] = ((n, int(dim)), np.float16)
+        for name, (shape, dtype) in want.items():
+            a = arrays.get(name)
+            if a is None or a.shape != shape or a.dtype != dtype:
+                got = "missing" if a is None else f"{a.dtype} {a.shape}"
+                raise BundleContentError(
+                    f"{path}: array {name!r} is {got}, the manifest implies "
+                    f"{np.dtype(dtype).name} {shape}; rebuild the bundle"
+                )
+        small = {k: np.array(arrays[k]) for k in ("mean", "basis", "scale", "offsets")}
+        if not all(np.isfinite(small[k]).all() for k in ("mean", "basis", "scale")):
+            raise BundleContentError(f"{path}: the PCA rotation holds NaN/inf; rebuild the bundle")
+        off = small["offsets"]
+        if off[0] != 0 or off[-1] != n or (np.diff(off) < 0).any():
+            raise BundleContentError(f"{path}: list offsets do not cover {n} rows; rebuild")
+        codec = Codec(small["mean"], small["basis"], small["scale"])
+        return cls(
+            params,
+            codec,
+            arrays["codes"],
+            np.array(arrays["centroids"]),
+            off,
+            arrays.get("ids"),
+            arrays.get("refine"),
+        )
+
+    # ---- the EmbeddingIndex interface ---------------------------------------------------
+
+    @property
+    def exact(self) -> bool:
+        return False
+
+    @property
+    def lists(self) -> int:
+        return len(self.offsets) - 1
+
+    def loaded_ids(self) -> np.ndarray:
+        return np.arange(self.count)
+
+    def memory_bytes(self) -> int:
+        """Bytes a search can touch: codes, ids, centroids, rotation (+ the refine store, of
+        which only re-ranked rows are read)."""
+        arrays = [self.codes, self.centroids, self.offsets, self.codec.basis, self.codec.mean]
+        arrays += [a for a in (self.ids, self.refine) if a is not None]
+        return int(sum(a.nbytes for a in arrays))
+
+    def get_vectors(self, ids) -> np.ndarray:
+        """Unit vectors of rows ``ids``: the float16 store, else the reconstruction."""
+        ids = np.asarray(ids, np.int64)
+        if self.refine is not None:
+            return np.asarray(self.refine[ids], np.float32)
+        y = self.codec.decode(self.codes[self._position(ids)])
+        return _unit(self.codec.mean + y @ self.codec.basis.T)
+
+    def search(self, queries, k: int = 5, candidates=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` row ids and scores per query, best first (fewer if fewer rows)."""
+        q = self._queries(queries)
+        k = max(1, min(int(k), self.count))
+        if candidates is not None:
+            rows = np.unique(np.asarray(candidates, dtype=np.int64))
+            if rows.size == 0:
+                raise SearchError("no candidate tiles to search (the prior excludes them all)")
+            return self._scan(q, min(k, rows.size), self._position(rows))
+        if self.lists <= 1 or self.lists <= self.params.probe:
+            return self._scan(q, k, None)
+        u = q @ self.codec.basis
+        order = np.argsort(-(u @ self.centroids.T), axis=1)
+        sizes = np.diff(self.offsets)
+        out = []
+        for i in range(len(q)):
+            # the best lists, at least `probe` of them and at least k rows
+            n_lists = max(
+                self.params.probe, int(np.searchsorted(np.cumsum(sizes[order[i]]), k)) + 1
+            )
+            best = order[i, :n_lists]
+            pos = _ranges(self.offsets[best], sizes[best])
+            scores = self.codec.decode(self.codes[pos]) @ u[i]
+            out.append(self._finish(q[i : i + 1], k, pos[None], scores[None]))
+        return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
+
+    def search_exact(self, queries, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Every code scored (no coarse step): the reference a coarse search is measured on."""
+        return self._scan(self._queries(queries), max(1, min(int(k), self.count)), None)
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _queries(self, queries) -> np.ndarray:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.dim:
+            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        return q
+
+    def _position(self, rows: np.ndarray) -> np.ndarray:
+        """Stored positions of tile-table ``rows``."""
+        if self.ids is None:
+            return rows
+        if self._positions is None:
+            self._positions = np.empty(self.count, np.int64)
+            self._positions[np.asarray(self.ids)] = np.arange(self.count)
+        return self._positions[rows]
+
+    def _scan(self, q, k, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Score the codes at ``positions`` (all when None) chunk by chunk."""
+        w = (q @ self.codec.basis) * self.codec.scale
+        n = self.count if positions is None else len(positions)
+        keep = min(n, max(k, self.params.refine))
+        best_pos, best_scores = [], []
+        for s in range(0, n, _CHUNK):
+            if positions is None:
+                pos, block = np.arange(s, min(s + _CHUNK, n)), self.codes[s : s + _CHUNK]
+            else:
+                pos = positions[s : s + _CHUNK]
+                block = self.codes[pos]
+            i, sc = _topk(w @ np.asarray(block, np.float32).T, keep, pos)
+            best_pos.append(i)
+            best_scores.append(sc)
+        pos, scores = _topk(np.concatenate(best_scores, 1), keep, None, np.concatenate(best_pos, 1))
+        return self._finish(q, k, pos, scores)
+
+    def _finish(self, q, k, pos, scores) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` of the scored stored positions as rows: re-ranked exactly when there is a
+        refine store, else the codes' scores plus the constant ``q . mean`` (~ cosines)."""
+        if self.refine is None:
+            p, s = _topk(scores, k, None, pos)
+            return self._rows(p), s + (q @ self.codec.mean)[:, None]
+        keep = min(pos.shape[1], max(k, self.params.refine))
+        cand = self._rows(_topk(scores, keep, None, pos)[0])
+        vecs = np.asarray(self.refine[cand.ravel()], np.float32).reshape(*cand.shape, -1)
+        return _topk(np.einsum("qnd,qd->qn", vecs, q), k, None, cand)
+
+    def _rows(self, pos: np.ndarray) -> np.ndarray:
+        return (
+            pos
+            if self.ids is None
+            else np.asarray(self.ids[pos.ravel()], np.int64).reshape(pos.shape)
+        )
+
+
+def kmeans(codec: Codec, codes, lists: int, iters: int = 8, seed: int = 0) -> np.ndarray:
+    """(lists, r) float32 centroids of the decoded codes (Lloyd's k-means on a seeded
+    sample of 32 rows per list; an emptied list keeps its centroid)."""
+    rng = np.random.default_rng(seed)
+    n = len(codes)
+    take = np.sort(rng.choice(n, min(n, 32 * lists), replace=False))
+    x = codec.decode(codes[take])
+    cents = x[rng.choice(len(x), lists, replace=False)].copy()
+    for _ in range(iters):
+        a = _nearest(x, cents)
+        counts = np.bincount(a, minlength=lists)
+        sums = np.stack([np.bincount(a, x[:, j], lists) for j in range(x.shape[1])], 1)
+        full = counts > 0
+        cents[full] = sums[full] / counts[full, None]
+    return cents.astype(np.float32)
+
+
+def _nearest(x: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (L2) of each row, in bounded blocks."""
+    c2 = (cents**2).sum(1)
+    out = np.empty(len(x), np.int64)
+    step = max(1, (1 << 24) // max(len(cents), 1))
+    for s in range(0, len(x), step):
+        out[s : s + step] = np.argmax(2 * x[s : s + step] @ cents.T - c2, axis=1)
+    return out
+
+
+def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(start, start + size)`` for each pair, vectorised."""
+    total = int(sizes.sum())
+    shift = np.repeat(starts - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
+    return np.arange(total) + shift
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)
+
+
+def _file_params(p: IndexParams) -> dict:
+    """The parameters that shape the file (a manifest must agree with them)."""
+    return {
+        "pca_dims": p.pca_dims,
+        "lists": p.lists,
+        "group_rows": p.group_rows,
+        "refine": bool(p.refine),
+    }
