@@ -201,11 +201,8 @@ def _fix_checksums(root):
 def _outside_ground(root):
     (root.parent / "outside_ground.onnx").write_bytes((root / "ground.onnx").read_bytes())
 
-    def edit(m):
-        m["models"]["ground"]["file"] = "../outside_ground.onnx"
-        m["files"]["../outside_ground.onnx"] = m["files"]["ground.onnx"]
-
-    _edit_manifest(root, edit)
+    # the issue's repro: only models.ground.file changed (a listed "../x" was always refused)
+    _edit_manifest(root, lambda m: m["models"]["ground"].update(file="../outside_ground.onnx"))
 
 
 def _symlinked_ground(root):
@@ -392,3 +389,27 @@ def test_info_json_keeps_per_row_lists_behind_full(capsys):
     b = json.loads(brief)
     assert b["georeference"]["centres"]["offsets"].startswith("<25 values")
     assert b["index"] == manifest["index"] and b["files"] == manifest["files"]
+
+
+def test_every_sdk_error_is_a_d4gedge_error():
+    """Issue 21 / 24: an application catches one type (ConfigError, UTMError and
+    MetricsInputError once derived from ValueError only)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import d4g_edge
+    from d4g_edge.errors import D4GEdgeError
+
+    classes = set()
+    for info in pkgutil.walk_packages(d4g_edge.__path__, "d4g_edge."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        classes |= {
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, Exception) and c.__module__ == module.__name__
+        }
+    assert len(classes) >= 10
+    assert [c.__qualname__ for c in classes if not issubclass(c, D4GEdgeError)] == []
