@@ -14,6 +14,8 @@ Usage::
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -30,27 +32,38 @@ def polar_transform(
     tile = np.asarray(tile)
     if tile.ndim != 3 or tile.shape[0] != tile.shape[1]:
         raise ValueError(f"tile must be a square H x W x C image, got shape {tile.shape}")
-    size = tile.shape[0]
+    index, weight = _polar_grid(tile.shape[0], int(height), int(width), float(north_column))
+    return _bilinear(tile.astype(np.float32), index, weight)
+
+
+@functools.lru_cache(maxsize=16)
+def _polar_grid(size: int, height: int, width: int, north_column: float):
+    """Where each output pixel samples a ``size``-pixel tile, computed once per geometry (a
+    reference build polar-transforms every tile 25 times): the flat indices of the four
+    neighbours (4, H, W) and their bilinear weights (4, H, W, 1), float64 as always."""
     radius = size / 2 * (1 - (np.arange(height) + 0.5) / height)
     azimuth = np.radians((np.arange(width) + 0.5) * 360.0 / width - 360.0 * north_column)
     # continuous pixel coordinates: east = +x, north = -y; pixel (r, c) centred at (c+.5, r+.5)
-    x = size / 2 + radius[:, None] * np.sin(azimuth)[None, :]
-    y = size / 2 - radius[:, None] * np.cos(azimuth)[None, :]
-    return _bilinear(tile.astype(np.float32), x - 0.5, y - 0.5)
+    x = size / 2 + radius[:, None] * np.sin(azimuth)[None, :] - 0.5
+    y = size / 2 - radius[:, None] * np.cos(azimuth)[None, :] - 0.5
+    # clamp at the border (the neighbours' pair stays inside)
+    col, row = np.clip(x, 0, size - 1), np.clip(y, 0, size - 1)
+    c0 = np.minimum(np.floor(col).astype(np.int64), size - 2)
+    r0 = np.minimum(np.floor(row).astype(np.int64), size - 2)
+    fc, fr = (col - c0)[..., None], (row - r0)[..., None]
+    i00 = r0 * size + c0
+    index = np.stack([i00, i00 + 1, i00 + size, i00 + size + 1])
+    weight = np.stack([(1 - fc) * (1 - fr), fc * (1 - fr), (1 - fc) * fr, fc * fr])
+    index.setflags(write=False)  # shared by every call
+    weight.setflags(write=False)
+    return index, weight
 
 
-def _bilinear(img: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """Sample ``img`` at fractional (row, col) indices, clamping at the border."""
-    h, w = img.shape[:2]
-    col = np.clip(col, 0, w - 1)
-    row = np.clip(row, 0, h - 1)
-    c0 = np.minimum(np.floor(col).astype(np.int64), w - 2)
-    r0 = np.minimum(np.floor(row).astype(np.int64), h - 2)
-    fc = (col - c0)[..., None]
-    fr = (row - r0)[..., None]
-    top = img[r0, c0] * (1 - fc) + img[r0, c0 + 1] * fc
-    bottom = img[r0 + 1, c0] * (1 - fc) + img[r0 + 1, c0 + 1] * fc
-    return (top * (1 - fr) + bottom * fr).astype(np.float32)
+def _bilinear(img: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``img``: its pixels at the flat neighbour ``index`` weighted."""
+    flat = img.reshape(-1, img.shape[2])
+    a, b, c, d = (flat[i] for i in index)
+    return (a * weight[0] + b * weight[1] + c * weight[2] + d * weight[3]).astype(np.float32)
 
 
 def shift_tile(tile: np.ndarray, east_px: float, north_px: float, fill) -> np.ndarray:
