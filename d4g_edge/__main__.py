@@ -29,7 +29,13 @@ from pathlib import Path
 from d4g_edge import drone
 from d4g_edge._log import logger, setup_logging
 from d4g_edge._version import __version__
-from d4g_edge.build import add_build_args, add_index_args, index_params
+from d4g_edge.build import (
+    add_build_args,
+    add_index_args,
+    index_params,
+    positive_metres,
+    zoom_level,
+)
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError, ImageError
 from d4g_edge.localizer import BUNDLE_ENV, default_bundle_path
@@ -227,15 +233,19 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="XYZ folder z/x/y.png|jpg, or a world-file image / GeoTIFF",
     )
-    bld.add_argument("--tile-size-m", type=float, default=None, help="raster tile side (m)")
+    bld.add_argument(
+        "--tile-size-m", type=positive_metres, default=None, help="raster tile side (m)"
+    )
     bld.add_argument(
         "--stride-m",
-        type=float,
+        type=positive_metres,
         default=None,
         help="raster tile stride (m); default: half the tile size",
     )
     bld.add_argument("--crs", default=None, help="CRS of a world file, e.g. EPSG:32616")
-    bld.add_argument("--zoom", type=int, default=None, help="XYZ zoom (default: the highest)")
+    bld.add_argument(
+        "--zoom", type=zoom_level, default=None, help="XYZ zoom (default: the highest)"
+    )
     add_build_args(bld)
 
     mrg = sub.add_parser("merge", help="join the shards of a build-index --shard run")
@@ -252,6 +262,24 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=positive_int, default=1, help="encoder threads, >= 1 (default: 1)"
     )
     bch.add_argument("--json", action="store_true", help="print the report as strict JSON")
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit the bundle's calibrated radius and status on your geotagged frames",
+        description="Fit the trust model (radius at --coverage, p_within_25m, status) on "
+        'frames with IMAGE.json sidecars {"lat": .., "lon": ..} (or {"in_map": false}) and '
+        "write it into the bundle, checksummed; prints the coverage reached.",
+    )
+    cal.add_argument("bundle", type=Path, help="bundle directory to calibrate (rewritten)")
+    cal.add_argument("--queries", type=Path, required=True, help="folder of geotagged frames")
+    cal.add_argument(
+        "--coverage",
+        type=float,
+        default=0.95,
+        help="probability the radius holds the truth, in [0.5, 1) (default: 0.95)",
+    )
+    cal.add_argument("--seed", type=int, default=0, help="seed of the simulated priors/turns")
+    cal.add_argument("--json", action="store_true", help="print the report as strict JSON")
 
     from d4g_edge.follow import add_follow_parser
 
@@ -443,6 +471,26 @@ def _bench(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from d4g_edge.calibrate import calibrate
+
+    command = "d4g-edge " + " ".join(sys.argv[1:]) if sys.argv else None
+    _, report = calibrate(
+        args.bundle, args.queries, coverage=args.coverage, seed=args.seed, command=command
+    )
+    if args.json:
+        print(_dumps(report, indent=2))
+    else:
+        print(
+            f"calibrated {args.bundle} on {report['frames']} frames ({report['rows']} rows, "
+            f"{report['rows_in_map']} in the map): the {args.coverage:.0%} radius holds the "
+            f"truth for {report['coverage_fit']:.1%} of the rows it was fitted on and "
+            f"{report['coverage_cv']:.1%} by 5-fold cross-validation; "
+            f"{report['ok_rate_of_right_cv']:.1%} of answers within 25 m are 'ok'"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
@@ -454,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         "build-index": _build,
         "merge": _merge,
         "bench": _bench,
+        "calibrate": _calibrate,
         "follow": run_follow,
     }
     try:

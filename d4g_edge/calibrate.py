@@ -3,7 +3,9 @@
 A query folder holds images (``.jpg``, ``.jpeg``, ``.png``) each with an ``IMAGE.json``
 sidecar: ``{"lat": .., "lon": ..}`` (optionally ``"heading_deg"``) for a frame taken at a
 known place, or ``{"in_map": false}`` for a frame that shows no place of the map. A frame
-whose lat/lon lies outside the bundle's tiles counts as out of the map by itself.
+whose lat/lon lies outside the bundle's tiles counts as out of the map by itself. For a
+drone bundle, ``altitude_m`` and ``pitch_deg`` (from nadir) in the sidecar say where the
+drone was (lat/lon are the drone's), as in ``d4g-edge follow``'s sidecars.
 
 Each frame gives three rows of features (:mod:`d4g_edge.trust`): the heading searched on a
 randomly rolled copy (what a device without a compass sees), the heading given (when the
@@ -82,18 +84,19 @@ def read_sidecar(image: Path) -> dict:
         return {"in_map": False, "kind": str(meta.get("kind", "out of map"))}
     try:
         lat, lon = float(meta["lat"]), float(meta["lon"])
-        heading = meta.get("heading_deg")
-        heading = None if heading is None else float(heading)
+        extra = {
+            k: None if meta.get(k) is None else float(meta[k])
+            for k in ("heading_deg", "altitude_m", "pitch_deg")
+        }
     except (KeyError, TypeError, ValueError):
         raise D4GEdgeError(
             f'{path}: expected {{"lat": deg, "lon": deg, "heading_deg"?: deg}} or '
             f'{{"in_map": false}}, got {meta!r}'
         ) from None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (
-        heading is not None and not np.isfinite(heading)
-    ):
+    finite = all(v is None or np.isfinite(v) for v in extra.values())
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not finite:
         raise D4GEdgeError(f"{path}: lat/lon/heading out of range: {meta!r}")
-    return {"lat": lat, "lon": lon, "heading_deg": heading, "kind": "geotagged"}
+    return {"lat": lat, "lon": lon, **extra, "kind": "geotagged"}
 
 
 def query_files(folder: Path) -> list[Path]:
@@ -140,8 +143,8 @@ class Collector:
         d = haversine_m(lat, lon, self.tiles.lat, self.tiles.lon)
         return bool(np.nanmin(d) <= self.in_map_m)
 
-    def _row(self, rows: Rows, rgb, truth, heading, prior, kind) -> None:
-        obs = self.loc.observe(rgb, top_k=1, heading=heading, prior=prior)
+    def _row(self, rows: Rows, rgb, truth, heading, prior, kind, flight=None) -> None:
+        obs = self.loc.observe(rgb, top_k=1, heading=heading, prior=prior, **(flight or {}))
         if obs.features is None:  # a degenerate image: not_in_map by rule, nothing to fit
             return
         in_map = truth is not None and self.truth_in_map(*truth)
@@ -151,17 +154,23 @@ class Collector:
     def frame(self, rows: Rows, rgb: np.ndarray, meta: dict, kind: str | None = None) -> None:
         kind = kind or meta.get("kind", "geotagged")
         truth = (meta["lat"], meta["lon"]) if "lat" in meta else None
-        turned = _roll(rgb, self.loc.view, self.rng)
-        self._row(rows, turned, truth, None, None, kind)
+        flight = None
+        if self.loc.view == "drone" and meta.get("altitude_m") is not None:
+            # the drone's position: the answer is moved back from what the frame shows
+            flight = {"altitude_m": meta["altitude_m"], "pitch_deg": meta.get("pitch_deg")}
         if meta.get("heading_deg") is not None:
-            self._row(rows, rgb, truth, meta["heading_deg"], None, kind)
+            self._row(rows, rgb, truth, meta["heading_deg"], None, kind, flight)
+        if flight is not None and flight["pitch_deg"]:
+            return  # an oblique frame's offset needs its heading: no turned copies
+        turned = _roll(rgb, self.loc.view, self.rng)
+        self._row(rows, turned, truth, None, None, kind, flight)
         if truth is not None and self.truth_in_map(*truth):
             prior = _random_prior(self.rng, *truth)
         else:  # the user believes they are somewhere in the map; they are not
             i = int(self.rng.integers(len(self.tiles)))
             prior = _random_prior(self.rng, float(self.tiles.lat[i]), float(self.tiles.lon[i]))
         try:
-            self._row(rows, turned, truth, None, prior, kind)
+            self._row(rows, turned, truth, None, prior, kind, flight)
         except D4GEdgeError:  # no tile within a prior drawn at the map's edge
             pass
 

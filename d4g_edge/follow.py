@@ -940,12 +940,15 @@ def _step(args, loc, tracker, pub, path, rgb, top_k, counts) -> dict | None:
     pitch = meta.pitch_deg if meta.pitch_deg is not None else args.pitch
     flight = {"altitude_m": altitude} if loc.view == "drone" else {}
     try:
-        ids, scores, heading = loc.retrieve(rgb, top_k=top_k, heading=known, **flight)
+        obs = loc.observe(rgb, top_k=top_k, heading=known, **flight)
     except (ImageError, SearchError) as err:  # one bad frame must not stop the loop
         counts["skipped"] += 1
         logger.warning("skipping frame %s: %s", name, show(err))
         return None
-    fix = tracker.step(ids, scores, odometry=meta.odometry)
+    ids, heading = obs.ids, obs.heading_deg
+    # the tracker takes the frame's single-frame status: a not_in_map frame is no evidence,
+    # and only agreeing confident frames lock the track (d4g_edge.tracker)
+    fix = tracker.track(obs, odometry=meta.odometry)
     if loc.view == "drone" and altitude is not None and pitch is not None:
         fix = behind_camera(fix, altitude, pitch, heading)
     if not all(math.isfinite(v) for v in (fix.lat, fix.lon, fix.uncertainty_m)):
@@ -955,9 +958,7 @@ def _step(args, loc, tracker, pub, path, rgb, top_k, counts) -> dict | None:
             pub.send(0.0, 0.0, math.nan, usable=False)
         counts["skipped"] += 1
         return None
-    # The lead's tracker says when a fix may be used (locked on agreeing frames); until a
-    # tracker has that attribute nothing usable is ever published.
-    usable = bool(getattr(fix, "locked", False))
+    usable = bool(fix.locked)  # a position source says "no fix" until frames agree
     if pub is not None:
         sigma = None if known is not None else getattr(fix, "heading_sigma_deg", None)
         pub.send(
@@ -974,6 +975,9 @@ def _step(args, loc, tracker, pub, path, rgb, top_k, counts) -> dict | None:
         "lon": fix.lon,
         "uncertainty_m": fix.uncertainty_m,
         "usable": usable,
+        "status": fix.status,
+        "coverage": fix.coverage,
+        "frame_status": obs.fix.status,
         "heading_deg": heading,
         "single_frame_lat": float(loc.bundle.tiles.lat[ids[0]]),
         "single_frame_lon": float(loc.bundle.tiles.lon[ids[0]]),

@@ -25,8 +25,11 @@ answers (:meth:`Tracker.track` with a :class:`~d4g_edge.localizer.Observation`):
   disagree with a locked track reset the filter and lose the lock.
 
 ``uncertainty_m`` is the radius around the estimate holding ``coverage`` (0.95) of the
-posterior mass, scaled by the bundle calibration's ``track_scale`` (fitted on held-out drives,
-``benchmarks.bench_track --fit``) and never below half the grid step. Only a locked fix
+posterior mass plus the bundle calibration's ``track.margin_m``: a histogram filter with
+sharp likelihoods is over-confident (its mass sits on a few rows while the model's error is
+metres), so the margin is the split-conformal ``coverage`` quantile of (error - posterior
+radius) over the locked frames of held-out drives (``benchmarks.bench_track --fit-drives``),
+never below half the grid step. Only a locked fix
 should reach an autopilot (``d4g-edge follow`` publishes no fix otherwise).
 
 Usage::
@@ -64,6 +67,7 @@ class TrackFix:
     status: str = "uncertain"  # "ok" (locked), "uncertain", "not_in_map" (lost)
     coverage: float = 0.95
     reason: str | None = None  # why not locked
+    posterior_radius_m: float | None = None  # the filter's own radius, before the margin
 
 
 class Tracker:
@@ -79,6 +83,7 @@ class Tracker:
         support: int = 2048,
         coverage: float = 0.95,
         track_scale: float = 1.0,
+        margin_m: float = 0.0,
         floor_m: float = 0.0,
         lock_frames: int = 3,
         window: int = 5,
@@ -99,6 +104,7 @@ class Tracker:
         self.temperature = float(temperature)
         self.support = int(support)
         self.coverage, self.track_scale, self.floor_m = coverage, track_scale, floor_m
+        self.margin_m = margin_m
         self.lock_frames, self.window, self.jump_frames = lock_frames, window, jump_frames
         self.lock_radius_m, self.agree_m, self.lost_after = lock_radius_m, agree_m, lost_after
         self.reset()
@@ -113,7 +119,11 @@ class Tracker:
         step = bundle.position_step_m or float(np.nanmedian(tiles.footprint_m)) / 2
         defaults = {"floor_m": float(step) / 2 if np.isfinite(step) else 0.0}
         if cal is not None:
-            defaults |= {"coverage": cal.coverage, "track_scale": cal.track.get("scale", 1.0)}
+            defaults |= {
+                "coverage": cal.coverage,
+                "track_scale": float(cal.track.get("scale", 1.0)),
+                "margin_m": float(cal.track.get("margin_m", 0.0)),
+            }
         return cls(tiles.lat, tiles.lon, **(defaults | kw))
 
     def reset(self) -> None:
@@ -199,13 +209,13 @@ class Tracker:
         if sum(self.agree) >= self.lock_frames and now.uncertainty_m <= self.lock_radius_m:
             self.locked = True
 
-    def _radius(self, centre: np.ndarray) -> float:
-        """Radius around ``centre`` holding ``coverage`` of the mass, scaled, floored."""
+    def posterior_radius(self, centre: np.ndarray) -> float:
+        """Radius around ``centre`` (metres east/north) holding ``coverage`` of the mass."""
         d = np.linalg.norm(self.xy - centre, axis=1)
         order = np.argsort(d)
         mass = np.cumsum(self.p[order])
         i = min(int(np.searchsorted(mass, self.coverage)), len(order) - 1)
-        return max(float(d[order[i]]) * self.track_scale, self.floor_m)
+        return float(d[order[i]])
 
     def estimate(self, lost: bool = False) -> TrackFix:
         best = int(np.argmax(self.p))
@@ -213,7 +223,8 @@ class Tracker:
         near = d <= 2 * self.walk_sigma_m
         w = self.p[near] / self.p[near].sum()
         centre = (w[:, None] * self.xy[near]).sum(0)
-        radius = self._radius(centre)
+        raw = self.posterior_radius(centre)
+        radius = max(raw * self.track_scale + self.margin_m, self.floor_m)
         lat, lon = self.ref.metres_to_latlon(centre[0], centre[1])
         locked = self.locked and not lost
         if locked:
@@ -226,7 +237,7 @@ class Tracker:
             reason = f"acquiring: {n} of {self.lock_frames} confident frames agree"
         return TrackFix(
             float(lat), float(lon), radius, float(self.p[near].sum()), self.steps, locked,
-            status, self.coverage, reason,
+            status, self.coverage, reason, raw,
         )  # fmt: skip
 
 
