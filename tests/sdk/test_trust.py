@@ -12,6 +12,7 @@ from d4g_edge import trust
 from d4g_edge.bundle import Bundle
 from d4g_edge.calibrate import calibrate, write_calibration
 from d4g_edge.errors import BundleChecksumError, BundleSchemaError, D4GEdgeError, SearchError
+from d4g_edge.geo import haversine_m
 from d4g_edge.localizer import Localizer
 from tests.robustness.sdk_case import cli
 from tests.sdk._models import conv_onnx, degrees_world_file, pano_of_tile, student_config
@@ -262,3 +263,75 @@ def test_bad_headings_and_counts_are_typed(calibrated):
     for t in (0, -0.1, float("nan")):
         with pytest.raises(SearchError, match="temperature"):
             Localizer(calibrated["bundle"], temperature=t)
+
+
+# ---- follow: no fix for frames that show nothing, a fix once a drive agrees ------------
+
+
+def _gps_inputs(folder, bundle, *extra) -> tuple[list, list]:
+    """``d4g-edge follow FOLDER --mavlink`` to a real pymavlink listener: its GPS_INPUTs and
+    JSON records."""
+    import socket
+
+    from pymavlink import mavutil
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    listener = mavutil.mavlink_connection(f"udpin:127.0.0.1:{port}")
+    try:
+        argv = ["follow", str(folder), "--bundle", str(bundle), "--json", "--interval", "0.02"]
+        argv += ["--settle", "0.05", "--idle-timeout", "0.5", "--threads", "1"]
+        argv += ["--mavlink", f"udpout:127.0.0.1:{port}", *extra]
+        out = cli(argv, timeout_s=120)
+        assert out.kind == "ok", out.detail
+        msgs = []
+        while (
+            msg := listener.recv_match(type="GPS_INPUT", blocking=True, timeout=0.5)
+        ) is not None:
+            msgs.append(msg)
+    finally:
+        listener.close()
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return msgs, records
+
+
+@pytest.mark.parametrize("kind", ["black", "noise"])
+def test_follow_never_publishes_a_fix_for_frames_that_show_nothing(calibrated, tmp_path, kind):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / kind
+    folder.mkdir()
+    for i in range(30):
+        img = (
+            np.zeros((64, 256, 3), np.uint8)
+            if kind == "black"
+            else rng.integers(0, 256, (64, 256, 3), dtype=np.uint8)
+        )
+        Image.fromarray(img).save(folder / f"f{i:03d}.png")
+        (folder / f"f{i:03d}.png.json").write_text(json.dumps({"odometry": [8.0, 90.0]}))
+    msgs, records = _gps_inputs(folder, calibrated["bundle"])
+    assert len(records) == 30 and len(msgs) == 30
+    assert all(m.fix_type < 2 and m.satellites_visible == 0 for m in msgs)
+    assert not any(r["usable"] for r in records)
+    assert {r["frame_status"] for r in records} == {"not_in_map"}
+
+
+def test_follow_publishes_a_fix_once_a_drive_agrees(calibrated, tmp_path):
+    """The control: a drive east along a row of tiles (panoramas made from them) locks."""
+    tiles = calibrated["tiles"]
+    row = [t for t in tiles if t.lat == tiles[0].lat][:12]
+    folder = tmp_path / "drive"
+    folder.mkdir()
+    for i, t in enumerate(row):
+        Image.fromarray(pano_of_tile(t.read())).save(folder / f"f{i:03d}.png")
+        (folder / f"f{i:03d}.png.json").write_text(json.dumps({"odometry": [8.0, 90.0]}))
+    msgs, records = _gps_inputs(folder, calibrated["bundle"], "--heading", "0")
+    assert len(msgs) == len(row) == len(records)
+    usable = [r for r in records if r["usable"]]
+    assert len(usable) >= len(row) // 2, [r["status"] for r in records]
+    assert not records[0]["usable"]  # one frame is never enough to lock
+    fixes = [m for m in msgs if m.fix_type >= 2]
+    assert len(fixes) == len(usable)
+    for r, t in zip(records, row, strict=True):
+        if r["usable"]:
+            assert float(haversine_m(r["lat"], r["lon"], t.lat, t.lon)) <= r["uncertainty_m"]
