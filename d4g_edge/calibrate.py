@@ -205,27 +205,37 @@ class Collector:
         return rows
 
 
+def coverage_of(cal: trust.Calibration, rows: Rows) -> tuple[float, float]:
+    """Share of in-map rows whose error is within their radius, and share of right answers
+    (within 25 m) that are ``ok``."""
+    covered, ok = [], []
+    for i in np.flatnonzero(rows.in_map):
+        # a prior row is judged in the prior group; an infinite disc caps nothing
+        v = cal.judge(rows.features[i], np.inf if rows.prior[i] else None)[0]
+        covered.append(v.uncertainty_m is not None and rows.error_m[i] <= v.uncertainty_m)
+        if rows.error_m[i] <= trust.WITHIN_M:
+            ok.append(v.status == "ok")
+    return float(np.mean(covered)), float(np.mean(ok)) if ok else 0.0
+
+
 def cross_validated_coverage(rows: Rows, coverage: float, max_radius_m: float, folds=5):
-    """Coverage of the radius and the ok-rate of right answers, each row predicted by a fit
-    on the other folds (the honest estimate of what the fit will reach on new frames)."""
+    """:func:`coverage_of`, each row predicted by a fit on the other folds (the honest
+    estimate of what the fit reaches on new frames)."""
     fold = np.random.default_rng(1).integers(folds, size=len(rows.error_m))
-    covered, ok_right = np.zeros(len(fold), bool), np.zeros(len(fold), bool)
+    covered, ok = [], []
     for k in range(folds):
         test = fold == k
         cal = trust.fit(
             rows.features[~test], rows.error_m[~test], rows.in_map[~test], rows.prior[~test],
             coverage=coverage, max_radius_m=max_radius_m,
         )  # fmt: skip
-        pw = cal.p_within(rows.features[test])
-        for prior in (False, True):
-            sel = rows.prior[test] == prior
-            r = cal.radius(pw[sel], prior)
-            idx = np.flatnonzero(test)[sel]
-            covered[idx] = rows.error_m[idx] <= r
-        ok_right[test] = pw >= cal.ok_threshold
-    inmap = rows.in_map
-    right = inmap & (rows.error_m <= trust.WITHIN_M)
-    return float(covered[inmap].mean()), float(ok_right[right].mean())
+        held = Rows(rows.features[test], rows.error_m[test], rows.in_map[test],
+                    rows.prior[test], [])  # fmt: skip
+        c, o = coverage_of(cal, held)
+        covered.append((c, int(held.in_map.sum())))
+        ok.append((o, int((held.in_map & (held.error_m <= trust.WITHIN_M)).sum())))
+    mean = lambda pairs: sum(v * n for v, n in pairs) / max(1, sum(n for _, n in pairs))  # noqa: E731
+    return mean(covered), mean(ok)
 
 
 def write_calibration(bundle_root: Path, cal: trust.Calibration) -> Path:
@@ -298,15 +308,7 @@ def calibrate(
     except BundleError as err:
         raise D4GEdgeError(f"cannot calibrate on {queries}: {err}") from None
     cv_cov, cv_ok = cross_validated_coverage(rows, coverage, extent_m)
-    pw = cal.p_within(rows.features)
-    fit_cov = float(
-        np.mean(
-            [
-                rows.error_m[i] <= cal.radius(pw[i : i + 1], bool(rows.prior[i]))[0]
-                for i in np.flatnonzero(rows.in_map)
-            ]
-        )
-    )
+    fit_cov, _ = coverage_of(cal, rows)
     report = {
         "coverage_asked": coverage,
         "coverage_fit": fit_cov,

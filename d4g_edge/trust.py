@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ FILE_RE = re.compile(r"calibration-[0-9a-f]{12}\.json")
 TRUST_K = 32  # rows (one per tile) behind every answer's features, whatever top_k asks
 WITHIN_M = 25.0  # the "right answer" radius of p_within_25m (the field's within-25 m rate)
 STATUSES = ("ok", "uncertain", "not_in_map")
+# kinds of query fitted apart (Mondrian conformal prediction): each keeps its own promise
+GROUPS = ("heading_known", "heading_unknown", "prior")
 FEATURES = (
     "score",
     "lead_2",
@@ -125,10 +127,6 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def _recalibrate(p: np.ndarray, knots) -> np.ndarray:
-    return np.interp(p, knots[0], knots[1]) if knots else p
-
-
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
     """Weights (bias last) of an L2-regularised logistic regression, by Newton's method."""
     xb = np.hstack([x, np.ones((len(x), 1))])
@@ -188,63 +186,99 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Model:
+    """A logistic regression on standardised features, recalibrated by isotonic knots."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]  # bias last
+    knots: tuple[tuple[float, ...], ...] = ()  # (x, y) for numpy.interp; () = identity
+
+    @classmethod
+    def fit(cls, f: np.ndarray, y: np.ndarray) -> Model:
+        mean, scale = f.mean(0), f.std(0)
+        scale = np.where(scale > 1e-9, scale, 1.0)
+        w = fit_logistic((f - mean) / scale, y.astype(np.float64))
+        raw = cls(tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, w)))
+        knots = isotonic(raw.predict(f), y)
+        return replace(raw, knots=tuple(tuple(float(v) for v in k) for k in knots))
+
+    def predict(self, f: np.ndarray) -> np.ndarray:
+        x = (np.atleast_2d(f) - np.asarray(self.mean)) / np.asarray(self.scale)
+        p = _sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ np.asarray(self.weights))
+        return np.interp(p, *self.knots) if self.knots else p
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """The fit of one kind of query (Mondrian conformal: each kind keeps its own promise)."""
+
+    within: Model  # p_within_25m
+    ok_threshold: float
+    bin_edges: tuple[float, ...]  # of p_within_25m, ascending, first 0
+    radius: tuple[float, ...]  # the coverage radius per bin (inf: cannot be promised)
+    rows: int
+
+
+@dataclass(frozen=True)
 class Calibration:
     """A fitted trust model (see the module docstring); JSON-serialisable."""
 
     coverage: float
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    w_within: tuple[float, ...]
-    w_in_map: tuple[float, ...]
-    ok_threshold: float
-    in_map_threshold: float
-    # radius per bin of p_within_25m: edges (ascending) and a radius per bin, per prior mode
-    bin_edges: tuple[float, ...]
-    radius_free: tuple[float, ...]
-    radius_prior: tuple[float, ...]
     max_radius_m: float  # the map's diameter: no answer is farther than that
+    in_map: Model  # p_in_map, over every kind of query
+    in_map_threshold: float
+    groups: dict[str, GroupFit]
+    ok_precision: float = 0.9
     features: tuple[str, ...] = FEATURES
-    # isotonic recalibration of each logistic output: (x knots, y knots); () = identity
-    within_knots: tuple[tuple[float, ...], ...] = ()
-    in_map_knots: tuple[tuple[float, ...], ...] = ()
-    track: dict[str, float] = field(default_factory=dict)
+    track: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     # ---- prediction ---------------------------------------------------------------------
 
-    def _x(self, f: np.ndarray) -> np.ndarray:
-        x = (np.atleast_2d(f) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return np.hstack([x, np.ones((len(x), 1))])
+    @staticmethod
+    def group_of(f: np.ndarray, prior: bool) -> np.ndarray:
+        """The group name of each row of features."""
+        known = np.atleast_2d(f)[:, FEATURES.index("heading_known")] > 0.5
+        return np.where(prior, "prior", np.where(known, "heading_known", "heading_unknown"))
 
-    def p_within(self, f: np.ndarray) -> np.ndarray:
-        return _recalibrate(_sigmoid(self._x(f) @ np.asarray(self.w_within)), self.within_knots)
+    def p_within(self, f: np.ndarray, prior: bool | np.ndarray = False) -> np.ndarray:
+        f = np.atleast_2d(f)
+        g = self.group_of(f, prior)
+        out = np.zeros(len(f))
+        for name in np.unique(g):
+            out[g == name] = self.groups[str(name)].within.predict(f[g == name])
+        return out
 
     def p_in_map(self, f: np.ndarray) -> np.ndarray:
-        return _recalibrate(_sigmoid(self._x(f) @ np.asarray(self.w_in_map)), self.in_map_knots)
+        return self.in_map.predict(f)
 
-    def radius(self, p_within: np.ndarray, prior: bool) -> np.ndarray:
-        table = np.asarray(self.radius_prior if prior else self.radius_free)
-        b = np.clip(np.searchsorted(np.asarray(self.bin_edges), p_within, "right") - 1, 0, None)
-        r = table[np.minimum(b, len(table) - 1)]
+    def radius(self, p_within: np.ndarray, group: str) -> np.ndarray:
+        gf = self.groups[group]
+        b = np.searchsorted(np.asarray(gf.bin_edges), np.asarray(p_within), "right") - 1
+        r = np.asarray(gf.radius)[np.clip(b, 0, len(gf.radius) - 1)]
         return np.minimum(r, self.max_radius_m)
 
     def judge(self, f: np.ndarray, prior_cap_m: float | None = None) -> list[Verdict]:
         """A verdict per row of features; ``prior_cap_m``: the farthest point of the prior's
-        disc from the answer (the truth is promised to lie in it)."""
-        pw, pm = self.p_within(f), self.p_in_map(f)
-        r = self.radius(pw, prior_cap_m is not None)
-        if prior_cap_m is not None:
-            r = np.minimum(r, prior_cap_m)
+        disc from the answer (the truth is promised to lie in it); None: no prior."""
+        f = np.atleast_2d(f)
+        prior = prior_cap_m is not None
+        groups = self.group_of(f, prior)
+        pw, pm = self.p_within(f, prior), self.p_in_map(f)
         out = []
-        for a, b, c in zip(pw, pm, r, strict=True):
+        for a, b, g in zip(pw, pm, groups, strict=True):
+            gf = self.groups[str(g)]
+            r = float(self.radius(np.array([a]), str(g))[0])
+            r = min(r, prior_cap_m) if prior else r
             if b < self.in_map_threshold:
                 reason = f"p_in_map {b:.2f} < {self.in_map_threshold:.2f}"
                 out.append(Verdict(float(a), float(b), None, "not_in_map", reason))
-            elif a >= self.ok_threshold:
-                out.append(Verdict(float(a), float(b), float(c), "ok", None))
+            elif a >= gf.ok_threshold:
+                out.append(Verdict(float(a), float(b), r, "ok", None))
             else:
-                reason = f"p_within_25m {a:.2f} < {self.ok_threshold:.2f}"
-                out.append(Verdict(float(a), float(b), float(c), "uncertain", reason))
+                reason = f"p_within_25m {a:.2f} < {gf.ok_threshold:.2f} ({g})"
+                out.append(Verdict(float(a), float(b), r, "uncertain", reason))
         return out
 
     # ---- files --------------------------------------------------------------------------
@@ -252,8 +286,8 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema"] = SCHEMA
-        for k in ("radius_free", "radius_prior"):  # JSON has no infinity
-            d[k] = [v if np.isfinite(v) else None for v in d[k]]
+        for g in d["groups"].values():  # JSON has no infinity
+            g["radius"] = [v if np.isfinite(v) else None for v in g["radius"]]
         return d
 
     @classmethod
@@ -263,22 +297,37 @@ class Calibration:
             raise BundleSchemaError(f"{source}: expected a {SCHEMA!r} object, got {got!r}")
         d = {k: v for k, v in data.items() if k != "schema"}
         try:
-            for k in ("radius_free", "radius_prior"):
-                d[k] = tuple(float("inf") if v is None else float(v) for v in d[k])
-            for k in ("mean", "scale", "w_within", "w_in_map", "bin_edges", "features"):
-                d[k] = tuple(d[k])
-            for k in ("within_knots", "in_map_knots"):
-                d[k] = tuple(tuple(float(v) for v in knots) for knots in d.get(k, ()))
+            d["in_map"] = _model(d["in_map"])
+            d["groups"] = {
+                str(name): GroupFit(
+                    within=_model(g["within"]),
+                    ok_threshold=float(g["ok_threshold"]),
+                    bin_edges=tuple(float(v) for v in g["bin_edges"]),
+                    radius=tuple(float("inf") if v is None else float(v) for v in g["radius"]),
+                    rows=int(g["rows"]),
+                )
+                for name, g in d["groups"].items()
+            }
+            d["features"] = tuple(d.get("features", ()))
             cal = cls(**d)
-        except (KeyError, TypeError, ValueError) as err:
-            raise BundleSchemaError(f"{source}: malformed calibration ({err})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise BundleSchemaError(f"{source}: malformed calibration ({err!r})") from None
         n = len(FEATURES)
-        if cal.features != FEATURES or len(cal.mean) != n or len(cal.w_within) != n + 1:
+        models = [cal.in_map, *(g.within for g in cal.groups.values())]
+        if cal.features != FEATURES or any(
+            len(m.mean) != n or len(m.scale) != n or len(m.weights) != n + 1 for m in models
+        ):
             raise BundleSchemaError(
                 f"{source}: fitted on features {list(cal.features)}, this d4g-edge computes "
                 f"{list(FEATURES)}; refit with d4g-edge calibrate"
             )
-        numbers = np.array([*cal.mean, *cal.scale, *cal.w_within, *cal.w_in_map, *cal.bin_edges])
+        if set(cal.groups) != set(GROUPS):
+            raise BundleSchemaError(f"{source}: groups {sorted(cal.groups)}, expected {GROUPS}")
+        numbers = np.array(
+            [v for m in models for v in (*m.mean, *m.scale, *m.weights)]
+            + [cal.coverage, cal.max_radius_m, cal.in_map_threshold]
+            + [v for g in cal.groups.values() for v in (*g.bin_edges, g.ok_threshold)]
+        )
         if not np.isfinite(numbers).all() or not 0 < cal.coverage < 1:
             raise BundleSchemaError(f"{source}: non-finite weights or coverage out of (0, 1)")
         return cal
@@ -309,6 +358,24 @@ class Calibration:
         return cls.from_dict(data, str(path))
 
 
+def _model(d: dict) -> Model:
+    return Model(
+        tuple(float(v) for v in d["mean"]),
+        tuple(float(v) for v in d["scale"]),
+        tuple(float(v) for v in d["weights"]),
+        tuple(tuple(float(v) for v in k) for k in d.get("knots", ())),
+    )
+
+
+def ok_threshold_for(p: np.ndarray, right: np.ndarray, precision: float) -> float:
+    """The lowest threshold on ``p`` whose kept rows are right at least ``precision`` of the
+    time (every kept row's group, best first): 'ok' promises that share of right answers."""
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    good = np.flatnonzero(hits >= precision)
+    return float(p[order][good[-1]]) if good.size else float("inf")
+
+
 def fit(
     f: np.ndarray,
     error_m: np.ndarray,
@@ -317,69 +384,59 @@ def fit(
     *,
     coverage: float = 0.95,
     max_radius_m: float,
-    ok_recall: float = 0.92,
+    ok_precision: float = 0.9,
     in_map_recall: float = 0.99,
     bins: int = 10,
     meta: dict[str, Any] | None = None,
 ) -> Calibration:
     """Fit on rows of features ``f`` with their true ``error_m`` (ignored where not
-    ``in_map``) and whether a prior was used. ``ok_recall``: the share of in-map answers
-    within 25 m that must stay ``ok``; ``in_map_recall``: of in-map queries that must not be
-    called ``not_in_map``."""
+    ``in_map``) and whether a prior was used. ``ok_precision``: the share of ``ok`` answers
+    (of the fit rows, each group) that lie within 25 m; ``in_map_recall``: of in-map queries
+    that must not be called ``not_in_map``."""
     f = np.asarray(f, np.float64)
     in_map = np.asarray(in_map, bool)
     prior = np.asarray(prior, bool)
     err = np.where(in_map, np.asarray(error_m, np.float64), np.inf)
     right = in_map & (err <= WITHIN_M)
-    if right.sum() < 20 or (~right).sum() < 20:
-        raise BundleError(
-            f"calibration needs at least 20 answers within {WITHIN_M:.0f} m and 20 others; "
-            f"got {int(right.sum())} and {int((~right).sum())}: add geotagged frames"
-        )
-    mean, scale = f.mean(0), f.std(0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    x = (f - mean) / scale
-    w_within = fit_logistic(x, right.astype(np.float64))
-    w_in = fit_logistic(x, in_map.astype(np.float64))
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    knots = [
-        tuple(tuple(float(v) for v in k) for k in isotonic(_sigmoid(xb @ w), label))
-        for w, label in ((w_within, right), (w_in, in_map))
-    ]
-    cal = Calibration(
-        coverage, tuple(mean), tuple(scale), tuple(w_within), tuple(w_in), 0.5, 0.0,
-        (0.0,), (float("inf"),), (float("inf"),), float(max_radius_m),
-        within_knots=knots[0], in_map_knots=knots[1],
-    )  # fmt: skip
-    pw, pm = cal.p_within(f), cal.p_in_map(f)
-    ok_threshold = float(np.quantile(pw[right], 1.0 - ok_recall))
+    group = Calibration.group_of(f, prior)
+    for g in GROUPS:
+        sel = group == g
+        if right[sel].sum() < 20 or (~right[sel]).sum() < 20:
+            raise BundleError(
+                f"calibration needs, for every kind of query ({', '.join(GROUPS)}), at least 20 "
+                f"answers within {WITHIN_M:.0f} m and 20 others; {g} has "
+                f"{int(right[sel].sum())} and {int((~right[sel]).sum())}: add geotagged frames"
+            )
+    in_model = Model.fit(f, in_map)
+    pm = in_model.predict(f)
     in_threshold = float(np.quantile(pm[in_map], 1.0 - in_map_recall)) if in_map.any() else 0.0
-    # bins of p_within_25m with equal counts of in-map rows; their radii per prior mode
-    edges = np.unique(np.quantile(pw[in_map], np.linspace(0, 1, bins + 1)[:-1]))
-    edges[0] = 0.0
-    tables = []
-    for mode in (False, True):
-        rows = in_map & (prior == mode)
+    groups = {}
+    for g in GROUPS:
+        sel = group == g
+        model = Model.fit(f[sel], right[sel])
+        pw = model.predict(f[sel])
+        rows = in_map[sel]
+        edges = np.unique(np.quantile(pw[rows], np.linspace(0, 1, bins + 1)[:-1]))
+        edges[0] = 0.0
         b = np.clip(np.searchsorted(edges, pw[rows], "right") - 1, 0, None)
         radii = np.array(
-            [conformal_quantile(err[rows][b == i], coverage) for i in range(len(edges))]
+            [conformal_quantile(err[sel][rows][b == i], coverage) for i in range(len(edges))]
         )
         # a likelier answer never gets a wider radius than a less likely one
         radii = np.maximum.accumulate(np.minimum(radii, max_radius_m)[::-1])[::-1]
-        tables.append(tuple(float(r) for r in radii))
+        groups[g] = GroupFit(
+            within=model,
+            ok_threshold=ok_threshold_for(pw, right[sel], ok_precision),
+            bin_edges=tuple(float(e) for e in edges),
+            radius=tuple(float(r) for r in radii),
+            rows=int(sel.sum()),
+        )
     return Calibration(
         coverage=float(coverage),
-        mean=tuple(float(v) for v in mean),
-        scale=tuple(float(v) for v in scale),
-        w_within=tuple(float(v) for v in w_within),
-        w_in_map=tuple(float(v) for v in w_in),
-        ok_threshold=ok_threshold,
-        in_map_threshold=in_threshold,
-        bin_edges=tuple(float(e) for e in edges),
-        radius_free=tables[0],
-        radius_prior=tables[1],
         max_radius_m=float(max_radius_m),
-        within_knots=knots[0],
-        in_map_knots=knots[1],
+        in_map=in_model,
+        in_map_threshold=in_threshold,
+        groups=groups,
+        ok_precision=float(ok_precision),
         meta=dict(meta or {}),
     )
