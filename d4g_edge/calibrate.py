@@ -243,7 +243,7 @@ def write_calibration(bundle_root: Path, cal: trust.Calibration) -> Path:
     from d4g_edge.bundle import MANIFEST, read_manifest
 
     manifest = read_manifest(bundle_root)
-    data = (json.dumps(cal.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    data = (json.dumps(cal.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
     sha = hashlib.sha256(data).hexdigest()
     name = f"calibration-{sha[:12]}.json"
     atomic_write_bytes(bundle_root / name, data)

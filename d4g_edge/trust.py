@@ -286,8 +286,9 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema"] = SCHEMA
-        for g in d["groups"].values():  # JSON has no infinity
+        for g in d["groups"].values():  # JSON has no infinity: null
             g["radius"] = [v if np.isfinite(v) else None for v in g["radius"]]
+            g["ok_threshold"] = g["ok_threshold"] if np.isfinite(g["ok_threshold"]) else None
         return d
 
     @classmethod
@@ -301,7 +302,8 @@ class Calibration:
             d["groups"] = {
                 str(name): GroupFit(
                     within=_model(g["within"]),
-                    ok_threshold=float(g["ok_threshold"]),
+                    # null: no answer of this kind can be promised the precision of "ok"
+                    ok_threshold=float("inf" if g["ok_threshold"] is None else g["ok_threshold"]),
                     bin_edges=tuple(float(v) for v in g["bin_edges"]),
                     radius=tuple(float("inf") if v is None else float(v) for v in g["radius"]),
                     rows=int(g["rows"]),
@@ -326,7 +328,7 @@ class Calibration:
         numbers = np.array(
             [v for m in models for v in (*m.mean, *m.scale, *m.weights)]
             + [cal.coverage, cal.max_radius_m, cal.in_map_threshold]
-            + [v for g in cal.groups.values() for v in (*g.bin_edges, g.ok_threshold)]
+            + [v for g in cal.groups.values() for v in g.bin_edges]
         )
         if not np.isfinite(numbers).all() or not 0 < cal.coverage < 1:
             raise BundleSchemaError(f"{source}: non-finite weights or coverage out of (0, 1)")

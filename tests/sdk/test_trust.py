@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,6 +118,12 @@ def test_calibration_round_trips_and_rejects_bad_files():
     cal = trust.fit(*_synthetic_rows(rng), coverage=0.9, max_radius_m=1e4)
     again = trust.Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert again == cal
+    # a kind of query that can never be 'ok' (precision out of reach): strict JSON, same fit
+    groups = dict(cal.groups)
+    groups["heading_unknown"] = replace(groups["heading_unknown"], ok_threshold=np.inf)
+    never = replace(cal, groups=groups)
+    text = json.dumps(never.to_dict(), allow_nan=False)
+    assert trust.Calibration.from_dict(json.loads(text)) == never
     bad = cal.to_dict()
     bad["in_map"]["weights"] = [1.0, 2.0]
     with pytest.raises(BundleSchemaError, match="features"):
