@@ -35,7 +35,8 @@ def test_default_bundle_verifies_and_is_the_offcentre_recipe():
     n = len(cell_centres(0.5, b.satellite_config.input().centre_step))
     assert n >= 9 and b.centres_per_tile == n
     assert len(b.tiles) == n * len(set(b.tiles.tile_id.tolist()))
-    assert b.manifest["index"]["storage"] == "float16"  # exact search, half the bytes
+    assert b.manifest["index"]["storage"] == "pca-int8"  # issue 22: the index <= 1 MB
+    assert (DEFAULT_BUNDLE / "index.bin").stat().st_size <= 1_000_000
     info = json.loads((DEFAULT_BUNDLE / "default.json").read_text())
     assert info["command"].startswith("python -m train.default_bundle")
     assert len(info["samples"]) >= 3
