@@ -185,7 +185,8 @@ def _parser() -> argparse.ArgumentParser:
         type=heading_deg,
         default=None,
         help="azimuth (deg clockwise from north, finite) of the panorama's centre column, or "
-        "where a drone frame's top points; default: search",
+        "where a drone frame's top points; default: IMAGE.json's heading_deg (as in follow's "
+        "sidecars), else searched",
     )
     loc.add_argument(
         "--altitude",
@@ -287,6 +288,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sidecar_heading(image: Path) -> float | None:
+    """``IMAGE.json``'s finite ``heading_deg`` (the device's compass, as in follow's sidecars),
+    else None; a broken sidecar is reported by :func:`_truth`."""
+    sidecar = image.with_name(image.name + ".json")
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else None
+        value = data.get("heading_deg") if isinstance(data, dict) else None
+        heading = float(value) if isinstance(value, int | float) and value is not True else None
+    except (OSError, ValueError, TypeError, RecursionError):
+        return None
+    return heading if heading is not None and math.isfinite(heading) else None
+
+
 def _truth(args, image: Path) -> tuple[float, float] | None:
     """``--truth``, else ``IMAGE.json``'s ``{"lat": .., "lon": ..}``. The sidecar only adds the
     error column: a broken one (not JSON, keys missing, values not finite degrees) is skipped
@@ -357,7 +371,7 @@ def _localize(args) -> int:
             rgb,
             top_k=args.top_k,
             prior=args.prior,
-            heading=args.heading,
+            heading=args.heading if args.heading is not None else _sidecar_heading(image),
             **{k: v for k, v in flight.items() if v is not None},
         )
         truth = _truth(args, image)

@@ -362,3 +362,19 @@ def test_follow_publishes_a_fix_once_a_drive_agrees(calibrated, tmp_path):
     for r, t in zip(records, row, strict=True):
         if r["usable"]:
             assert float(haversine_m(r["lat"], r["lon"], t.lat, t.lon)) <= r["uncertainty_m"]
+
+
+def test_localize_cli_takes_the_heading_from_the_sidecar(calibrated, tmp_path):
+    """``IMAGE.json``'s heading_deg is the device's compass (as in follow); --heading wins."""
+    tile = calibrated["tiles"][40]
+    pano = pano_of_tile(tile.read())
+    east = np.roll(pano, -pano.shape[1] // 4, axis=1)  # the centre column now looks east
+    img = tmp_path / "east.png"
+    Image.fromarray(east).save(img)
+    (tmp_path / "east.png.json").write_text(json.dumps({"heading_deg": 90.0}))
+    argv = ["localize", str(img), "--bundle", str(calibrated["bundle"]), "--json"]
+    rec = json.loads(cli(argv, 60).stdout)
+    assert rec["heading_known"] and rec["heading_deg"] == 90.0
+    assert (rec["lat"], rec["lon"]) == (tile.lat, tile.lon)
+    rec = json.loads(cli([*argv, "--heading", "0"], 60).stdout)
+    assert rec["heading_deg"] == 0.0 and rec["heading_known"]
