@@ -98,6 +98,8 @@ def write_samples(split, out: Path, count: int) -> list[dict]:
             "lon": lon,
             "tile_id": int(split.query_ids[i]),
             "source": f"{split.dataset} {split.split} {src.parent.parent.name}/{src.name}",
+            # VIGOR panoramas are north-aligned: the device's compass, as follow reads it
+            "heading_deg": 0.0,
         }
         atomic_write_json(dst.with_name(dst.name + ".json"), truth)
         samples.append({"file": dst.name, **truth})
