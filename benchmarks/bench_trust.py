@@ -128,16 +128,16 @@ def summarise(recs: list[dict]) -> dict:
             "not_in_map": float(np.mean([s == "not_in_map" for s in st])),
             "ok": int(sum(s == "ok" for s in st)),
         }
+    # how well each signal tells in-map queries from out-of-map ones (both heading searched),
+    # and right in-map answers from out-of-map ones
     unk = [r for r in inmap if r["condition"] == "heading unknown"]
-    ood = [r for r in recs if r["kind"] == "unmapped town"]
-    pos_score = [r["score"] for r in unk]
-    neg_score = [r["score"] for r in ood]
+    right = [r for r in unk if r["error_m"] <= WITHIN_M]
+    ood = [r for r in recs if r["kind"] == "out of map"]
     signal = lambda rs, k: [r[k] if r[k] is not None else 0.0 for r in rs]  # noqa: E731
-    out["auroc_in_vs_out"] = {
-        "score": auroc(pos_score, neg_score),
-        "p_in_map": auroc(signal(unk, "p_in_map"), signal(ood, "p_in_map")),
-        "p_within_25m": auroc(signal(unk, "p_within_25m"), signal(ood, "p_within_25m")),
-    }
+    for name, pos in (("auroc_in_vs_out", unk), ("auroc_right_vs_out", right)):
+        out[name] = {
+            k: auroc(signal(pos, k), signal(ood, k)) for k in ("score", "p_in_map", "p_within_25m")
+        }
     return out
 
 
@@ -148,26 +148,27 @@ def plots(recs: list[dict], folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    inmap = [r for r in recs if r["kind"] == "in map"]
-    p = np.array([r["p_within_25m"] for r in inmap])
-    right = np.array([r["error_m"] <= WITHIN_M for r in inmap])
-    edges = np.linspace(0, 1, 11)
-    b = np.clip(np.digitize(p, edges) - 1, 0, 9)
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    mids, rates, counts = [], [], []
-    for i in range(10):
-        if (b == i).sum():
-            mids.append(p[b == i].mean())
-            rates.append(right[b == i].mean())
-            counts.append(int((b == i).sum()))
     ax[0].plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
-    ax[0].plot(mids, rates, "o-", label="in-map answers (VIGOR test)")
-    for m, r, c in zip(mids, rates, counts, strict=True):
-        ax[0].annotate(str(c), (m, r), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    sets = (
+        ("in-map answers (VIGOR test)", ("in map",)),
+        ("in-map + out-of-map (as fitted)", ("in map", "out of map")),
+    )
+    for label, kinds in sets:
+        rs = [r for r in recs if r["kind"] in kinds]
+        p = np.array([r["p_within_25m"] or 0.0 for r in rs])
+        right = np.array([r["error_m"] is not None and r["error_m"] <= WITHIN_M for r in rs])
+        b = np.clip(np.digitize(p, np.linspace(0, 1, 11)) - 1, 0, 9)
+        cells = [(p[b == i].mean(), right[b == i].mean(), (b == i).sum()) for i in range(10)]
+        cells = [c for c in cells if c[2]]
+        line = ax[0].plot([c[0] for c in cells], [c[1] for c in cells], "o-", label=label)
+        for m, r, c in cells:
+            ax[0].annotate(str(c), (m, r), fontsize=6, xytext=(3, -9), textcoords="offset points",
+                           color=line[0].get_color())  # fmt: skip
     ax[0].set(xlabel="p_within_25m (stated)", ylabel="share within 25 m (observed)",
               title="Reliability of p_within_25m")  # fmt: skip
     ax[0].legend(loc="upper left")
-    allq = [r for r in recs if r["kind"] in ("in map", "unmapped town")]
+    allq = [r for r in recs if r["kind"] in ("in map", "out of map")]
     order = np.argsort([-(r["p_within_25m"] or 0.0) for r in allq], kind="stable")
     wrong = np.array([r["error_m"] is None or r["error_m"] > WITHIN_M for r in allq])[order]
     kept = np.arange(1, len(order) + 1) / len(order)
@@ -203,11 +204,12 @@ def format_table(s: dict) -> str:
         lines.append(
             f"| {kind} | {n['frames']} | {n['not_ok']:.1%} | {n['not_in_map']:.1%} | {n['ok']} |"
         )
-    a = s["auroc_in_vs_out"]
-    lines.append(
-        f"\nAUROC in-map vs unmapped towns: score {a['score']:.3f}, p_in_map "
-        f"{a['p_in_map']:.3f}, p_within_25m {a['p_within_25m']:.3f}"
-    )
+    for key, what in (("auroc_in_vs_out", "in-map"), ("auroc_right_vs_out", "right in-map")):
+        a = s[key]
+        lines.append(
+            f"AUROC {what} vs out-of-map (heading searched): score {a['score']:.3f}, p_in_map "
+            f"{a['p_in_map']:.3f}, p_within_25m {a['p_within_25m']:.3f}"
+        )
     return "\n".join(lines)
 
 
