@@ -312,14 +312,17 @@ class CompressedIndex:
             i, sc = _topk(w @ np.asarray(block, np.float32).T, keep, pos)
             best_pos.append(i)
             best_scores.append(sc)
+        if len(best_pos) == 1:  # one chunk (small maps, the localize path): already the best
+            return self._finish(q, k, best_pos[0], best_scores[0], ranked=True)
         pos, scores = _topk(np.concatenate(best_scores, 1), keep, None, np.concatenate(best_pos, 1))
-        return self._finish(q, k, pos, scores)
+        return self._finish(q, k, pos, scores, ranked=True)
 
-    def _finish(self, q, k, pos, scores) -> tuple[np.ndarray, np.ndarray]:
+    def _finish(self, q, k, pos, scores, ranked=False) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` of the scored stored positions as rows: re-ranked exactly when there is a
-        refine store, else the codes' scores plus the constant ``q . mean`` (~ cosines)."""
+        refine store, else the codes' scores plus the constant ``q . mean`` (~ cosines).
+        ``ranked``: ``pos``/``scores`` are already the best, best first."""
         if self.refine is None:
-            p, s = _topk(scores, k, None, pos)
+            p, s = (pos[:, :k], scores[:, :k]) if ranked else _topk(scores, k, None, pos)
             return self._rows(p), s + (q @ self.codec.mean)[:, None]
         keep = min(pos.shape[1], max(k, self.params.refine))
         cand = self._rows(_topk(scores, keep, None, pos)[0])
