@@ -160,9 +160,10 @@ class Collector:
             flight = {"altitude_m": meta["altitude_m"], "pitch_deg": meta.get("pitch_deg")}
         if meta.get("heading_deg") is not None:
             self._row(rows, rgb, truth, meta["heading_deg"], None, kind, flight)
-        if flight is not None and flight["pitch_deg"]:
-            return  # an oblique frame's offset needs its heading: no turned copies
-        turned = _roll(rgb, self.loc.view, self.rng)
+        # an oblique drone frame cannot be turned (its offset follows the heading): the
+        # device without a compass sees it as it is, heading searched
+        oblique = flight is not None and bool(flight["pitch_deg"])
+        turned = rgb if oblique else _roll(rgb, self.loc.view, self.rng)
         self._row(rows, turned, truth, None, None, kind, flight)
         if truth is not None and self.truth_in_map(*truth):
             prior = _random_prior(self.rng, *truth)
@@ -317,6 +318,11 @@ def calibrate(
         "seconds": time.perf_counter() - t0,
         **meta,
     }
-    cal = replace(cal, meta={**meta, "coverage_cv": cv_cov, "coverage_fit": fit_cov})
+    # the tracker's margin is fitted on drives (benchmarks.bench_track): a refit of the
+    # single-frame model keeps it
+    old = loc.calibration.track if loc.calibration is not None else {}
+    cal = replace(
+        cal, track=dict(old), meta={**meta, "coverage_cv": cv_cov, "coverage_fit": fit_cov}
+    )
     write_calibration(bundle, cal)
     return cal, report

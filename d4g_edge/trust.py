@@ -369,13 +369,20 @@ def _model(d: dict) -> Model:
     )
 
 
-def ok_threshold_for(p: np.ndarray, right: np.ndarray, precision: float) -> float:
-    """The lowest threshold on ``p`` whose kept rows are right at least ``precision`` of the
-    time (every kept row's group, best first): 'ok' promises that share of right answers."""
+def ok_threshold_for(
+    p: np.ndarray, right: np.ndarray, precision: float, min_rows: int = 20
+) -> float:
+    """The lowest threshold on ``p`` whose kept rows (``p >= threshold``, at least
+    ``min_rows`` of them) are right at least ``precision`` of the time: 'ok' promises that
+    share of right answers. Rows of equal ``p`` are kept or dropped together (an isotonic map
+    has long plateaus: one lucky row must not make a whole plateau 'ok')."""
     order = np.argsort(-p, kind="stable")
-    hits = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
-    good = np.flatnonzero(hits >= precision)
-    return float(p[order][good[-1]]) if good.size else float("inf")
+    ps = np.asarray(p, np.float64)[order]
+    hits = np.cumsum(np.asarray(right, bool)[order]) / np.arange(1, len(order) + 1)
+    ends = np.r_[ps[1:] != ps[:-1], True]  # the last row of each group of equal p
+    ends[: min_rows - 1] = False
+    good = np.flatnonzero(ends & (hits >= precision))
+    return float(ps[good[-1]]) if good.size else float("inf")
 
 
 def fit(
