@@ -137,8 +137,9 @@ def accuracy_table(recs: list[dict]) -> list[dict]:
     err = np.array([r["error_m"] for r in locked])
     edges = np.unique(np.quantile(acc, np.linspace(0, 1, 5)))
     rows = []
-    for lo, hi in itertools.pairwise(edges):
-        sel = (acc >= lo) & (acc <= hi)
+    for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        # each frame in one bin: [lo, hi), the last bin closed
+        sel = (acc >= lo) & ((acc < hi) if k < len(edges) - 2 else (acc <= hi))
         if sel.any():
             rows.append({
                 "horiz_accuracy_m": f"{lo:.1f}-{hi:.1f}",
