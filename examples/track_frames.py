@@ -21,7 +21,8 @@ args = p.parse_args()
 loc = d4g_edge.Localizer(args.bundle)
 tracker = Tracker.from_bundle(loc.bundle)
 for frame in args.frames:
-    ids, scores, heading = loc.retrieve(frame, top_k=100)  # top-100 tiles of this frame
+    obs = loc.observe(frame, top_k=100)  # top-100 tiles of this frame and its own answer
     odometry = (args.step_m, args.heading) if args.step_m else None
-    fix = tracker.step(ids, scores, odometry=odometry)
-    print(f"{frame}: {fix.lat:.6f}, {fix.lon:.6f} ±{fix.uncertainty_m:.0f} m")
+    fix = tracker.track(obs, odometry=odometry)  # not_in_map frames are no evidence
+    state = "locked" if fix.locked else f"no fix ({fix.reason})"  # use only locked fixes
+    print(f"{frame}: {fix.lat:.6f}, {fix.lon:.6f} ±{fix.uncertainty_m:.0f} m  {state}")
