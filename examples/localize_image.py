@@ -16,8 +16,11 @@ args = p.parse_args()
 
 loc = d4g_edge.Localizer(args.bundle, threads=2)  # loads and verifies the bundle once
 fix = loc.localize(args.image, top_k=5)  # heading unknown: searched over 8 rolls
+if fix.status == "not_in_map":  # a degenerate frame or a place the bundle does not show
+    raise SystemExit(f"no fix: {fix.reason}")
 print(
-    f"lat {fix.lat:.6f} lon {fix.lon:.6f} (±{fix.uncertainty_m:.0f} m), "
+    f"lat {fix.lat:.6f} lon {fix.lon:.6f} (±{fix.uncertainty_m:.0f} m at {fix.coverage or 0:.0%}), "
+    f"{fix.status} (P(within 25 m) {fix.p_within_25m or 0:.2f}), "
     f"heading {fix.heading_deg:.0f}°, score {fix.score:.3f}"
 )
 for c in fix.candidates:
