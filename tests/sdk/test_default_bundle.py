@@ -68,3 +68,23 @@ def test_readme_first_command_runs_torch_free():
     assert "lat " in proc.stdout and "error " in proc.stdout and " m" in proc.stdout
     truth = json.loads(EXAMPLE.with_name(EXAMPLE.name + ".json").read_text())
     assert {"lat", "lon"} <= set(truth)
+
+
+def test_the_default_is_calibrated_and_its_sample_promise_holds():
+    """The bundled default carries its fit (d4g-edge calibrate on benchmarks.trust_data's
+    fit set): the samples (north-aligned, heading from their sidecars) get a radius that holds
+    their error, and a black frame is no fix."""
+    import numpy as np
+
+    loc = Localizer()
+    assert loc.calibration is not None and loc.calibration.coverage == 0.95
+    assert loc.calibration.track.get("margin_m", 0) > 0  # fitted on held-out drives
+    for sample in sorted((DEFAULT_BUNDLE / "samples").glob("*.jpg")):
+        truth = json.loads(sample.with_name(sample.name + ".json").read_text())
+        fix = loc.localize(sample, heading=truth["heading_deg"])
+        err = float(haversine_m(fix.lat, fix.lon, truth["lat"], truth["lon"]))
+        assert fix.status in ("ok", "uncertain") and 0 <= fix.p_within_25m <= 1
+        if fix.status == "ok":
+            assert err <= fix.uncertainty_m <= 1000, (sample.name, err, fix.uncertainty_m)
+    black = loc.localize(np.zeros((128, 512, 3), np.uint8))
+    assert black.status == "not_in_map" and black.uncertainty_m is None
