@@ -105,6 +105,18 @@ def world_queries(path: str | Path, n: int, seed: int = 1) -> dict:
     return {"query": np.stack(z).astype(np.float32), "query_latlon": np.asarray(latlon)}
 
 
+def vigor_queries(path: str | Path, data: str | Path) -> dict:
+    """The test panoramas of a VIGOR-layout dataset (cross-area, the bundled default's
+    split), embedded with bundle ``path``'s ground model, heading known (as train.evaluate)."""
+    from d4g_edge.localizer import Localizer
+    from train.datasets import load
+
+    split = load("vigor", data, "test", mode="cross")
+    loc = Localizer(path, threads=1)
+    z = np.concatenate([loc.embed(p, heading=0.0) for p in split.query_paths])
+    return {"query": z.astype(np.float32), "query_latlon": np.asarray(split.query_latlon)}
+
+
 def truth_tiles(rows: Rows, query_latlon: np.ndarray) -> np.ndarray:
     """Each query's tile: the one whose centre is nearest (VIGOR's positive on its grid)."""
     out = np.empty(len(query_latlon), np.int64)

@@ -162,6 +162,14 @@ KINDS: dict[str, Kind] = {
             "PCA 64 x int8, every code scanned",
             "pca-int8 flat",
         ),
+        *(
+            _sdk(
+                IndexParams(storage="pca-int8", pca_dims=d, lists=1),
+                f"PCA {d} x int8, every code scanned",
+                f"pca-int8 flat d{d}",
+            )
+            for d in (16, 32, 48, 96)
+        ),
         _sdk(
             IndexParams(storage="pca-int8", pca_dims=64, group_rows=25, probe=32),
             "PCA 64 x int8, tile means first, 32 tiles' rows",

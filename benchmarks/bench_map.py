@@ -11,7 +11,8 @@ Rows (one of):
 
 * ``--bundle DIR``: a real map's rows: a bundle that keeps them (``--storage float16``),
   e.g. ``python -m train.build_index --world 7 --size-m 3200 ... --storage float16``;
-  queries are panoramas rendered in that world (``--queries FILE`` caches them);
+  queries are panoramas rendered in that world (``--queries FILE`` caches them), or a
+  VIGOR-layout dataset's test panoramas (``--vigor-data DIR``, for the bundled default);
 * ``--model N [N ...] --bundle DIR``: N rows modelled on that bundle's rows and queries
   (:class:`benchmarks._map_data.RowModel`), e.g. 10^6 and 10^7.
 
@@ -37,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._map_data import RowModel, bundle_rows, truth_tiles, world_queries
+from benchmarks._map_data import (
+    RowModel,
+    bundle_rows,
+    truth_tiles,
+    vigor_queries,
+    world_queries,
+)
 from benchmarks._map_kinds import KINDS
 from d4g_edge._log import logger, setup_logging
 
@@ -201,6 +208,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, help="a map that keeps its rows (float16 storage)")
     p.add_argument("--queries", type=Path, help="world queries .npz (rendered when missing)")
     p.add_argument("--n-queries", type=int, default=300, help="world panoramas to render")
+    p.add_argument(
+        "--vigor-data", type=Path, help="queries: this VIGOR-layout dataset's test panoramas"
+    )
     p.add_argument("--model", type=int, nargs="*", default=[], help="also N modelled rows")
     p.add_argument("--model-queries", type=int, default=300)
     p.add_argument("--model-file", type=Path, help="the fitted model (.npz): reused if present")
@@ -229,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.queries is not None and args.queries.is_file():
         with np.load(args.queries) as f:
             queries = {k: f[k] for k in f.files}
+    elif rows is not None and args.vigor_data is not None:
+        queries = vigor_queries(args.bundle, args.vigor_data)
+        if args.queries is not None:
+            np.savez(args.queries, **queries)
     elif rows is not None:
         queries = world_queries(args.bundle, args.n_queries)
         if args.queries is not None:
