@@ -392,6 +392,14 @@ def _localize(args) -> int:
     return 0
 
 
+def _search_kind(index, params: dict) -> str:
+    """How the bundle is searched: the storage kind, and exact or graph for hnswlib."""
+    storage = params.get("storage", "hnswlib")
+    if storage != "hnswlib":
+        return storage
+    return "hnswlib (exact)" if getattr(index, "exact", False) else "hnswlib (graph)"
+
+
 def _info(args) -> int:
     from d4g_edge import trust
     from d4g_edge.bundle import Bundle
@@ -422,7 +430,7 @@ def _info(args) -> int:
     )
     print(
         f"  tiles: {rows}  embed dim: {m['embed_dim']}  search: "
-        f"{'exact' if b.index.exact else 'hnsw'} {m['index']}"
+        f"{_search_kind(b.index, m['index'])} {m['index']}"
     )
     print(
         f"  satellite model: {m['models']['satellite'].get('source')} "
