@@ -90,7 +90,9 @@ def cli(argv: list[str], timeout_s: float = 30.0) -> Outcome:
         return Outcome("hang", error=exc, stdout=out.getvalue(), stderr=err.getvalue())
     except BaseException as exc:
         tb = "".join(traceback.format_exception(exc))
-        return Outcome("untyped", error=exc, stdout=out.getvalue(), stderr=err.getvalue(), detail=tb)
+        return Outcome(
+            "untyped", error=exc, stdout=out.getvalue(), stderr=err.getvalue(), detail=tb
+        )
     stdout, stderr = out.getvalue(), err.getvalue()
     result = Outcome("ok", value=code, stdout=stdout, stderr=stderr)
     if "Traceback" in stderr:
