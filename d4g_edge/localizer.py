@@ -198,7 +198,8 @@ class Localizer:
             if heading is None
             else np.array([float(heading) % 360.0])
         )
-        rolls = [np.roll(x, _roll_shift(h, w), axis=3) for h in headings]
+        shifts = [_roll_shift(h, w) for h in headings]
+        rolls = [np.roll(x, k, axis=3) if k else x for k in shifts]  # no copy for north-up
         return np.concatenate(rolls), headings, trust.image_problem(rgb)
 
     def _drone_queries(self, image, heading, flight) -> tuple[np.ndarray, np.ndarray]:
