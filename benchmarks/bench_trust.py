@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from d4g_edge._log import logger, setup_logging
-from d4g_edge.calibrate import _random_prior, _roll, query_files, read_sidecar
+from d4g_edge.calibrate import query_files, random_prior, read_sidecar, turn_frame
 from d4g_edge.geo import haversine_m
 from d4g_edge.image import load_rgb
 from d4g_edge.localizer import Localizer
@@ -81,10 +81,10 @@ def measure(loc: Localizer, data: Path, trust: Path, limit: int | None, seed: in
     queries = vigor_test(data)[:limit]
     for i, (path, truth) in enumerate(queries):
         rgb = load_rgb(path)
-        turned = _roll(rgb, loc.view, rng)
+        turned = turn_frame(rgb, loc.view, rng)
         recs.append(_record(loc.localize(rgb, heading=0.0), truth, "in map", "heading known"))
         recs.append(_record(loc.localize(turned), truth, "in map", "heading unknown"))
-        prior = _random_prior(rng, *truth)
+        prior = random_prior(rng, *truth)
         recs.append(_record(loc.localize(turned, prior=prior), truth, "in map", "prior"))
         if i % 200 == 0:
             logger.info("in-map %d / %d", i, len(queries))
@@ -93,7 +93,7 @@ def measure(loc: Localizer, data: Path, trust: Path, limit: int | None, seed: in
             meta = read_sidecar(path)
             rgb = load_rgb(path)
             if min(rgb.shape[:2]) > 1 and kind is not None:
-                rgb = _roll(rgb, loc.view, rng)
+                rgb = turn_frame(rgb, loc.view, rng)
             recs.append(_record(loc.localize(rgb), None, kind or meta["kind"], "heading unknown"))
     return recs
 

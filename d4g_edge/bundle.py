@@ -173,6 +173,13 @@ class Bundle:
         centres = (self.manifest.get("georeference") or {}).get("centres") or {}
         return centres.get("spacing_m") or self.stride_m
 
+    @property
+    def grid_step_m(self) -> float:
+        """:attr:`position_step_m`, else half the median tile footprint (the half-overlap
+        grid); 0.0 when neither is known. The resolution of an answer from this bundle."""
+        step = self.position_step_m or float(np.nanmedian(self.tiles.footprint_m)) / 2
+        return float(step) if np.isfinite(step) else 0.0
+
     @classmethod
     def load(cls, root: str | Path, *, verify: bool = True, region=None) -> Bundle:
         """Load (and verify) a bundle; of a cell-sharded one only the cells with tiles within

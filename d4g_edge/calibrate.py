@@ -36,7 +36,7 @@ from d4g_edge import trust
 from d4g_edge._io import atomic_write_bytes, atomic_write_json
 from d4g_edge._log import logger
 from d4g_edge.errors import BundleError, D4GEdgeError
-from d4g_edge.geo import haversine_m
+from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.image import load_rgb
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -112,18 +112,16 @@ def query_files(folder: Path) -> list[Path]:
     return files
 
 
-def _roll(rgb: np.ndarray, view: str, rng) -> np.ndarray:
+def turn_frame(rgb: np.ndarray, view: str, rng) -> np.ndarray:
     """What a device without a compass sees: a random turn of the frame."""
     if view == "drone":
         return np.ascontiguousarray(np.rot90(rgb, int(rng.integers(4))))
     return np.roll(rgb, int(rng.integers(rgb.shape[1])), axis=1)
 
 
-def _random_prior(rng, lat, lon) -> tuple[float, float, float]:
+def random_prior(rng, lat, lon) -> tuple[float, float, float]:
     radius = float(np.exp(rng.uniform(*np.log(PRIOR_RADII_M))))
     r, a = 0.7 * radius * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
-    from d4g_edge.geo import offset_latlon
-
     plat, plon = offset_latlon(lat, lon, r * np.sin(a), r * np.cos(a))
     return float(plat), float(plon), radius
 
@@ -163,13 +161,13 @@ class Collector:
         # an oblique drone frame cannot be turned (its offset follows the heading): the
         # device without a compass sees it as it is, heading searched
         oblique = flight is not None and bool(flight["pitch_deg"])
-        turned = rgb if oblique else _roll(rgb, self.loc.view, self.rng)
+        turned = rgb if oblique else turn_frame(rgb, self.loc.view, self.rng)
         self._row(rows, turned, truth, None, None, kind, flight)
         if truth is not None and self.truth_in_map(*truth):
-            prior = _random_prior(self.rng, *truth)
+            prior = random_prior(self.rng, *truth)
         else:  # the user believes they are somewhere in the map; they are not
             i = int(self.rng.integers(len(self.tiles)))
-            prior = _random_prior(self.rng, float(self.tiles.lat[i]), float(self.tiles.lon[i]))
+            prior = random_prior(self.rng, float(self.tiles.lat[i]), float(self.tiles.lon[i]))
         try:
             self._row(rows, turned, truth, None, prior, kind, flight)
         except D4GEdgeError:  # no tile within a prior drawn at the map's edge

@@ -900,7 +900,10 @@ def _loop(args, frames, folder: FrameFolder | None, pub, counts: dict) -> None:
 
     loc = Localizer(args.bundle, threads=args.threads)
     tracker = Tracker.from_bundle(
-        loc.bundle, walk_sigma_m=args.walk_sigma_m, temperature=args.temperature
+        loc.bundle,
+        loc.calibration,  # read once, by the Localizer
+        walk_sigma_m=args.walk_sigma_m,
+        temperature=args.temperature,
     )
     top_k = min(args.top_k, len(loc.bundle.tiles))
     for item in frames:

@@ -369,8 +369,7 @@ class Localizer:
         if cal is None:  # the score-weighted spread of the top-k, plus half the grid step
             w = np.exp((scores[:top_k] - scores[0]) / self.temperature)
             spread2 = float((w * dist[:top_k] ** 2).sum() / w.sum())
-            half = (self.bundle.position_step_m or float(np.nanmedian(t.footprint_m)) / 2) / 2
-            half = half if np.isfinite(half) else 0.0
+            half = self.bundle.grid_step_m / 2
             fix = replace(
                 base,
                 uncertainty_m=float(np.sqrt(spread2 + half**2)),

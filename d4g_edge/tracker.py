@@ -110,14 +110,14 @@ class Tracker:
         self.reset()
 
     @classmethod
-    def from_bundle(cls, bundle, **kw) -> Tracker:
-        """A tracker over the bundle's tiles, with its calibration's track scale if any."""
+    def from_bundle(cls, bundle, calibration=None, **kw) -> Tracker:
+        """A tracker over the bundle's tiles, with its calibration's track margin if any
+        (``calibration``: the bundle's, when already loaded, e.g. ``Localizer.calibration``)."""
         from d4g_edge.trust import Calibration
 
         tiles: TileTable = bundle.tiles
-        cal = Calibration.from_bundle(bundle)
-        step = bundle.position_step_m or float(np.nanmedian(tiles.footprint_m)) / 2
-        defaults = {"floor_m": float(step) / 2 if np.isfinite(step) else 0.0}
+        cal = calibration if calibration is not None else Calibration.from_bundle(bundle)
+        defaults = {"floor_m": bundle.grid_step_m / 2}
         if cal is not None:
             defaults |= {
                 "coverage": cal.coverage,
