@@ -4,7 +4,7 @@ in its world, and larger maps modelled on them.
 * :func:`bundle_rows`: the unit rows of a bundle whose index keeps them (float16 or hnswlib),
   with each row's tile and position and the map's area;
 * :func:`world_queries`: panoramas rendered at random street points of the procedural world a
-  ``train.build_index --world`` bundle indexes, embedded with the bundle's ground model
+  ``tools.build_index --world`` bundle indexes, embedded with the bundle's ground model
   (heading known), with their true positions;
 * :class:`RowModel`: a generative model of a map fitted on real rows on the fine grid of
   polar centres (every ``spacing`` metres): per principal component, its variance and a
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._log import logger
 from d4g_edge.bundle import Bundle
 from d4g_edge.geo import haversine_m
+from d4g_edge.log import logger
 
 
 @dataclass

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._map_data import RowModel
-from d4g_edge._log import logger, setup_logging
 from d4g_edge.bundle import write_bundle
 from d4g_edge.geo import offset_latlon
 from d4g_edge.index import IndexParams
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.log import logger, setup_logging
+from d4g_edge.tiletable import TileTable
 
 
 def write_map(model: RowModel, rows: int, like: Path, out: Path, spacing_m: float) -> dict:

@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from d4g_edge import logger
-from d4g_edge._log import setup_logging
+from d4g_edge.log import logger, setup_logging
 from train.datasets import PairDataset, load
 from train.datasets.augment import NUM_VARIANTS
 from train.loop.distributed import DistInfo

@@ -16,12 +16,12 @@ Trust. ``--calibration-frames N`` first calibrates the town's bundle to "the use
 geotagged drone frames at random places, altitudes, headings and pitches of the same town
 (their own random stream; sidecar lat/lon = the drone, plus ``heading_deg``, ``altitude_m``,
 ``pitch_deg``; ``--calibration-nadir`` of them straight down, the only frames
-:mod:`d4g_edge.calibrate` turns into heading-searched and prior rows) and
+:mod:`d4g_edge.build.calibrate` turns into heading-searched and prior rows) and
 ``--calibration-negatives`` frames over another town with their true lat/lon (outside the
-bundle), through :func:`d4g_edge.calibrate.calibrate`. Each flight then reports the share of
+bundle), through :func:`d4g_edge.build.calibrate.calibrate`. Each flight then reports the share of
 frames ``follow`` calls usable (the track locked), how often the truth lies within
 ``uncertainty_m`` on those frames, their median radius, and a table of the published
-``horiz_accuracy`` (radius / 2.4477, :mod:`d4g_edge.follow`) against the true error.
+``horiz_accuracy`` (radius / 2.4477, :mod:`d4g_edge.cli.follow`) against the true error.
 ``--fit-flights K`` fits the track's margin on the first K of ``--flights`` (the
 split-conformal quantile of error minus the posterior radius over their usable frames, as
 ``benchmarks.bench_track --fit-drives``), writes it into the bundle's calibration
@@ -56,13 +56,13 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from benchmarks.bench_track import SIGMA_OF_R95
-from d4g_edge.__main__ import main as d4g_edge_cli
-from d4g_edge._log import logger, setup_logging
-from d4g_edge.build import build_index
+from d4g_edge.build.builder import build_index
+from d4g_edge.build.calibrate import calibrate, write_calibration
 from d4g_edge.bundle import Bundle
-from d4g_edge.calibrate import calibrate, write_calibration
+from d4g_edge.cli.app import main as d4g_edge_cli
 from d4g_edge.drone import camera_offset_m
 from d4g_edge.geo import haversine_m, offset_latlon
+from d4g_edge.log import logger, setup_logging
 from d4g_edge.trust import Calibration, conformal_quantile
 from train.tile_sources import WorldTileSource
 from train.world import DomainGap

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._log import logger, setup_logging
-from d4g_edge.bench import perturbed_queries
+from d4g_edge.cli.bench import perturbed_queries
 from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.localizer import DEFAULT_BUNDLE
+from d4g_edge.log import logger, setup_logging
 
 
 def random_unit(n: int, dim: int, seed: int) -> np.ndarray:

@@ -10,7 +10,7 @@ whose best row lies within 25 m.
 Rows (one of):
 
 * ``--bundle DIR``: a real map's rows: a bundle that keeps them (``--storage float16``),
-  e.g. ``python -m train.build_index --world 7 --size-m 3200 ... --storage float16``;
+  e.g. ``python -m tools.build_index --world 7 --size-m 3200 ... --storage float16``;
   queries are panoramas rendered in that world (``--queries FILE`` caches them), or a
   VIGOR-layout dataset's test panoramas (``--vigor-data DIR``, for the bundled default);
 * ``--model N [N ...] --bundle DIR``: N rows modelled on that bundle's rows and queries
@@ -46,7 +46,7 @@ from benchmarks._map_data import (
     world_queries,
 )
 from benchmarks._map_kinds import KINDS
-from d4g_edge._log import logger, setup_logging
+from d4g_edge.log import logger, setup_logging
 
 E2E_TILES = 10  # end-to-end: rows for this many tiles are asked for, as train.evaluate
 

@@ -1,7 +1,7 @@
 """Drives through a held-out world town: single-frame vs tracked error, and the track's
 promise (not a test).
 
-Indexes a regular tile grid of a town never used for training (``train.build_index``'s world
+Indexes a regular tile grid of a town never used for training (``tools.build_index``'s world
 source) with the model's calibration copied in from ``--calibration`` (the bundled default's
 fit: a new map uses its model's fit until ``d4g-edge calibrate`` refits it), drives a car
 along its streets (a panorama every ``--step-m`` metres, north at the centre column), and
@@ -13,7 +13,7 @@ another town far away. ``--fit-drives K`` fits the track's radius margin on the 
 (the split-conformal quantile of error minus posterior radius over their locked frames) and
 reports on the others; ``--write-calibration`` stores that margin in the ``--calibration``
 bundle's fit (``track.margin_m``), where every tracker built from a bundle with that fit
-finds it. The published ``horiz_accuracy`` is the radius / 2.4477 (:mod:`d4g_edge.follow`).
+finds it. The published ``horiz_accuracy`` is the radius / 2.4477 (:mod:`d4g_edge.cli.follow`).
 
 Usage::
 
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._log import logger, setup_logging
-from d4g_edge.build import build_index
-from d4g_edge.calibrate import write_calibration
+from d4g_edge.build.builder import build_index
+from d4g_edge.build.calibrate import write_calibration
 from d4g_edge.geo import haversine_m
 from d4g_edge.localizer import DEFAULT_BUNDLE, Localizer
+from d4g_edge.log import logger, setup_logging
 from d4g_edge.tracker import Tracker
 from d4g_edge.trust import Calibration, conformal_quantile
 from train.tile_sources import WorldTileSource

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._log import logger, setup_logging
-from d4g_edge.calibrate import query_files, random_prior, read_sidecar, turn_frame
+from d4g_edge.build.calibrate import query_files, random_prior, read_sidecar, turn_frame
 from d4g_edge.geo import haversine_m
 from d4g_edge.image import load_rgb
 from d4g_edge.localizer import Localizer
+from d4g_edge.log import logger, setup_logging
 from d4g_edge.trust import WITHIN_M
 from train.datasets.vigor import CROSS_CITIES, detect_layout
 

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d4g_edge import logger
-from d4g_edge._log import setup_logging
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger, setup_logging
 from train.world import TOWN_STYLES, DomainGap, World
 
 

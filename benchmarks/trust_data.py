@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from d4g_edge._log import logger, setup_logging
+from d4g_edge.log import logger, setup_logging
 from train.datasets.vigor import CITIES, CROSS_CITIES, detect_layout
 from train.synth._config import SynthConfig
 from train.synth._render import ViewJob, run_jobs, save_image_atomic

@@ -11,7 +11,6 @@ Usage::
     print(fix.lat, fix.lon, fix.uncertainty_m)
 """
 
-from d4g_edge._log import logger
 from d4g_edge._version import __version__
 from d4g_edge.errors import (
     BundleError,
@@ -25,6 +24,7 @@ from d4g_edge.errors import (
 )
 from d4g_edge.geo import GeoReference, haversine_m
 from d4g_edge.localizer import Candidate, Localization, Localizer, localize
+from d4g_edge.log import logger
 
 __all__ = [
     "BundleError",

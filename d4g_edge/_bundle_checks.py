@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from d4g_edge._io import sha256_file
 from d4g_edge._manifest import INDEX_FILE, MANIFEST, QUERY_SUFFIXES, TILES_FILE
 from d4g_edge.config import ConfigError, EncoderConfig
 from d4g_edge.errors import (
@@ -30,6 +29,7 @@ from d4g_edge.errors import (
     BundleContentError,
     BundleSchemaError,
 )
+from d4g_edge.fileio import sha256_file
 from d4g_edge.pairing import check_pairing
 
 

@@ -53,7 +53,6 @@ from d4g_edge._bundle_checks import (
     query_entries,
     verify_files,
 )
-from d4g_edge._io import atomic_write_json, sha256_file
 from d4g_edge._manifest import (
     BUNDLE_SCHEMA,
     INDEX_FILE,
@@ -74,10 +73,11 @@ from d4g_edge.errors import (
     EncoderError,
     ModelMismatchError,
 )
+from d4g_edge.fileio import atomic_write_json, sha256_file
 from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.pairing import check_pairing, config_differences
 from d4g_edge.runtime import BACKENDS, Encoder, open_encoder
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 
 __all__ = ["Bundle", "check_pairing", "model_entry", "read_manifest", "write_bundle"]
 

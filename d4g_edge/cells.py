@@ -2,7 +2,7 @@
 near its prior instead of the whole country.
 
 Tiles are grouped by the tile table's ``cell`` (a ``cell_deg`` lat/lon grid, see
-:mod:`d4g_edge.tiles.base`); rows of ``tiles.npz`` are sorted by cell and each cell's rows
+:mod:`d4g_edge.build.tiles.base`); rows of ``tiles.npz`` are sorted by cell and each cell's rows
 ``[start, stop)`` have their own index ``cells/<cell>.bin``. :class:`CellIndex` searches the
 loaded cells and merges their top-k, with the same interface as
 :class:`~d4g_edge.index.EmbeddingIndex`; row ids stay global.
@@ -21,7 +21,7 @@ import numpy as np
 
 from d4g_edge.errors import SearchError
 from d4g_edge.index import EmbeddingIndex, IndexParams, merge_topk
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 
 CELLS_DIR = "cells"
 

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._io import temp_path
 from d4g_edge._mmfile import map_arrays, write_arrays
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
+from d4g_edge.fileio import temp_path
 from d4g_edge.index import IndexParams, _topk
 
 FORMAT = "d4g-edge/pca-int8/1"

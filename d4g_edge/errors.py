@@ -60,3 +60,8 @@ class TileSourceError(D4GEdgeError):
 
 class SearchError(D4GEdgeError, ValueError):
     """A search that cannot run as asked (e.g. no tile within the prior's radius)."""
+
+
+class GeoError(D4GEdgeError, ValueError):
+    """Coordinates or a georeference outside what is valid (latitude beyond the poles, a
+    non-positive pixel size)."""

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from d4g_edge._log import logger
 from d4g_edge.errors import ImageError
+from d4g_edge.log import logger
 
 ImageInput = Any  # str | os.PathLike | bytes | PIL.Image.Image | np.ndarray
 

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._io import temp_path
 from d4g_edge.errors import BundleError, SearchError
+from d4g_edge.fileio import temp_path
 
 
 @dataclass(frozen=True)

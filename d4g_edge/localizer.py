@@ -52,11 +52,11 @@ from pathlib import Path
 import numpy as np
 
 from d4g_edge import drone, trust
-from d4g_edge._log import logger
 from d4g_edge.bundle import Bundle
 from d4g_edge.errors import NoDefaultBundleError, SearchError
 from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.image import ImageInput, load_rgb
+from d4g_edge.log import logger
 from d4g_edge.preprocess import preprocess
 from d4g_edge.runtime import Encoder
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._io import sha256_file
-from d4g_edge._log import logger
 from d4g_edge.config import ConfigError, EncoderConfig
 from d4g_edge.errors import EncoderError
+from d4g_edge.fileio import sha256_file
 from d4g_edge.image import ImageInput, load_rgb
+from d4g_edge.log import logger
 from d4g_edge.preprocess import preprocess
 
 CONFIG_KEY = "d4g_edge.encoder_config"

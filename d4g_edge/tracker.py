@@ -51,7 +51,7 @@ import numpy as np
 
 from d4g_edge.errors import SearchError
 from d4g_edge.geo import GeoReference, haversine_m
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 
 _CHUNK = 1 << 22  # kernel elements per block (16 MiB of float32)
 

@@ -24,7 +24,7 @@ receiver reports ``hAcc`` and says "no fix":
 
 The fit is a JSON file in the bundle (``calibration-<sha>.json``, named in the manifest's
 ``calibration`` entry and listed with its SHA-256 under ``files`` like every file), written
-by ``d4g-edge calibrate`` (:mod:`d4g_edge.calibrate`) with the data and command that
+by ``d4g-edge calibrate`` (:mod:`d4g_edge.build.calibrate`) with the data and command that
 produced it. A bundle without one answers ``uncertain`` with an
 uncalibrated spread, and says so once in the log.
 

@@ -1,7 +1,7 @@
 """Plumbing every exporter shares: the common flags, the source student, the embedded config,
 artifact names and a timing/size log. The pieces ``quantize`` needs too (config JSON, SHA-256,
 atomic writes, the dataclass -> CLI builder, the user-error type) live in
-:mod:`quantize._shared` (export imports quantize, never the reverse) and are re-exported here.
+:mod:`quantize.common` (export imports quantize, never the reverse) and are re-exported here.
 
 An exporter is a frozen dataclass (subclass of :class:`ExportConfig`) plus
 ``export(cfg) -> Path``; its ``__main__`` is ``run_cli(MyConfig, export, argv, __doc__)``,
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d4g_edge import logger
 from d4g_edge.config import EncoderConfig
-from quantize import _shared
-from quantize._shared import (  # noqa: F401  (re-exported: the exporters' one import)
+from d4g_edge.log import logger
+from quantize import common
+from quantize.common import (  # noqa: F401  (re-exported: the exporters' one import)
     METADATA_KEY,
     UserError,
     atomic_artifact,
@@ -103,7 +103,7 @@ def run_cli(
 
     User errors exit 2 with a message (no traceback); a failed verification exits 1.
     """
-    path = _shared.run_cli(cls, export_fn, argv, description, failures=(VerificationError,))
+    path = common.run_cli(cls, export_fn, argv, description, failures=(VerificationError,))
     print(path)
     return 0
 
@@ -122,8 +122,8 @@ class Source:
 
 def load_source(view: str, checkpoint: Path | None = None) -> Source:
     """Load ``checkpoint`` (default: the committed ``edge-s`` student of ``view``)."""
-    from train.default_weights import MissingDefaultWeightsError, default_student
-    from train.encoder_source import load_student
+    from quantize.default_weights import MissingDefaultWeightsError, default_student
+    from quantize.encoder_source import load_student
     from train.loop.checkpoint import CheckpointError
 
     try:

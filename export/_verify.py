@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from d4g_edge import logger
 from d4g_edge.config import EncoderConfig
+from d4g_edge.log import logger
 from d4g_edge.polar import polar_transform
 from d4g_edge.preprocess import preprocess, resize_rgb
 from export._common import VerificationError

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from export._common import ExportError, artifact_size, build_parser, flag, load_source
 from export._verify import eager_embed, model_inputs, parity, recall_at_1, world_pairs
 
@@ -247,7 +247,7 @@ def _fmt(v) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from d4g_edge._log import setup_logging
+    from d4g_edge.log import setup_logging
 
     setup_logging()
     parser = build_parser(BenchConfig, __doc__)

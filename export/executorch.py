@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from d4g_edge import logger
 from d4g_edge.config import EncoderConfig
+from d4g_edge.log import logger
 from export._common import (
     ExportConfig,
     ExportError,

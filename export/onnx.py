@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from export._common import (
     METADATA_KEY,
     ExportConfig,

@@ -3,7 +3,7 @@
 The fp32 student, a converted PT2E graph and a loaded ``.pt2`` program are all callables
 ``(N, 3, H, W) -> (N, D)``; :func:`embed_view` runs one over a view's images as the
 EncoderConfig says (size, polar, mean/std), :func:`pair_recall` scores ground against
-satellite with the metrics of :mod:`d4g_edge.metrics` (Sample4Geo's).
+satellite with the metrics of :mod:`train.metrics` (Sample4Geo's).
 
 Usage::
 
@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from d4g_edge.config import EncoderConfig
-from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval
 from train.datasets import CrossViewSplit, ViewDataset
+from train.metrics import RetrievalMetrics, evaluate_retrieval
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 

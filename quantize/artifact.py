@@ -21,7 +21,7 @@ import torch
 from torch.export import Dim
 
 from d4g_edge.config import ConfigError, EncoderConfig
-from quantize._shared import UserError, atomic_artifact, write_config_sidecar
+from quantize.common import UserError, atomic_artifact, write_config_sidecar
 from quantize.pt2e import MAX_BATCH
 
 

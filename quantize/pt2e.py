@@ -31,7 +31,7 @@ from torchao.quantization.pt2e import (
 )
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 
 __all__ = ["calibrate", "convert", "export_student", "prepare_ptq", "prepare_qat", "quantizer"]
 

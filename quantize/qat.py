@@ -43,15 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from d4g_edge import logger
 from d4g_edge.config import EncoderConfig
+from d4g_edge.log import logger
 from quantize import linear_qat, pt2e
 from quantize._eval import embed_view, pair_recall, view_dataset, view_paths
-from quantize._shared import UserError, atomic_write, run_cli, sha256_file
 from quantize.artifact import load_quantized, save_quantized
+from quantize.common import UserError, atomic_write, run_cli, sha256_file
+from quantize.default_weights import DRONE_WEIGHTS_DIR, default_student
+from quantize.encoder_source import load_student
 from train.datasets import DATASETS, load
-from train.default_weights import DRONE_WEIGHTS_DIR, default_student
-from train.encoder_source import load_student
 from train.presets import DRONE_DATASETS
 
 SCHEMES = ("int8", "int8-int4w", "pt2e-int8")

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = """
 import sys
-import d4g_edge, d4g_edge.metrics, d4g_edge.geo
+import d4g_edge, train.metrics, d4g_edge.geo
 heavy = sorted(m for m in ("torch", "torchvision", "timm", "tqdm") if m in sys.modules)
 print(",".join(heavy))
 """

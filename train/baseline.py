@@ -40,13 +40,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d4g_edge import logger
-from d4g_edge._log import setup_logging
-from d4g_edge.metrics import RetrievalMetrics, evaluate_retrieval, evaluate_scores
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger, setup_logging
 from d4g_edge.polar import polar_transform
-from train.arg_checks import check_output_file, user_message
-from train.loop.atomic import atomic_write
+from train.loop.arg_checks import check_output_file, user_message
 from train.loop.cli import config_from_args, dataclass_parser
+from train.metrics import RetrievalMetrics, evaluate_retrieval, evaluate_scores
 
 FEATURES = ("colour", "gradient")
 ORIENTATIONS = ("aligned", "any")

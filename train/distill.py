@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from d4g_edge import logger
 from d4g_edge.config import ViewInput
+from d4g_edge.log import logger
 from train.datasets import DATASETS, PairDataset
 from train.datasets.augment import NUM_VARIANTS
 from train.datasets.perturb import MarginalPerturbation

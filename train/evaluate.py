@@ -12,7 +12,7 @@ Embeddings file (``np.load(allow_pickle=False)``-safe ``.npz``): ``query`` (Q x 
 int64 where query ``i``'s true reference has id ``query_ids[i]``; optional ``query_latlon``
 (Q x 2) and ``reference_latlon`` (R x 2) float64 degrees, ``semi_positive_ids`` (Q x S) int64
 (VIGOR). The numbers are those of Sample4Geo's ``calculate_scores`` (see
-:mod:`d4g_edge.metrics`).
+:mod:`train.metrics`).
 
 Usage::
 
@@ -38,20 +38,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from d4g_edge import logger
-from d4g_edge._log import setup_logging
 from d4g_edge.config import ConfigError
-from d4g_edge.metrics import (
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger, setup_logging
+from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
+from train.loop.arg_checks import check_output_file, user_message
+from train.loop.cli import config_from_args, dataclass_parser
+from train.metrics import (
     DEFAULT_KS,
     RetrievalMetrics,
     class_retrieval_metrics,
     evaluate_retrieval,
     metrics_table,
 )
-from train.arg_checks import check_output_file, user_message
-from train.datasets import DATASETS  # numpy-only import: --embeddings stays light
-from train.loop.atomic import atomic_write
-from train.loop.cli import config_from_args, dataclass_parser
 
 REQUIRED = ("query", "reference", "query_ids", "reference_ids")
 OPTIONAL = ("query_latlon", "reference_latlon", "semi_positive_ids")
@@ -496,8 +495,8 @@ def evaluate_bundle(cfg: EvaluateConfig) -> RetrievalMetrics:
     """Localize every query of the split with the SDK against ``cfg.bundle``; a query's rank is
     the position of its true tile among the returned candidates (top max(ks))."""
     from d4g_edge.localizer import Localizer
-    from d4g_edge.metrics import QueryRanks, localisation_error, summarise
     from train.datasets import load
+    from train.metrics import QueryRanks, localisation_error, summarise
 
     if cfg.data is None:
         raise ValueError("--bundle evaluation needs --data (the split's queries and truth)")

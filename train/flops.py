@@ -42,10 +42,9 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from d4g_edge import logger
-from d4g_edge._log import setup_logging
-from train.arg_checks import check_output_file
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger, setup_logging
+from train.loop.arg_checks import check_output_file
 from train.loop.cli import config_from_args, dataclass_parser
 from train.models import create_model
 from train.presets import PRESETS, get_preset

@@ -23,8 +23,8 @@ from pathlib import Path
 from torch import nn
 from torch.utils.data import DataLoader
 
-from d4g_edge import logger
 from d4g_edge.config import ViewInput
+from d4g_edge.log import logger
 from train.datasets import DATASETS, PairAugment, PairDataset
 from train.datasets.sampler import HardNegativeSampler
 from train.loop.checkpoint import config_for, save_checkpoint

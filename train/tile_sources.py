@@ -1,5 +1,5 @@
 """Tile sources that need the training tooling: datasets in CVUSA/CVACT/VIGOR layout and the
-procedural world. They yield :class:`d4g_edge.tiles.base.Tile` records, so the torch-free
+procedural world. They yield :class:`d4g_edge.build.tiles.base.Tile` records, so the torch-free
 :func:`d4g_edge.build.build_index` embeds them like any map tiles.
 
 * :class:`DatasetTileSource` indexes a split's satellite references at their centres
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from d4g_edge.build.tiles.base import Tile
 from d4g_edge.errors import TileSourceError
 from d4g_edge.image import load_rgb
-from d4g_edge.tiles.base import Tile
 
 
 class DatasetTileSource:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from d4g_edge.geo import latlon_to_utm
 from tests.datasets.conftest import CVACT_IDS, write_act_mat
 from train.datasets import DatasetFormatError, load, read_image
+from train.datasets.utm import latlon_to_utm
 
 
 def test_train_uses_one_based_rows(cvact_root):

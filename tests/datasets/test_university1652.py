@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from tests.datasets.conftest import solid
 from train.datasets import CrossViewSplit, DatasetFormatError, load, read_image
 

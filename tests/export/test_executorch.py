@@ -12,9 +12,9 @@ from d4g_edge.config import EncoderConfig
 from export import VerificationError, _verify
 from export._et_runtime import PteModel
 from export.executorch import MAX_BATCH, ExecuTorchConfig, export, main, runner
-from quantize._shared import sha256_file
+from quantize.common import sha256_file
+from quantize.encoder_source import load_student
 from tests.quantize._tiny import fresh_log_handler, make_student  # noqa: F401 (autouse)
-from train.encoder_source import load_student
 
 
 @pytest.fixture(scope="module")

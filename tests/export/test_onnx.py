@@ -14,8 +14,8 @@ import torch
 from d4g_edge.config import EncoderConfig
 from export import METADATA_KEY, VerificationError, _verify
 from export.onnx import OnnxConfig, export
+from quantize.encoder_source import load_student
 from tests.export.conftest import EMBED_DIM, GROUND_HW
-from train.encoder_source import load_student
 
 PAIRS = 6  # verification / calibration images: enough to retrieve among, quick to render
 

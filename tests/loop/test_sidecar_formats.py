@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from d4g_edge.config import EncoderConfig, ViewInput
-from train.encoder_source import load_student
+from quantize.encoder_source import load_student
 from train.loop import CheckpointError, load_encoder, save_checkpoint
 from train.loop.checkpoint import config_for, read_sidecar
 from train.models import create_model

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from d4g_edge import logger
 from d4g_edge.config import ViewInput
+from d4g_edge.log import logger
 from train.loop.checkpoint import config_for, save_checkpoint
 from train.models import create_model
 

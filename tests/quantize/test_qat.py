@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from quantize import pt2e
-from quantize._shared import sha256_file
 from quantize.artifact import load_quantized
+from quantize.common import sha256_file
+from quantize.encoder_source import load_student
 from quantize.qat import QuantizeConfig, main, run
 from tests.quantize._tiny import fresh_log_handler, make_student, write_tiny_cvusa  # noqa: F401 (autouse)
-from train.encoder_source import load_student
 from train.models import create_model
 
 

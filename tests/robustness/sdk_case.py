@@ -77,7 +77,7 @@ def cli(argv: list[str], timeout_s: float = 30.0) -> Outcome:
     """``d4g-edge ARGV`` in this process: "ok" (exit 0), "typed" (exit 2 and one ``error:``
     line on stderr, no traceback), else "untyped" (a traceback, an exception out of ``main``,
     or another exit code) or "hang"."""
-    from d4g_edge.__main__ import main
+    from d4g_edge.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     try:

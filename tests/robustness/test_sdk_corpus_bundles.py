@@ -42,7 +42,7 @@ def _write(out: Path, ground: Path, sat: Path, n: int, seed: int, **kw) -> dict:
     from d4g_edge.bundle import model_entry, write_bundle
     from d4g_edge.index import IndexParams
     from d4g_edge.runtime import open_encoder
-    from d4g_edge.tiles.base import TileTable
+    from d4g_edge.tiletable import TileTable
 
     rng = np.random.default_rng(seed)
     tiles = rng.integers(0, 256, (n, SAT_SIZE, SAT_SIZE, 3), dtype=np.uint8)

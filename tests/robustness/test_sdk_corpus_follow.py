@@ -38,8 +38,8 @@ STOP_AFTER_2 = ["--max-frames", "2"]
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> dict:
     """A 25-tile bundle whose ground and satellite encoders share weights, and a frame of it."""
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
     from tests.sdk._models import conv_onnx, degrees_world_file, pano_of_tile, student_config
 
     d = tmp_path_factory.mktemp("follow_corpus")

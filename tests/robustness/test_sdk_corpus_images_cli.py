@@ -43,9 +43,9 @@ TIMEOUT_S = 30.0
 def world(tmp_path_factory) -> dict:
     """A bundle whose ground and satellite encoders share weights (a panorama made from a
     tile embeds like that tile), and a query made from tile 10."""
-    from d4g_edge.build import build_index
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
     from d4g_edge.localizer import Localizer
-    from d4g_edge.tiles import open_tile_source
 
     d = tmp_path_factory.mktemp("sdk_corpus_images")
     rgb = np.random.default_rng(5).integers(0, 256, (96, 120, 3), dtype=np.uint8)

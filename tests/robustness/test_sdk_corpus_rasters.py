@@ -543,8 +543,8 @@ def test_sdk_corpus_rasters_cli(sat, tmp_path, name):
 @pytest.mark.parametrize("name", sorted(RASTERS))
 def test_sdk_corpus_rasters_api(sat, tmp_path, name):
     """The same rasters through the API: ``open_tile_source`` + ``build_index`` end alike."""
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
 
     case = RASTERS[name]
     d = tmp_path / "in"
@@ -609,8 +609,8 @@ def _model(d: Path, which: str) -> list[str]:
 
 
 def _shards(d: Path, sat: Path, n=2, break_one=None) -> list[str]:
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
 
     flags = _deg(d)
     src = open_tile_source(Path(flags[1]), tile_size_m=40, stride_m=20)

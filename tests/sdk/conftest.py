@@ -33,8 +33,8 @@ def paired(tmp_path_factory) -> dict:
     import numpy as np
     from PIL import Image
 
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
     from tests.sdk._models import degrees_world_file
 
     d = tmp_path_factory.mktemp("paired")

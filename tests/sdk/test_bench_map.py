@@ -13,7 +13,7 @@ from d4g_edge.bundle import model_entry, write_bundle
 from d4g_edge.geo import offset_latlon
 from d4g_edge.index import IndexParams
 from d4g_edge.runtime import open_encoder
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 from tests.sdk._models import EMBED_DIM
 
 SPACING, BLOCK, TILES = 9.0, 5, 4  # a 4 x 4 grid of tiles, 5 x 5 centres each, 9 m apart

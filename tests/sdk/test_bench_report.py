@@ -1,4 +1,4 @@
-"""d4g_edge.bench: the report names the search each index kind does and measures recall only
+"""d4g_edge.cli.bench: the report names the search each index kind does and measures recall only
 where something is approximated (an exact search printed "HNSW recall 1.0", issue 24)."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from d4g_edge.bench import bench, format_report
 from d4g_edge.bundle import model_entry, write_bundle
+from d4g_edge.cli.bench import bench, format_report
 from d4g_edge.index import IndexParams
 from d4g_edge.localizer import Localizer
 from d4g_edge.runtime import open_encoder
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 from tests.sdk._models import EMBED_DIM
 
 

@@ -1,4 +1,4 @@
-"""d4g_edge.build: embed a real raster with a real encoder; shards + merge == one build;
+"""d4g_edge.build.builder: embed a real raster with a real encoder; shards + merge == one build;
 an interrupted build resumes without redoing finished parts."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d4g_edge.build import build_index
+from d4g_edge.build.builder import build_index
+from d4g_edge.build.shards import merge_shards, parse_shard
+from d4g_edge.build.tiles import open_tile_source
 from d4g_edge.bundle import Bundle
 from d4g_edge.errors import BundleError, D4GEdgeError, ModelMismatchError, TileSourceError
 from d4g_edge.runtime import open_encoder
-from d4g_edge.shards import merge_shards, parse_shard
-from d4g_edge.tiles import open_tile_source
 from tests.robustness.sdk_case import call
 from tests.sdk._models import conv_onnx, degrees_world_file, student_config
 

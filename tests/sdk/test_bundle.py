@@ -16,7 +16,7 @@ from d4g_edge.errors import (
 )
 from d4g_edge.index import IndexParams
 from d4g_edge.runtime import open_encoder
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 from tests.sdk._models import EMBED_DIM, conv_onnx, student_config
 
 
@@ -189,7 +189,7 @@ def _edit_manifest(root, edit):
 
 def _fix_checksums(root):
     """What someone does who edits a bundle file and then "repairs" the manifest."""
-    from d4g_edge._io import sha256_file
+    from d4g_edge.fileio import sha256_file
 
     def edit(m):
         m["files"] = {n: sha256_file(root / n) for n in m["files"]}
@@ -238,7 +238,7 @@ def test_query_model_is_verified_like_every_file(tmp_path, tiny_models, damage, 
 
 
 def test_open_query_encoder_checks_the_model_itself(tmp_path, tiny_models, capsys):
-    from d4g_edge.__main__ import main
+    from d4g_edge.cli.app import main
     from d4g_edge.errors import EncoderError
     from d4g_edge.localizer import Localizer
 
@@ -352,7 +352,7 @@ def test_nan_index_vectors_are_refused(tmp_path, tiny_models, storage):
         data = bytearray(path.read_bytes())
         data[at : at + 4] = struct.pack("<f", float("nan"))
         path.write_bytes(bytes(data))
-    from d4g_edge._io import sha256_file
+    from d4g_edge.fileio import sha256_file
 
     _edit_manifest(tmp_path / "b", lambda m: m["files"].update({"index.bin": sha256_file(path)}))
     with pytest.raises(BundleContentError, match=r"1 index vector\(s\) hold NaN .*row 7"):
@@ -376,7 +376,7 @@ def test_mismatch_errors_name_the_fields():
 
 
 def test_info_json_keeps_per_row_lists_behind_full(capsys):
-    from d4g_edge.__main__ import main
+    from d4g_edge.cli.app import main
     from d4g_edge.localizer import DEFAULT_BUNDLE
 
     assert main(["info", str(DEFAULT_BUNDLE), "--json"]) == 0

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from d4g_edge.build import build_index
+from d4g_edge.build.builder import build_index
+from d4g_edge.build.tiles import open_tile_source
 from d4g_edge.bundle import Bundle
 from d4g_edge.cells import CellIndex
 from d4g_edge.errors import BundleChecksumError, SearchError
 from d4g_edge.localizer import Localizer
-from d4g_edge.tiles import open_tile_source
 from tests.sdk._models import pano_of_tile
 
 CELL_DEG = 0.0003  # ~33 m x 26 m: the 100 x 80 m raster spans a dozen cells

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from d4g_edge import localizer as localizer_mod
-from d4g_edge.__main__ import main
+from d4g_edge.cli.app import main
 from tests.sdk._models import pano_of_tile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -260,7 +260,7 @@ def _strict_json(line: str):
 def test_json_output_is_strict(paired, query, tmp_path, capsys):
     import dataclasses
 
-    from d4g_edge.__main__ import _dumps
+    from d4g_edge.cli.app import _dumps
     from d4g_edge.localizer import Localizer
 
     path, _ = query

@@ -14,7 +14,7 @@ from d4g_edge.compressed import CompressedIndex
 from d4g_edge.errors import BundleChecksumError, BundleContentError, BundleError, SearchError
 from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.runtime import open_encoder
-from d4g_edge.tiles.base import TileTable
+from d4g_edge.tiletable import TileTable
 from tests.sdk._models import EMBED_DIM
 
 

@@ -1,4 +1,4 @@
-"""train.build_index --dask: the shard builds run as tasks on a 2-worker Dask LocalCluster and
+"""tools.build_index --dask: the shard builds run as tasks on a 2-worker Dask LocalCluster and
 merge into the same bundle as one serial build."""
 
 from __future__ import annotations

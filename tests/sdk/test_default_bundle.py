@@ -1,4 +1,4 @@
-"""The bundled default (``d4g_edge/_default``, written by ``python -m train.default_bundle``):
+"""The bundled default (``d4g_edge/_default``, written by ``python -m tools.default_bundle``):
 it verifies, was built with the off-centre recipe, fits the wheel budget, and the README's
 first command localizes its sample query without torch."""
 
@@ -38,7 +38,7 @@ def test_default_bundle_verifies_and_is_the_offcentre_recipe():
     assert b.manifest["index"]["storage"] == "pca-int8"  # issue 22: the index <= 1 MB
     assert (DEFAULT_BUNDLE / "index.bin").stat().st_size <= 1_000_000
     info = json.loads((DEFAULT_BUNDLE / "default.json").read_text())
-    assert info["command"].startswith("python -m train.default_bundle")
+    assert info["command"].startswith("python -m tools.default_bundle")
     assert len(info["samples"]) >= 3
 
 

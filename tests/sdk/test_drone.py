@@ -26,8 +26,8 @@ TILE_M = 32.0
 
 @pytest.fixture(scope="module")
 def drone_bundle(tmp_path_factory) -> dict:
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
 
     d = tmp_path_factory.mktemp("drone")
     rgb = np.random.default_rng(5).integers(0, 256, (160, 200, 3), dtype=np.uint8)
@@ -157,8 +157,8 @@ def test_panorama_bundles_refuse_drone_flight_values(paired):
 
 
 def test_one_bundle_holds_one_query_view(drone_bundle, paired, tmp_path):
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
 
     src = open_tile_source(drone_bundle["dir"] / "ortho.png", tile_size_m=TILE_M, stride_m=16)
     with pytest.raises(BundleError, match="different views"):
@@ -172,7 +172,7 @@ def test_one_bundle_holds_one_query_view(drone_bundle, paired, tmp_path):
 
 
 def _follow_one(bundle, folder, image, meta, capsys) -> dict:
-    from d4g_edge.__main__ import main
+    from d4g_edge.cli.app import main
 
     folder.mkdir()
     Image.fromarray(image).save(folder / "f0.png")

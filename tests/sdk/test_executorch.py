@@ -57,7 +57,7 @@ def test_executorch_matches_eager_and_batches(pte):
 def test_bundle_with_onnx_and_pte_grounds(pte, tiny_models, tmp_path):
     from d4g_edge.bundle import Bundle, model_entry, write_bundle
     from d4g_edge.localizer import Localizer
-    from d4g_edge.tiles.base import TileTable
+    from d4g_edge.tiletable import TileTable
 
     path, _ = pte
     sat = open_encoder(tiny_models["satellite"])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d4g_edge.build import build_index
+from d4g_edge.build.builder import build_index
+from d4g_edge.build.tiles import open_tile_source
 from d4g_edge.localizer import Localizer
-from d4g_edge.tiles import open_tile_source
 from tests.sdk._models import GROUND_HW, degrees_world_file, pano_of_tile
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from d4g_edge.follow import (
+from d4g_edge.cli.follow import (
     R95_PER_SIGMA,
     FollowError,
     FrameFolder,

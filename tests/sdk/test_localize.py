@@ -103,8 +103,8 @@ def test_no_default_bundle_is_a_typed_error(monkeypatch, tmp_path, paired):
 
 
 def test_index_only_bundle_needs_a_ground_model(paired, tmp_path):
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
 
     src = open_tile_source(paired["dir"] / "ortho.png", tile_size_m=32, stride_m=16)
     b = build_index(src, paired["satellite"], tmp_path / "idx")

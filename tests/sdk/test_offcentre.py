@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d4g_edge.build import build_index
+from d4g_edge.build.builder import build_index
+from d4g_edge.build.tiles import open_tile_source
 from d4g_edge.bundle import Bundle
 from d4g_edge.config import ViewInput
 from d4g_edge.geo import GeoReference, haversine_m
 from d4g_edge.localizer import Localizer
 from d4g_edge.polar import polar_transform, shift_tile
-from d4g_edge.tiles import open_tile_source
 from tests.sdk._models import GROUND_HW, SAT_SIZE, conv_onnx, degrees_world_file, student_config
 
 TILE_M, STRIDE_M, MPP = 32.0, 16.0, 0.5  # 64-px tiles on a half-overlap grid, as VIGOR's

@@ -81,7 +81,7 @@ def test_fastervit_student_matches_eager(fastervit_models):
     """The real student architecture through export.onnx -> onnxruntime equals eager torch."""
     import torch
 
-    from train.encoder_source import load_student
+    from quantize.encoder_source import load_student
 
     enc = open_encoder(fastervit_models["ground"])
     model, _ = load_student(fastervit_models["ground_checkpoint"], "ground")

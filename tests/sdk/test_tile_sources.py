@@ -1,4 +1,4 @@
-"""d4g_edge.tiles: XYZ folders, world-file images (degrees, UTM, .prj) and GeoTIFFs yield
+"""d4g_edge.build.tiles: XYZ folders, world-file images (degrees, UTM, .prj) and GeoTIFFs yield
 tiles whose centres round-trip to the pixels they were cut from."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from d4g_edge.build.tiles import open_tile_source
+from d4g_edge.build.tiles.raster import read_world_file
+from d4g_edge.build.tiles.xyz import XYZTileSource, xyz_tile_id
 from d4g_edge.errors import TileSourceError
-from d4g_edge.geo import GeoReference, latlon_to_utm, utm_to_latlon
-from d4g_edge.tiles import open_tile_source
-from d4g_edge.tiles.raster import read_world_file
-from d4g_edge.tiles.xyz import XYZTileSource, xyz_tile_id
+from d4g_edge.geo import GeoReference
+from train.datasets.utm import latlon_to_utm, utm_to_latlon
 
 mercantile = pytest.importorskip("mercantile")
 
@@ -343,7 +344,7 @@ def _half_nodata_raster(tmp_path, kind):
 def test_mostly_nodata_tiles_are_skipped(tmp_path, kind):
     """Item 20: of a half-nodata raster's 25 tiles, the 10 that are > 50 % nodata raise
     NoDataTile (a build skips them); a kept tile's nodata pixels are black, not the value."""
-    from d4g_edge.tiles.nodata import NoDataTile
+    from d4g_edge.build.tiles.nodata import NoDataTile
 
     path, rgb = _half_nodata_raster(tmp_path, kind)
     src = open_tile_source(path, tile_size_m=60, stride_m=30)

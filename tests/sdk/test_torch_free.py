@@ -11,11 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECK = """
 import sys
 import d4g_edge
-import d4g_edge.__main__, d4g_edge.bench, d4g_edge.build, d4g_edge.bundle, d4g_edge.follow
-import d4g_edge.cells, d4g_edge.pairing, d4g_edge.shards
-import d4g_edge.image, d4g_edge.index, d4g_edge.localizer, d4g_edge.plot, d4g_edge.runtime
-import d4g_edge.tiles, d4g_edge.tiles.raster, d4g_edge.tiles.xyz, d4g_edge.tracker
-d4g_edge.__main__._parser()
+import d4g_edge.cli.app, d4g_edge.cli.bench, d4g_edge.cli.follow, d4g_edge.cli.plot
+import d4g_edge.build.builder, d4g_edge.build.shards, d4g_edge.build.calibrate
+import d4g_edge.build.tiles, d4g_edge.build.tiles.raster, d4g_edge.build.tiles.xyz
+import d4g_edge.bundle, d4g_edge.cells, d4g_edge.pairing, d4g_edge.tracker, d4g_edge.tiletable
+import d4g_edge.image, d4g_edge.index, d4g_edge.localizer, d4g_edge.runtime
+d4g_edge.cli.app._parser()
 heavy = ("torch", "train", "quantize", "export", "tqdm", "mercantile", "rasterio", "pyproj",
          "pymavlink", "matplotlib", "executorch", "onnx")
 print(",".join(sorted(m for m in heavy if m in sys.modules)))

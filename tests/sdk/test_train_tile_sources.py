@@ -1,4 +1,4 @@
-"""train.tile_sources + python -m train.build_index: dataset layouts and the procedural world
+"""train.tile_sources + python -m tools.build_index: dataset layouts and the procedural world
 become bundles through the torch-free d4g_edge builder."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from d4g_edge.bundle import Bundle
 from tests.datasets.conftest import cvact_root, cvusa_root, make_vigor  # noqa: F401 (fixtures)
-from train.build_index import main
+from tools.build_index import main
 from train.datasets import load
 from train.tile_sources import DatasetTileSource, WorldTileSource
 

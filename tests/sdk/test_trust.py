@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from d4g_edge import trust
+from d4g_edge.build.calibrate import calibrate, write_calibration
 from d4g_edge.bundle import Bundle
-from d4g_edge.calibrate import calibrate, write_calibration
 from d4g_edge.errors import BundleChecksumError, BundleSchemaError, D4GEdgeError, SearchError
 from d4g_edge.geo import haversine_m
 from d4g_edge.localizer import Localizer
@@ -165,8 +165,8 @@ def smooth_world(tmp_path_factory):
     """A bundle over a smooth random raster (shared-weight encoders: a panorama made from a
     tile embeds like that tile) and geotagged query folders: panoramas of its tiles (in the
     map, some blurred so that not every answer is right) and of another raster far away."""
-    from d4g_edge.build import build_index
-    from d4g_edge.tiles import open_tile_source
+    from d4g_edge.build.builder import build_index
+    from d4g_edge.build.tiles import open_tile_source
 
     d = tmp_path_factory.mktemp("trust")
     rng = np.random.default_rng(0)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from d4g_edge.geo import GeoReference, haversine_m, latlon_to_utm
+from d4g_edge.geo import GeoReference, haversine_m
 from train.datasets import load, read_image
+from train.datasets.utm import latlon_to_utm
 from train.datasets.vigor import parse_panorama_name, parse_satellite_name
 from train.synth import SynthConfig, synthesize
 
@@ -264,7 +265,7 @@ def test_sdk_and_train_evaluate_agree_on_an_offcentre_bundle(written, tmp_path):
     pipeline, references at their best of 9 centres) and through the SDK's bundle."""
     from d4g_edge.config import ViewInput
     from tests.sdk._models import GROUND_HW, SAT_SIZE, conv_onnx, student_config
-    from train.build_index import main as build_main
+    from tools.build_index import main as build_main
     from train.evaluate import EvaluateConfig, run
 
     assert (SAT, PANO) == (SAT_SIZE, GROUND_HW)  # the tiny models' shapes are the world's
@@ -306,7 +307,7 @@ def _index_ablation(written, tmp_path, bundle_step, **override):
     ``bundle_step`` (None: one centre per tile): the same numbers. Returns the models."""
     from d4g_edge.config import ViewInput
     from tests.sdk._models import conv_onnx, student_config
-    from train.build_index import main as build_main
+    from tools.build_index import main as build_main
     from train.evaluate import EvaluateConfig, run
 
     def sat_model(name, step):

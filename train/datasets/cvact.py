@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from d4g_edge import logger
-from d4g_edge.geo import UTMZone, utm_to_latlon
+from d4g_edge.log import logger
+from train.datasets.utm import UTMZone, utm_to_latlon
 
 from ._errors import DatasetFormatError, missing_file
 from ._files import FileChecker

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 
 from ._checks import check_latlon, inside_root, not_utf8
 from ._errors import DatasetFormatError, missing_file

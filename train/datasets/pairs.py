@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from d4g_edge.polar import shift_tile
 from d4g_edge.preprocess import crop_rows, resize_rgb
 

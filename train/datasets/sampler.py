@@ -48,7 +48,7 @@ import torch
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from train.datasets import CrossViewSplit
 
 __all__ = ["HardNegativeSampler", "rank_slice"]

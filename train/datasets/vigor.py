@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._log import logger
+from d4g_edge.log import logger
 
 from ._checks import check_latlon, not_utf8, plain_name
 from ._errors import DatasetFormatError, missing_file

@@ -5,7 +5,8 @@
 * :mod:`~train.loop.checkpoint` — weights file + sidecar format (``save_checkpoint``);
   :mod:`~train.loop.legacy` upgrades old sidecars; :mod:`~train.loop.rebuild` rebuilds models
   (``load_encoder``); :mod:`~train.loop.state` is the resumable training state;
-* :mod:`~train.loop.atomic` — ``atomic_write``; :mod:`~train.loop.runlog` — metrics + curves;
+* :mod:`~train.loop.runlog` — metrics + curves (files are written by
+  :func:`d4g_edge.fileio.atomic_write`, the project's one atomic writer);
 * :mod:`~train.loop.cli` — the command-line builder; :mod:`~train.loop.embed` and
   :mod:`~train.loop.evalsets` — embedding and scoring retrieval sets.
 
@@ -13,7 +14,7 @@ Names are re-exported lazily, so ``import train.loop.cli`` does not import torch
 
 Usage::
 
-    from train.loop import load_encoder, save_checkpoint, atomic_write, unwrap
+    from train.loop import load_encoder, save_checkpoint, unwrap
     model, cfg, sidecar = load_encoder("runs/teacher/teacher.pt")
 """
 
@@ -23,16 +24,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from train.loop.atomic import atomic_write
     from train.loop.checkpoint import CheckpointError, save_checkpoint
     from train.loop.distributed import unwrap
     from train.loop.rebuild import load_encoder
 
-__all__ = ["CheckpointError", "atomic_write", "load_encoder", "save_checkpoint", "unwrap"]
+__all__ = ["CheckpointError", "load_encoder", "save_checkpoint", "unwrap"]
 
 _HOME = {
     "CheckpointError": "checkpoint",
-    "atomic_write": "atomic",
     "load_encoder": "rebuild",
     "save_checkpoint": "checkpoint",
     "unwrap": "distributed",

@@ -32,10 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from d4g_edge import logger
-from d4g_edge._io import sha256_file
 from d4g_edge.config import ConfigError, EncoderConfig, ViewInput
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write, sha256_file
+from d4g_edge.log import logger
 from train.loop.distributed import unwrap
 
 __all__ = [
@@ -62,7 +61,7 @@ class CheckpointError(ValueError):
 
 
 def torch_bytes(obj: Any) -> bytes:
-    """``torch.save(obj)`` as bytes (for :func:`train.loop.atomic.atomic_write`)."""
+    """``torch.save(obj)`` as bytes (for :func:`d4g_edge.fileio.atomic_write`)."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()

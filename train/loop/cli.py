@@ -157,9 +157,8 @@ def step_main(
 ) -> int:
     """``main()`` of a training step: parse flags into ``cls`` + resolved hyper-parameters,
     run, and turn user errors into a message and exit status 2 instead of a traceback."""
-    from d4g_edge import logger
-    from d4g_edge._log import setup_logging
-    from train.arg_checks import user_message
+    from d4g_edge.log import logger, setup_logging
+    from train.loop.arg_checks import user_message
 
     setup_logging()
     parser = dataclass_parser(cls, description=description)

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from d4g_edge import logger
-from train.arg_checks import check_step_flags
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger
+from train.loop.arg_checks import check_step_flags
 from train.loop.distributed import (
     DistInfo,
     barrier,
@@ -39,6 +39,7 @@ from train.loop.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from train.loop.run_dir import check_run_dir, claim_run_dir
 from train.loop.runlog import RunLog
 from train.loop.state import (
     capture_rng_state,
@@ -47,7 +48,6 @@ from train.loop.state import (
     save_training_state,
 )
 from train.presets import HParams, Preset, get_preset
-from train.run_dir import check_run_dir, claim_run_dir
 
 STATE_FILE = "last.pt"
 

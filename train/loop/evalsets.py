@@ -2,7 +2,7 @@
 
 Shared by teacher training (validation, similarity sampling), distillation and
 ``python -m train.evaluate``: whatever encoders sit on either side (teacher, student,
-an exported artifact), recall is computed the one way, by :mod:`d4g_edge.metrics`.
+an exported artifact), recall is computed the one way, by :mod:`train.metrics`.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import numpy as np
 from torch import nn
 
 from d4g_edge.geo import offset_latlon
-from d4g_edge.metrics import (
+from d4g_edge.polar import cell_centres
+from train.datasets import CrossViewSplit, ViewDataset
+from train.loop.distributed import DistInfo
+from train.loop.embed import embed_dataset
+from train.metrics import (
     RetrievalMetrics,
     class_retrieval_metrics,
     evaluate_retrieval,
     evaluate_scores,
     localisation_error,
 )
-from d4g_edge.polar import cell_centres
-from train.datasets import CrossViewSplit, ViewDataset
-from train.loop.distributed import DistInfo
-from train.loop.embed import embed_dataset
 
 
 class RetrievalSet:

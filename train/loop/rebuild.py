@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from d4g_edge import logger
 from d4g_edge.config import EncoderConfig
+from d4g_edge.log import logger
 from train.loop.checkpoint import (
     CheckpointError,
     check_digest,

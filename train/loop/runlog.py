@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
 
 LOG_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"

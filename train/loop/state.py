@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
 from train.loop.checkpoint import CheckpointError, torch_bytes
 from train.loop.distributed import unwrap
 

@@ -27,10 +27,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from d4g_edge import logger
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger
 from train.datasets import PairDataset
 from train.datasets.augment import NUM_VARIANTS
-from train.loop.atomic import atomic_write
 from train.loop.distributed import DistInfo, barrier
 
 META_FILE = "cache.json"

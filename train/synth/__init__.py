@@ -20,7 +20,7 @@ import functools
 import time
 from pathlib import Path
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from train.loop.cli import parse_size
 
 from ._config import LAYOUTS, VIGOR_LAYOUTS, SynthConfig

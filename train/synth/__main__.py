@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from d4g_edge import logger
-from d4g_edge._log import setup_logging
+from d4g_edge.log import logger, setup_logging
 from train.loop.cli import config_from_args, dataclass_parser
 
 from . import OutputDirError, SynthConfig, synthesize

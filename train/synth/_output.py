@@ -18,8 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-from d4g_edge import logger
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
+from d4g_edge.log import logger
 
 from ._config import SynthConfig
 

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
 
 from ._towns import TownSpec, get_world
 

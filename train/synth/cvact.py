@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.io
 
-from d4g_edge.geo import latlon_to_utm
+from d4g_edge.fileio import atomic_write
 from train.datasets.cvact import CVACT_ZONE, ground_relpath, satellite_relpath
-from train.loop.atomic import atomic_write
+from train.datasets.utm import latlon_to_utm
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_VIEWS, pair_jobs, plan_pairs, town_records

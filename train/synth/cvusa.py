@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from train.loop.atomic import atomic_write
+from d4g_edge.fileio import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_VIEWS, pair_jobs, plan_pairs, town_records

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from d4g_edge.fileio import atomic_write
 from train.datasets import load, read_image
-from train.loop.atomic import atomic_write
 
 _ROW_PX = 96  # height of one row of the sheet
 _GAP = 4

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from d4g_edge.fileio import atomic_write
 from train.datasets.university1652 import LOCATIONS_FILE, LOCATIONS_HEADER
-from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS

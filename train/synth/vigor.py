@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from d4g_edge.fileio import atomic_write
 from d4g_edge.geo import offset_latlon
 from train.datasets.vigor import CITIES, CROSS_CITIES, satellite_name
-from train.loop.atomic import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS

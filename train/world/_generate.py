@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from d4g_edge import logger
+from d4g_edge.log import logger
 from train.world._buildings import BuildingPlacer, Lot
 from train.world._landcover import generate_landcover
 from train.world._noise import fbm

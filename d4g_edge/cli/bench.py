@@ -1,0 +1,153 @@
+"""Latency and search-quality figures of a bundle on this machine (``d4g-edge bench``).
+
+Measures, on one query at a time: the ground encoder alone, the index search alone, and
+``Localizer.localize`` end to end (known heading, one encoder call), as p50/p90 in ms; the
+index's memory and the process's RSS; and, for an approximate search, its recall@1 on
+queries made by perturbing tile embeddings (cosine ~0.8 to their tile, like a real query to
+its true tile), tie-aware (an answer that scores the same as the best counts as a hit),
+against what it approximates (:func:`search_recall_at_1`). An exact search reports no
+recall: there is nothing approximated to measure.
+
+Usage::
+
+    from d4g_edge.cli.bench import bench
+    report = bench(Localizer("bundles/town", threads=1), queries=100)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from d4g_edge.localizer import Localizer
+
+
+def _pct(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90))}
+
+
+def _timed(fn, n: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def search_recall_at_1(index, queries: np.ndarray) -> tuple[float | None, str]:
+    """Tie-aware recall@1 of ``index.search`` and what it is measured against, or None for
+    an exact search (nothing approximated, nothing to measure).
+
+    HNSW: exact search over the graph's own vectors. pca-int8: the exact cosines of its
+    float16 store when it has one, else a scan of every code (the coarse lists' loss alone:
+    the rows themselves are not in the bundle); None for a flat scan of the codes.
+    """
+    if index.exact:
+        return None, "exact search: nothing approximated"
+    ids, approx = index.search(queries, k=1)
+    refine = getattr(index, "refine", None)
+    if refine is not None:  # the float16 rows are there: score against them
+        step = 65_536
+        exact = np.concatenate(
+            [
+                queries @ np.asarray(refine[s : s + step], np.float32).T
+                for s in range(0, len(refine), step)
+            ],
+            axis=1,
+        ).max(1)
+        got = np.einsum("qd,qd->q", queries, index.get_vectors(ids[:, 0]))
+        return float((got >= exact - 1e-6).mean()), "exact cosines of the float16 rows"
+    if index.hnsw is None and getattr(index, "lists", 1) <= 1:
+        return None, (
+            "every code scanned: the codes are the approximation, and the bundle keeps no "
+            "rows to measure them against (benchmarks.bench_map does)"
+        )
+    _, exact = index.search_exact(queries, k=1)
+    against = "exact search" if index.hnsw is not None else "a scan of every code"
+    return float((approx[:, 0] >= exact[:, 0] - 1e-6).mean()), against
+
+
+def describe(index) -> str:
+    """The search a bundle's index does, in words."""
+    p = index.params
+    if index.exact:
+        return "exact" + (" (float16 rows)" if p.storage == "float16" else "")
+    if p.storage == "pca-int8":
+        parts = [f"{p.pca_dims} PCA components as int8"]
+        lists = getattr(index, "lists", 1)
+        parts.append(f"{lists} lists, probe {p.probe}" if lists > 1 else "every code scanned")
+        if p.refine:
+            parts.append(f"best {p.refine} re-ranked exactly")
+        return "pca-int8 (" + ", ".join(parts) + ")"
+    return f"hnsw(M={p.M}, ef={p.ef})"
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux), in MiB."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def perturbed_queries(index, n: int, cosine: float = 0.8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    loaded = index.loaded_ids()
+    v = index.get_vectors(loaded[rng.integers(0, len(loaded), n)])
+    noise = rng.normal(size=v.shape).astype(np.float32)
+    noise -= (noise * v).sum(1, keepdims=True) * v  # orthogonal to the tile vector
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    q = cosine * v + np.sqrt(1 - cosine**2) * noise
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def bench(loc: Localizer, queries: int = 50, seed: int = 0) -> dict:
+    enc, index = loc.encoder, loc.bundle.index
+    h, w = enc.config.input().size
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x = enc.preprocess(img)
+    z = enc.embed_tensor(x)
+    q = perturbed_queries(index, max(queries, 100), seed=seed)
+    recall, against = search_recall_at_1(index, q)
+    report = {
+        "tiles": index.count,
+        "embed_dim": index.dim,
+        "search": describe(index),
+        "cells_loaded": len(getattr(index, "parts", [None])),
+        "encoder": _pct(_timed(lambda: enc.embed_tensor(enc.preprocess(img)), queries)),
+        "search_only": _pct(_timed(lambda: index.search(z, k=5), queries)),
+        "end_to_end": _pct(_timed(lambda: loc.localize(img, heading=0.0), queries)),
+        "end_to_end_unknown_heading": _pct(_timed(lambda: loc.localize(img), queries)),
+        "index_memory_mb": index.memory_bytes() / 2**20,
+        "rss_mb": rss_mb(),
+        "search_recall_at_1": recall,  # None: an exact search
+        "recall_against": against,
+        # the old key, kept for readers of earlier reports: 1.0 for an exact search
+        "hnsw_recall_at_1": 1.0 if recall is None else recall,
+    }
+    report["end_to_end_over_encoder"] = report["end_to_end"]["p50_ms"] / report["encoder"]["p50_ms"]
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{r['tiles']} tiles, {r['embed_dim']}-d, search: {r['search']}"]
+    for key in ("encoder", "search_only", "end_to_end", "end_to_end_unknown_heading"):
+        lines.append(f"{key:28s} p50 {r[key]['p50_ms']:8.2f} ms   p90 {r[key]['p90_ms']:8.2f} ms")
+    lines.append(f"{'end-to-end / encoder (p50)':28s} {r['end_to_end_over_encoder']:.2f}x")
+    lines.append(f"{'index memory':28s} {r['index_memory_mb']:.1f} MiB")
+    if r.get("rss_mb") is not None:
+        lines.append(f"{'process RSS':28s} {r['rss_mb']:.1f} MiB")
+    if r["search_recall_at_1"] is None:
+        lines.append(f"{'search recall@1':28s} n/a: {r['recall_against']}")
+    else:
+        label = f"recall@1 vs {r['recall_against']}"
+        lines.append(f"{label}: {r['search_recall_at_1']:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""Plumbing quantize/ and export/ share (export imports quantize, never the other way): the
+one user-error type, the embedded-config JSON, a file's SHA-256, atomic artifact writes and
+the command line generated from a config dataclass. Public: ``export/`` imports it.
+
+Usage::
+
+    text = config_json(cfg)                          # compact, sorted: what artifacts embed
+    with atomic_artifact(path) as tmp:               # renamed onto path only if the block succeeds
+        torch.export.save(program, tmp)
+    write_config_sidecar(path, cfg)                  # <artifact>.json
+    raise SystemExit(run_cli(MyConfig, run, argv, __doc__))
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from d4g_edge.config import ConfigError, EncoderConfig
+from d4g_edge.fileio import (
+    atomic_write,  # the one atomic writer (fsynced temp file + os.replace)
+    sha256_file,  # noqa: F401  (the one implementation, re-exported)
+)
+from d4g_edge.log import logger
+
+METADATA_KEY = "d4g_edge.encoder_config"  # the key every artifact embeds the config under
+
+
+class UserError(ValueError):
+    """Bad input (option, missing file, unsupported combination); CLIs print it and exit 2."""
+
+
+def config_json(cfg: EncoderConfig) -> str:
+    """The compact, key-sorted JSON every artifact embeds under :data:`METADATA_KEY`."""
+    return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_artifact(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (same suffix, so runtimes and ``torch.export``
+    accept it); rename it onto ``path`` when the block succeeds, delete it when it raises.
+
+    A Core ML ``.mlpackage`` is a folder: an old one is removed just before the rename (a
+    folder cannot be replaced in one step), so a reader can briefly see none, never half.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"the writer wrote nothing to {tmp}")
+        if tmp.is_dir():
+            _remove(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def write_config_sidecar(artifact: str | Path, cfg: EncoderConfig) -> Path:
+    """``<artifact>.json`` holding ``cfg`` (for runtimes that read no embedded strings)."""
+    sidecar = Path(artifact).with_name(Path(artifact).name + ".json")
+    return atomic_write(sidecar, json.dumps(cfg.to_dict(), sort_keys=True, indent=1) + "\n")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# ---- command lines built from config dataclasses --------------------------------------------
+
+
+def flag(help: str, choices: Sequence[str] | None = None) -> dict[str, Any]:
+    """Field metadata that :func:`build_parser` turns into the flag's help (and choices)."""
+    return {"help": help, **({"choices": tuple(choices)} if choices else {})}
+
+
+def build_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
+    """One ``--flag`` per field of the config dataclass ``cls`` (type, default, choices, help)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        kw: dict[str, Any] = {"type": tp, "help": f.metadata.get("help", "")}
+        if tp is bool:
+            kw = {"action": argparse.BooleanOptionalAction, "help": kw["help"]}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if f.default is dataclasses.MISSING:
+            kw["required"] = True
+        else:
+            kw["default"] = f.default
+            if tp is not bool:  # BooleanOptionalAction states its default itself
+                kw["help"] += f" (default: {f.default})"
+        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+    return parser
+
+
+def run_cli(
+    cls: type,
+    fn: Callable[[Any], Any],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+    failures: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """``main()`` of a CLI: flags -> ``cls`` -> ``fn(cfg)``, whose result is returned.
+
+    User errors (:class:`UserError`, a bad config, a missing file) exit 2 and one of
+    ``failures`` (e.g. a failed verification) exits 1, both with a message, no traceback.
+    """
+    from d4g_edge.log import setup_logging
+
+    parser = build_parser(cls, description)
+    module = fn.__module__
+    if module == "__main__":  # run with python -m: the spec knows the dotted name
+        module = getattr(sys.modules["__main__"].__spec__, "name", module)
+    parser.prog = f"python -m {module}"
+    args = parser.parse_args(argv)
+    setup_logging()
+    logger.info("argv: %s", " ".join(sys.argv if argv is None else argv))
+    try:
+        cfg = cls(**vars(args))
+        logger.info("config: %s", cfg)
+        return fn(cfg)
+    except (UserError, ConfigError, FileNotFoundError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    except failures as err:
+        parser.exit(1, f"{parser.prog}: verification failed: {err}\n")
