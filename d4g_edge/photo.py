@@ -11,10 +11,11 @@ A photo is taken by a camera at the panorama's centre whose optical axis points 
 ``heading_deg`` and elevation ``pitch_deg`` (positive: tilted up); ``roll_deg`` turns the camera
 about its axis, positive clockwise as the photographer sees it (the camera's top leans right,
 so the scene turns counter-clockwise in the photo: a level horizon rises to the right).
-``fov_deg`` is the HORIZONTAL field of view. Below 180 degrees the photo is a pinhole
-(rectilinear) view, as a phone's cameras take; from 180 to 360 degrees, where no pinhole
-exists, it is cylindrical (a phone's panorama mode: columns evenly spaced in azimuth), unless
-``projection`` says otherwise. Photos use the same focal length across and down (square
+``fov_deg`` is the HORIZONTAL field of view. Up to :data:`PINHOLE_MAX_FOV_DEG` (120) the
+photo is a pinhole (rectilinear) view, as a phone's cameras take (an ultra-wide is ~105 across);
+wider, up to 360 degrees, it is cylindrical, as a phone's panorama mode takes (columns evenly
+spaced in azimuth; a pinhole view that wide is all stretched edges, and none exists at 180),
+unless ``projection`` says otherwise. Photos use the same focal length across and down (square
 pixels), so a 4:3 landscape photo at ``fov_deg=90`` covers ``2 atan(0.75) = 73.7`` degrees down.
 
 Usage::
@@ -41,6 +42,7 @@ from d4g_edge.errors import D4GEdgeError, ImageError
 # Outside a photo's view: the normalisation mean as uint8, so it normalises to ~0 ("nothing").
 FILL_RGB: tuple[int, int, int] = tuple(round(m * 255) for m in IMAGENET_MEAN)  # type: ignore[assignment]
 PROJECTIONS = ("auto", "pinhole", "cylindrical")
+PINHOLE_MAX_FOV_DEG = 120.0  # "auto": pinhole up to here, cylindrical beyond
 FULL_SPHERE = (-90.0, 90.0)
 CIPA_DIAGONAL_MM = 43.27  # the 36 x 24 mm frame's diagonal: what "35 mm-equivalent" refers to
 _EXIF_IFD, _FOCAL_35MM, _ORIENTATION = 0x8769, 0xA405, 0x0112
@@ -97,7 +99,7 @@ def _projection(projection: str, fov: float) -> str:
     if projection not in PROJECTIONS:
         raise CameraError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
     if projection == "auto":
-        return "pinhole" if fov < 180.0 else "cylindrical"
+        return "pinhole" if fov <= PINHOLE_MAX_FOV_DEG else "cylindrical"
     if projection == "pinhole" and fov >= 180.0:
         raise CameraError(f"a pinhole view needs fov_deg < 180, got {fov:g}; use cylindrical")
     return projection

@@ -80,6 +80,23 @@ def test_heading_60_fov_90_puts_east_at_tan30_right_of_centre():
     assert centre == pytest.approx(320 + 320 * math.tan(math.radians(30)), abs=1.5)  # 504.8
 
 
+def test_wider_than_120_is_cylindrical_unless_asked_for_a_pinhole():
+    pano = np.full((128, 720, 3), GREY, np.uint8)
+    pano[:, np.abs(_angles(128, 720)[0] - 90.0) < 1.0] = RED
+    w = 601  # the landmark is 60 degrees right of a 150-degree view's axis (heading 30)
+    wide = pano_to_pinhole(pano, fov_deg=150, heading_deg=30, size=(200, w))
+    centre = np.flatnonzero(_red(wide[100])).mean() + 0.5
+    assert centre == pytest.approx(w / 2 + w / 2 * 60 / 75, abs=1.5)  # evenly spaced angles
+    pin = pano_to_pinhole(pano, fov_deg=150, heading_deg=30, size=(200, w), projection="pinhole")
+    centre = np.flatnonzero(_red(pin[100])).mean() + 0.5
+    tan = math.tan(math.radians(60)) / math.tan(math.radians(75))
+    assert centre == pytest.approx(w / 2 + w / 2 * tan, abs=1.5)
+    level = pano_to_pinhole(pano, fov_deg=120, heading_deg=60, size=(200, w))  # still pinhole
+    centre = np.flatnonzero(_red(level[100])).mean() + 0.5
+    tan = math.tan(math.radians(30)) / math.tan(math.radians(60))
+    assert centre == pytest.approx(w / 2 + w / 2 * tan, abs=1.5)
+
+
 def test_pitch_up_puts_a_ring_at_that_elevation_on_the_centre_row():
     pano = np.full((360, 720, 3), GREY, np.uint8)
     _, el = _angles(360, 720)
@@ -112,8 +129,9 @@ def test_roll_turns_the_horizon_counter_clockwise():
     [
         (90.0, 200.0, 7.0, 3.0, (480, 640)),
         (60.0, -170.0, -10.0, -2.0, (360, 480)),
-        (150.0, 10.0, 0.0, 0.0, (480, 640)),
-        (180.0, 95.0, 4.0, 1.0, (240, 640)),  # cylindrical from here on
+        (120.0, 10.0, 0.0, 0.0, (480, 640)),
+        (150.0, 10.0, 0.0, 0.0, (480, 640)),  # cylindrical from here on
+        (180.0, 95.0, 4.0, 1.0, (240, 640)),
         (360.0, 0.0, 0.0, 0.0, (300, 1024)),
     ],
 )
