@@ -23,7 +23,7 @@ import numpy as np
 
 from d4g_edge.geo import EARTH_RADIUS_M
 
-QUERY_VIEWS = ("ground", "drone")  # the views of DESIGN.md "Views" that can be queries
+QUERY_VIEWS = ("ground", "drone")  # the views (docs/design.md) that can be queries
 
 
 @dataclass(frozen=True)
