@@ -58,10 +58,8 @@ from d4g_edge._manifest import (
     INDEX_FILE,
     INDEX_LAYOUT_KEYS,
     MANIFEST,
-    QUERY_KEYS,
     QUERY_SUFFIXES,
     TILES_FILE,
-    query_keys,
     read_manifest,
 )
 from d4g_edge._version import __version__
@@ -91,28 +89,17 @@ class Bundle:
     tiles: TileTable
     index: EmbeddingIndex
     satellite_config: EncoderConfig
-    # the query model: what encodes the device's picture (a ground panorama or a drone frame)
-    query_config: EncoderConfig | None
-    query_path: Path | None
+    ground_config: EncoderConfig | None
+    ground_path: Path | None
     # every bundled query model: its file (relative to root) -> the config the manifest records
     query_configs: Mapping[str, EncoderConfig] = field(default_factory=dict)
-
-    @property
-    def ground_path(self) -> Path | None:
-        """Old name of :attr:`query_path` (the query model is not always a ground model)."""
-        return self.query_path
-
-    @property
-    def ground_config(self) -> EncoderConfig | None:
-        """Old name of :attr:`query_config`."""
-        return self.query_config
 
     @property
     def embed_dim(self) -> int:
         return int(self.manifest["embed_dim"])
 
-    def query_file(self, suffix: str) -> Path | None:
-        """The bundled query model with ``suffix`` (".onnx" / ".pte"), if any."""
+    def ground_file(self, suffix: str) -> Path | None:
+        """The bundled ground model with ``suffix`` (".onnx" / ".pte"), if any."""
         entry = next(
             (e for _, e in query_entries(self.manifest) if e["file"].endswith(suffix)), None
         )
@@ -124,7 +111,7 @@ class Bundle:
         """Open the query model and check it is the one this bundle was built for.
 
         Without ``path``: the bundled model for ``backend`` ("onnxruntime": the ``.onnx``,
-        "executorch": the ``.pte``; None: the manifest's default ``models.query``), whose
+        "executorch": the ``.pte``; None: the manifest's default ``models.ground``), whose
         embedded config must equal the manifest's entry field for field. With ``path``: a
         model of the user's, whose config must equal the bundle's query model up to the
         quantization. Either way it must pair with the index's satellite model. A difference
@@ -132,25 +119,25 @@ class Bundle:
         ``d4g-edge info`` both verify.
         """
         if path is None:
-            if self.query_path is None:
+            if self.ground_path is None:
                 raise BundleError(
                     f"{self.root} is index-only (built without --ground); pass "
-                    "query=PATH to the query model"
+                    "ground=PATH to the ground model"
                 )
             suffix = _BACKEND_SUFFIX.get(backend) if backend is not None else None
             if backend is not None and suffix is None:
                 raise EncoderError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-            path = self.query_path if suffix is None else self.query_file(suffix)
+            path = self.ground_path if suffix is None else self.ground_file(suffix)
             if path is None:
                 raise BundleError(
-                    f"{self.root} holds no query model for backend {backend!r} "
-                    f"({'a .pte' if backend == 'executorch' else 'a .onnx'}); rebuild "
-                    "with --ground for that format, or pass query=PATH"
+                    f"{self.root} holds no ground model for backend {backend!r} "
+                    f"({'ground.pte' if backend == 'executorch' else 'ground.onnx'}); rebuild "
+                    "with --ground for that format, or pass ground=PATH"
                 )
             rel = next(n for n in self.query_configs if self.root / n == path)
             expected, ignore, what = self.query_configs[rel], (), f"models entry of {rel}"
         else:
-            expected, ignore, what = self.query_config, ("quantization",), "query model"
+            expected, ignore, what = self.ground_config, ("quantization",), "query model"
         enc = open_encoder(path, backend=backend, threads=threads)
         diffs = config_differences(enc.config, expected, ignore) if expected is not None else []
         if diffs:
@@ -167,7 +154,7 @@ class Bundle:
         """The query views this bundle localizes: ("ground",), ("drone",), or () (index only)."""
         if "views" in self.manifest:
             return tuple(self.manifest["views"])
-        return (self.query_config.view,) if self.query_config is not None else ()
+        return (self.ground_config.view,) if self.ground_config is not None else ()
 
     @property
     def stride_m(self) -> float | None:
@@ -213,8 +200,8 @@ class Bundle:
                         "the manifest was edited: copy the bundle again or rebuild it"
                     )
         sat, configs = check_models(root, manifest, queries)
-        query_entry = manifest["models"].get(query_keys(manifest["models"])[0])
-        query = configs[query_entry["file"]] if query_entry else None
+        ground_entry = manifest["models"].get("ground")
+        ground = configs[ground_entry["file"]] if ground_entry else None
         index_meta = manifest["index"]
         layout = {k: v for k, v in index_meta.items() if k in INDEX_LAYOUT_KEYS}
         try:
@@ -231,8 +218,8 @@ class Bundle:
             index = _load_cells(root, manifest, tiles, params, region, verify)
         else:
             index = _load_index(root / INDEX_FILE, dim, count, params)
-        query_path = root / query_entry["file"] if query_entry else None
-        return cls(root, manifest, tiles, index, sat, query, query_path, configs)
+        ground_path = root / ground_entry["file"] if ground_entry else None
+        return cls(root, manifest, tiles, index, sat, ground, ground_path, configs)
 
 
 _BACKEND_SUFFIX = {"onnxruntime": ".onnx", "executorch": ".pte"}
@@ -336,23 +323,23 @@ def write_bundle(
                 raise BundleError(f"{enc.path}: a query model is .onnx or .pte, got {suffix!r}")
             name = f"{enc.config.view}{suffix}"  # ground.onnx, drone.pte, ...
             if (tmp / name).exists():
-                raise BundleError(f"two query models of one format ({name}); pass one of each")
+                raise BundleError(f"two ground models of one format ({name}); pass one of each")
             shutil.copyfile(enc.path, tmp / name)
             if enc.path.suffix.lower() == ".pte":
                 sidecar = enc.path.with_name(enc.path.name + ".json")
                 shutil.copyfile(sidecar, tmp / (name + ".json"))
             entry = model_entry(enc.path, enc.config, enc.sha256, name)
             if k == 0:
-                models[QUERY_KEYS[0]] = entry
+                models["ground"] = entry
             else:
-                models.setdefault(QUERY_KEYS[1], []).append(entry)
+                models.setdefault("ground_extra", []).append(entry)
         g = grounds[0].config if grounds else None
         manifest = {
             "schema": BUNDLE_SCHEMA,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "d4g_edge_version": __version__,
             "embed_dim": sat_cfg.embed_dim,
-            # the query views the bundle serves ("models.query" holds the query model)
+            # the query views the bundle serves ("models.ground" holds the query model)
             "views": views,
             "models": models,
             "preprocessing": _preprocessing(g) if g is not None else None,
