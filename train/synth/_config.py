@@ -110,6 +110,50 @@ class SynthConfig:
         },
     )
     jpeg_quality: int = field(default=92, metadata={"help": "JPEG quality of written images"})
+    # Phone photos (CVUSA, VIGOR; see train.synth._photos): left out of the fingerprint while
+    # at their defaults, so datasets written before they existed keep their fingerprint.
+    photos: int = field(
+        default=0,
+        metadata={
+            "omit_default": True,
+            "help": "CVUSA/VIGOR: phone photos per panorama, written beside the panoramas "
+            "(streetview/photos, {city}/photos) with photos.csv (their poses); 0 = none",
+        },
+    )
+    photo_fov: tuple[float, ...] = field(
+        default=(45.0, 180.0),
+        metadata={
+            "omit_default": True,
+            "metavar": "DEG",
+            "help": "photos: horizontal field of view, MIN MAX degrees (uniform; pinhole up to "
+            "120, cylindrical beyond) or one value",
+        },
+    )
+    photo_pitch: float = field(
+        default=10.0, metadata={"omit_default": True, "help": "photos: pitch within +-degrees"}
+    )
+    photo_roll: float = field(
+        default=3.0, metadata={"omit_default": True, "help": "photos: roll within +-degrees"}
+    )
+    photo_aspect: float = field(
+        default=4 / 3,
+        metadata={"omit_default": True, "help": "photos: width / height (< 1: portrait)"},
+    )
+    photo_width: int = field(
+        default=0,
+        metadata={
+            "omit_default": True,
+            "help": "photos: width in pixels; 0 = the panorama's angular resolution",
+        },
+    )
+    photo_look: bool = field(
+        default=True,
+        metadata={
+            "omit_default": True,
+            "help": "photos: a phone's exposure error, tone curve, blur and JPEG quality "
+            "(70-95); --no-photo-look writes the exact view at --jpeg-quality",
+        },
+    )
     workers: int = field(default=1, metadata={"help": "rendering processes", "run": True})
     preview: Path | None = field(
         default=None,
@@ -183,6 +227,32 @@ class SynthConfig:
             raise ValueError("University-1652 ids have 4 digits: at most 10000 locations in all")
         if not 50 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [50, 100], got {self.jpeg_quality}")
+        self._check_photos()
+
+    def _check_photos(self) -> None:
+        object.__setattr__(self, "photo_fov", tuple(float(v) for v in self.photo_fov))
+        if self.photos and self.layout not in ("cvusa", "vigor"):
+            raise ValueError(
+                f"photos are written for the cvusa and vigor layouts, not {self.layout}"
+            )
+        fov = self.photo_fov
+        if not 0 <= self.photos <= 99 or not 1 <= len(fov) <= 2:
+            raise ValueError(
+                f"need 0 <= photos <= 99 and photo_fov as MIN MAX or one value, got "
+                f"{self.photos}, {fov}"
+            )
+        if not 10.0 <= fov[0] <= fov[-1] <= 180.0:
+            raise ValueError(f"photo_fov must lie in [10, 180] degrees, MIN <= MAX, got {fov}")
+        if not (0 <= self.photo_pitch <= 45 and 0 <= self.photo_roll <= 45):
+            raise ValueError(
+                f"photo_pitch and photo_roll must be in [0, 45], got {self.photo_pitch}, "
+                f"{self.photo_roll}"
+            )
+        if not 0.25 <= self.photo_aspect <= 4 or not 0 <= self.photo_width <= 8192:
+            raise ValueError(
+                f"need photo_aspect in [0.25, 4] and photo_width in [0, 8192], got "
+                f"{self.photo_aspect}, {self.photo_width}"
+            )
 
     @property
     def n_distractors(self) -> int:
@@ -203,6 +273,8 @@ class SynthConfig:
             if self.layout not in f.metadata.get("layouts", (self.layout,)):
                 continue  # a setting this layout ignores (keeps older fingerprints valid)
             value = getattr(self, f.name)
+            if f.metadata.get("omit_default") and value == f.default:
+                continue  # a later addition at its default: older fingerprints stay valid
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

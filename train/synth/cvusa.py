@@ -25,11 +25,12 @@ from d4g_edge.fileio import atomic_write
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_VIEWS, pair_jobs, plan_pairs, town_records
+from ._photos import run_with_photos
 from ._render import ViewJob
 from ._towns import derived_seed
 
 BASE_LATLON = (40.0, -88.0)  # the US Midwest, where much of CVUSA lies
-OWNED = ("bingmap", "streetview", "splits", "split_locations")
+OWNED = ("bingmap", "streetview", "splits", "split_locations", "photos.csv")
 
 
 def _rel(pair_id: int) -> tuple[str, str, str]:
@@ -54,7 +55,7 @@ def write_cvusa(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> l
         jobs.append(
             ViewJob(pair.town, "blank", (0.0, 0.0), cfg.pano_size, 0.0, 0, (str(out / anno),))
         )
-    run(jobs)
+    run_with_photos(cfg, run, jobs)  # the photos (and photos.csv) only with cfg.photos
 
     by_id = sorted(zip(ids.tolist(), pairs, strict=True))
     # The tile is centred on the panorama, so satellite and ground coordinates coincide.

@@ -38,6 +38,7 @@ from train.datasets.vigor import CITIES, CROSS_CITIES, satellite_name
 
 from ._config import SynthConfig
 from ._pairs import STREAM_IDS, STREAM_POINTS, STREAM_TOWNS, STREAM_VIEWS
+from ._photos import run_with_photos
 from ._render import ViewJob
 from ._towns import TownSpec, derived_seed, get_world, split_counts, street_points
 
@@ -47,7 +48,7 @@ CITY_ORIGINS = {  # top-left corners near the real cities
     "SanFrancisco": (37.79, -122.43),
     "Seattle": (47.62, -122.36),
 }
-OWNED = ("splits", "satellite", "ground", *CITIES)
+OWNED = ("splits", "satellite", "ground", "photos", "photos.csv", *CITIES)
 _GRID_OFFSET = 1 << 20  # SeedSequence entropy must be non-negative; grid indices may not be
 _ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
@@ -169,12 +170,14 @@ def write_vigor(cfg: SynthConfig, run: Callable[[Sequence[ViewJob]], None]) -> l
     counts |= dict(zip(CROSS_CITIES["test"], split_counts(cfg.test, 2), strict=True))
     rng = np.random.default_rng(derived_seed(cfg.seed, STREAM_IDS))
     plans = {city: _city_plan(cfg, c, city, counts[city], rng) for c, city in enumerate(CITIES)}
-    run(
+    run_with_photos(  # the photos (and photos.csv) only with cfg.photos
+        cfg,
+        run,
         [
             job
             for _, tile_jobs, pano_jobs, _, _ in plans.values()
             for job in (*tile_jobs, *pano_jobs)
-        ]
+        ],
     )
 
     same_counts = same_area_train_counts([len(p[4]) for p in plans.values()], cfg.train)
