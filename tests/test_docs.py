@@ -182,9 +182,8 @@ def test_checks_catch_broken_docs(tmp_path):
         "../../outside.md",
         "missing.png",
     ]
-    assert missing_modules("python -m train.no_such_step --help; python -m pip install") == [
-        "python -m train.no_such_step"
-    ]
+    text = "python -m train.no_such_step --help; python -m pip install; python -m export.<format>"
+    assert missing_modules(text) == ["python -m train.no_such_step"]
     assert missing_paths("see `d4g_edge/no_such.py` and `weights/edge-s/student_{view}.pt`") == [
         "d4g_edge/no_such.py"
     ]
