@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from d4g_edge._manifest import INDEX_FILE, MANIFEST, QUERY_SUFFIXES, TILES_FILE
+from d4g_edge._manifest import INDEX_FILE, MANIFEST, QUERY_SUFFIXES, TILES_FILE, query_keys
 from d4g_edge.config import ConfigError, EncoderConfig
 from d4g_edge.errors import (
     BundleChecksumError,
@@ -34,10 +34,12 @@ from d4g_edge.pairing import check_pairing
 
 
 def query_entries(manifest: Mapping[str, Any]) -> list[tuple[str, dict]]:
-    """(role, entry) of every bundled query model, the default (``models.ground``) first."""
+    """(role, entry) of every bundled query model, the default (``models.query``; ``ground`` in
+    an old manifest) first; the role is the manifest key, so messages name what the file says."""
     models = manifest["models"]
-    first = [("ground", models["ground"])] if models.get("ground") else []
-    extra = [(f"ground_extra[{k}]", e) for k, e in enumerate(models.get("ground_extra", []))]
+    key, extra_key = query_keys(models)
+    first = [(key, models[key])] if models.get(key) else []
+    extra = [(f"{extra_key}[{k}]", e) for k, e in enumerate(models.get(extra_key, []))]
     return first + extra
 
 

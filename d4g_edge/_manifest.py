@@ -32,11 +32,25 @@ TILES_FILE = "tiles.npz"
 QUERY_SUFFIXES = (".onnx", ".pte")
 QUERY_VIEWS = ("ground", "drone")
 INDEX_LAYOUT_KEYS = ("layout", "cells")
+# models.query holds the query model (what encodes the device's picture: a ground panorama or a
+# drone frame), models.query_extra the same model in other formats. Manifests written before
+# that name settled call them models.ground / models.ground_extra: read as aliases, so those
+# bundles (the shipped default among them) open unchanged.
+QUERY_KEYS = ("query", "query_extra")
+OLD_QUERY_KEYS = ("ground", "ground_extra")
 _REQUIRED = ("schema", "created", "embed_dim", "models", "index", "tile_count", "files")
 _GRAPH_PARAMS = ("M", "ef_construction", "ef")  # hnswlib's, each >= 2
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CELL_KEY = re.compile(r"^[0-9]{1,20}$")
 _FIX = "rebuild the bundle with d4g-edge build-index, or copy its manifest.json again"
+
+
+def query_keys(models: Mapping[str, Any]) -> tuple[str, str]:
+    """The keys ``models`` names its query models under: ``("query", "query_extra")``, or
+    ``("ground", "ground_extra")`` in a manifest written before the rename."""
+    if not any(k in models for k in QUERY_KEYS) and any(k in models for k in OLD_QUERY_KEYS):
+        return OLD_QUERY_KEYS
+    return QUERY_KEYS
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -144,15 +158,20 @@ def _check_models(c: _Checker, models: Any) -> None:
     c.mapping(models, "models")
     if "satellite" not in models:
         c.fail("models", "an object with a 'satellite' entry (the index's model)", models)
+    both = [k for k in (*QUERY_KEYS, *OLD_QUERY_KEYS) if k in models]
+    if any(k in OLD_QUERY_KEYS for k in both) and any(k in QUERY_KEYS for k in both):
+        c.fail("models", "query models under models.query (or, in an old manifest, models.ground)"
+               ", not both", both)  # fmt: skip
+    key, extra_key = query_keys(models)
     entries = [("satellite", models["satellite"])]
-    if models.get("ground") is not None:
-        entries.append(("ground", models["ground"]))
-    extra = models.get("ground_extra", [])
+    if models.get(key) is not None:
+        entries.append((key, models[key]))
+    extra = models.get(extra_key, [])
     if not isinstance(extra, list):
-        c.fail("models.ground_extra", "a list of model entries", extra)
-    if extra and models.get("ground") is None:
-        c.fail("models.ground", "set when models.ground_extra is (the default query model)", None)
-    entries += [(f"ground_extra[{k}]", e) for k, e in enumerate(extra)]
+        c.fail(f"models.{extra_key}", "a list of model entries", extra)
+    if extra and models.get(key) is None:
+        c.fail(f"models.{key}", f"set when models.{extra_key} is (the default query model)", None)
+    entries += [(f"{extra_key}[{k}]", e) for k, e in enumerate(extra)]
     for role, entry in entries:
         c.mapping(entry, f"models.{role}")
         if "config" not in entry:

@@ -1,8 +1,9 @@
-"""A bundle: what a device carries to localize (manifest + ground model + index + tiles).
+"""A bundle: what a device carries to localize (manifest + query model + index + tiles).
 
 Layout of a bundle directory (``docs/design.md``)::
 
-    manifest.json    schema, created, embed dim, models (file, SHA-256, encoder config),
+    manifest.json    schema, created, embed dim, models (satellite, query: file, SHA-256,
+                     encoder config; older manifests name the query model "ground"),
                      preprocessing, index params, tile count, georeference, file checksums
     ground.onnx      the query encoder (and/or ground.pte + ground.pte.json); optional; named
                      after its view: drone.onnx for a drone student (manifest "views")
@@ -28,7 +29,7 @@ Usage::
     from d4g_edge.bundle import Bundle
     b = Bundle.load("bundles/town")        # verified
     enc = b.open_query_encoder()            # the query model, checked against the manifest
-    b.index.search(z, k=5); b.tiles.lat; b.ground_path
+    b.index.search(z, k=5); b.tiles.lat; b.query_path
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ from d4g_edge._manifest import (
     INDEX_FILE,
     INDEX_LAYOUT_KEYS,
     MANIFEST,
+    QUERY_KEYS,
     QUERY_SUFFIXES,
     TILES_FILE,
+    query_keys,
     read_manifest,
 )
 from d4g_edge._version import __version__
@@ -89,17 +92,28 @@ class Bundle:
     tiles: TileTable
     index: EmbeddingIndex
     satellite_config: EncoderConfig
-    ground_config: EncoderConfig | None
-    ground_path: Path | None
+    # the query model: what encodes the device's picture (a ground panorama or a drone frame)
+    query_config: EncoderConfig | None
+    query_path: Path | None
     # every bundled query model: its file (relative to root) -> the config the manifest records
     query_configs: Mapping[str, EncoderConfig] = field(default_factory=dict)
+
+    @property
+    def ground_path(self) -> Path | None:
+        """Old name of :attr:`query_path` (the query model is not always a ground model)."""
+        return self.query_path
+
+    @property
+    def ground_config(self) -> EncoderConfig | None:
+        """Old name of :attr:`query_config`."""
+        return self.query_config
 
     @property
     def embed_dim(self) -> int:
         return int(self.manifest["embed_dim"])
 
-    def ground_file(self, suffix: str) -> Path | None:
-        """The bundled ground model with ``suffix`` (".onnx" / ".pte"), if any."""
+    def query_file(self, suffix: str) -> Path | None:
+        """The bundled query model with ``suffix`` (".onnx" / ".pte"), if any."""
         entry = next(
             (e for _, e in query_entries(self.manifest) if e["file"].endswith(suffix)), None
         )
@@ -111,7 +125,7 @@ class Bundle:
         """Open the query model and check it is the one this bundle was built for.
 
         Without ``path``: the bundled model for ``backend`` ("onnxruntime": the ``.onnx``,
-        "executorch": the ``.pte``; None: the manifest's default ``models.ground``), whose
+        "executorch": the ``.pte``; None: the manifest's default ``models.query``), whose
         embedded config must equal the manifest's entry field for field. With ``path``: a
         model of the user's, whose config must equal the bundle's query model up to the
         quantization. Either way it must pair with the index's satellite model. A difference
@@ -119,25 +133,25 @@ class Bundle:
         ``d4g-edge info`` both verify.
         """
         if path is None:
-            if self.ground_path is None:
+            if self.query_path is None:
                 raise BundleError(
                     f"{self.root} is index-only (built without --ground); pass "
-                    "ground=PATH to the ground model"
+                    "query=PATH to the query model"
                 )
             suffix = _BACKEND_SUFFIX.get(backend) if backend is not None else None
             if backend is not None and suffix is None:
                 raise EncoderError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-            path = self.ground_path if suffix is None else self.ground_file(suffix)
+            path = self.query_path if suffix is None else self.query_file(suffix)
             if path is None:
                 raise BundleError(
-                    f"{self.root} holds no ground model for backend {backend!r} "
-                    f"({'ground.pte' if backend == 'executorch' else 'ground.onnx'}); rebuild "
-                    "with --ground for that format, or pass ground=PATH"
+                    f"{self.root} holds no query model for backend {backend!r} "
+                    f"({'a .pte' if backend == 'executorch' else 'a .onnx'}); rebuild "
+                    "with --ground for that format, or pass query=PATH"
                 )
             rel = next(n for n in self.query_configs if self.root / n == path)
             expected, ignore, what = self.query_configs[rel], (), f"models entry of {rel}"
         else:
-            expected, ignore, what = self.ground_config, ("quantization",), "query model"
+            expected, ignore, what = self.query_config, ("quantization",), "query model"
         enc = open_encoder(path, backend=backend, threads=threads)
         diffs = config_differences(enc.config, expected, ignore) if expected is not None else []
         if diffs:
@@ -154,7 +168,7 @@ class Bundle:
         """The query views this bundle localizes: ("ground",), ("drone",), or () (index only)."""
         if "views" in self.manifest:
             return tuple(self.manifest["views"])
-        return (self.ground_config.view,) if self.ground_config is not None else ()
+        return (self.query_config.view,) if self.query_config is not None else ()
 
     @property
     def stride_m(self) -> float | None:
@@ -200,8 +214,8 @@ class Bundle:
                         "the manifest was edited: copy the bundle again or rebuild it"
                     )
         sat, configs = check_models(root, manifest, queries)
-        ground_entry = manifest["models"].get("ground")
-        ground = configs[ground_entry["file"]] if ground_entry else None
+        query_entry = manifest["models"].get(query_keys(manifest["models"])[0])
+        query = configs[query_entry["file"]] if query_entry else None
         index_meta = manifest["index"]
         layout = {k: v for k, v in index_meta.items() if k in INDEX_LAYOUT_KEYS}
         try:
@@ -218,8 +232,8 @@ class Bundle:
             index = _load_cells(root, manifest, tiles, params, region, verify)
         else:
             index = _load_index(root / INDEX_FILE, dim, count, params)
-        ground_path = root / ground_entry["file"] if ground_entry else None
-        return cls(root, manifest, tiles, index, sat, ground, ground_path, configs)
+        query_path = root / query_entry["file"] if query_entry else None
+        return cls(root, manifest, tiles, index, sat, query, query_path, configs)
 
 
 _BACKEND_SUFFIX = {"onnxruntime": ".onnx", "executorch": ".pte"}
@@ -274,26 +288,30 @@ def write_bundle(
     tiles: TileTable,
     satellite: dict[str, Any],
     *,
-    ground: Any | None = None,
+    query: Any | None = None,
     params: IndexParams | None = None,
     georeference: Mapping[str, Any] | None = None,
     threads: int = -1,
     cells: bool = False,
+    ground: Any | None = None,
 ) -> Path:
     """Build the index of ``vectors`` (rows of ``tiles``) and write a bundle atomically.
 
-    ``satellite`` is a :func:`model_entry` dict; ``ground`` an opened ground encoder
+    ``satellite`` is a :func:`model_entry` dict; ``query`` an opened query encoder
     (:mod:`d4g_edge.runtime`) to copy into the bundle, a list of them (at most one ``.onnx``
-    and one ``.pte``; the first is the default), or None for an index-only bundle.
-    ``cells=True`` writes one index per geographic cell (:mod:`d4g_edge.cells`).
+    and one ``.pte``; the first is the default, ``models.query``), or None for an index-only
+    bundle (``ground`` is its old name). ``cells=True`` writes one index per geographic cell
+    (:mod:`d4g_edge.cells`).
     """
     out = Path(out)
     params = params or IndexParams()
     sat_cfg = EncoderConfig.from_dict(satellite["config"])
-    grounds = (
-        [] if ground is None else list(ground) if isinstance(ground, list | tuple) else [ground]
-    )
-    for enc in grounds:
+    if ground is not None:
+        if query is not None:
+            raise BundleError("give the query model as query=, not also as ground= (its old name)")
+        query = ground
+    queries = [] if query is None else list(query) if isinstance(query, list | tuple) else [query]
+    for enc in queries:
         check_pairing(enc.config, sat_cfg, "build")
     if len(vectors) != len(tiles) or vectors.shape[1] != sat_cfg.embed_dim:
         raise BundleError(
@@ -311,35 +329,35 @@ def write_bundle(
             EmbeddingIndex.build(vectors, params, threads).save(tmp / INDEX_FILE)
         tiles.save(tmp / TILES_FILE)
         models = {"satellite": dict(satellite)}
-        views = sorted({enc.config.view for enc in grounds})
+        views = sorted({enc.config.view for enc in queries})
         if len(views) > 1:
             raise BundleError(
                 f"query models of different views {views} in one bundle: a drone student and a "
                 "ground student have different teachers, so each needs its own index"
             )
-        for k, enc in enumerate(grounds):
+        for k, enc in enumerate(queries):
             suffix = enc.path.suffix.lower()
             if suffix not in QUERY_SUFFIXES:
                 raise BundleError(f"{enc.path}: a query model is .onnx or .pte, got {suffix!r}")
             name = f"{enc.config.view}{suffix}"  # ground.onnx, drone.pte, ...
             if (tmp / name).exists():
-                raise BundleError(f"two ground models of one format ({name}); pass one of each")
+                raise BundleError(f"two query models of one format ({name}); pass one of each")
             shutil.copyfile(enc.path, tmp / name)
             if enc.path.suffix.lower() == ".pte":
                 sidecar = enc.path.with_name(enc.path.name + ".json")
                 shutil.copyfile(sidecar, tmp / (name + ".json"))
             entry = model_entry(enc.path, enc.config, enc.sha256, name)
             if k == 0:
-                models["ground"] = entry
+                models[QUERY_KEYS[0]] = entry
             else:
-                models.setdefault("ground_extra", []).append(entry)
-        g = grounds[0].config if grounds else None
+                models.setdefault(QUERY_KEYS[1], []).append(entry)
+        g = queries[0].config if queries else None
         manifest = {
             "schema": BUNDLE_SCHEMA,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "d4g_edge_version": __version__,
             "embed_dim": sat_cfg.embed_dim,
-            # the query views the bundle serves ("models.ground" holds the query model)
+            # the query views the bundle serves ("models.query" holds the query model)
             "views": views,
             "models": models,
             "preprocessing": _preprocessing(g) if g is not None else None,

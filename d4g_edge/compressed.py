@@ -43,7 +43,7 @@ import numpy as np
 from d4g_edge._mmfile import map_arrays, write_arrays
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
 from d4g_edge.fileio import temp_path
-from d4g_edge.index import IndexParams, _topk
+from d4g_edge.index_params import IndexParams, topk
 
 FORMAT = "d4g-edge/pca-int8/1"
 AUTO_LISTS_FROM = 32_768  # rows from which lists=0 (auto) builds an inverted file
@@ -309,12 +309,12 @@ class CompressedIndex:
             else:
                 pos = positions[s : s + _CHUNK]
                 block = self.codes[pos]
-            i, sc = _topk(w @ np.asarray(block, np.float32).T, keep, pos)
+            i, sc = topk(w @ np.asarray(block, np.float32).T, keep, pos)
             best_pos.append(i)
             best_scores.append(sc)
         if len(best_pos) == 1:  # one chunk (small maps, the localize path): already the best
             return self._finish(q, k, best_pos[0], best_scores[0], ranked=True)
-        pos, scores = _topk(np.concatenate(best_scores, 1), keep, None, np.concatenate(best_pos, 1))
+        pos, scores = topk(np.concatenate(best_scores, 1), keep, None, np.concatenate(best_pos, 1))
         return self._finish(q, k, pos, scores, ranked=True)
 
     def _finish(self, q, k, pos, scores, ranked=False) -> tuple[np.ndarray, np.ndarray]:
@@ -322,12 +322,12 @@ class CompressedIndex:
         refine store, else the codes' scores plus the constant ``q . mean`` (~ cosines).
         ``ranked``: ``pos``/``scores`` are already the best, best first."""
         if self.refine is None:
-            p, s = (pos[:, :k], scores[:, :k]) if ranked else _topk(scores, k, None, pos)
+            p, s = (pos[:, :k], scores[:, :k]) if ranked else topk(scores, k, None, pos)
             return self._rows(p), s + (q @ self.codec.mean)[:, None]
         keep = min(pos.shape[1], max(k, self.params.refine))
-        cand = self._rows(_topk(scores, keep, None, pos)[0])
+        cand = self._rows(topk(scores, keep, None, pos)[0])
         vecs = np.asarray(self.refine[cand.ravel()], np.float32).reshape(*cand.shape, -1)
-        return _topk(np.einsum("qnd,qd->qn", vecs, q), k, None, cand)
+        return topk(np.einsum("qnd,qd->qn", vecs, q), k, None, cand)
 
     def _rows(self, pos: np.ndarray) -> np.ndarray:
         return (

@@ -18,12 +18,17 @@ tiles. Three things an autopilot knows help, and each is optional:
   behind it. Without pitch (or altitude) the answer is the point the frame's centre shows,
   which is the drone's own position for a nadir camera.
 
+The three travel together as a :class:`Flight`.
+
 Usage::
 
     fix = localizer.localize(frame, heading=72.0, altitude_m=120.0, pitch_deg=30.0)
+    flight = Flight(altitude_m=120.0, pitch_deg=30.0)     # checked when made
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,8 +38,42 @@ DEFAULT_FOV_DEG = 60.0  # the world's drone camera and a common gimbal camera's 
 QUARTER_TURNS = (0, 1, 2, 3)
 
 
-def check_flight(altitude_m: float | None, pitch_deg: float | None, fov_deg: float) -> None:
-    """Raise :class:`SearchError` unless the values are physically meaningful."""
+@dataclass(frozen=True)
+class Flight:
+    """What the autopilot says about one frame; every field optional (None: unknown).
+
+    ``altitude_m`` above ground, ``pitch_deg`` of the camera from nadir (0 = straight down),
+    ``fov_deg`` the camera's horizontal field of view (None: :data:`DEFAULT_FOV_DEG` for a
+    drone frame). Checked when made (:func:`check_flight`): a :class:`SearchError` names the
+    value that is not physically meaningful.
+    """
+
+    altitude_m: float | None = None
+    pitch_deg: float | None = None
+    fov_deg: float | None = None
+
+    def __post_init__(self) -> None:
+        check_flight(self.altitude_m, self.pitch_deg, self.fov_deg)
+
+    @property
+    def camera_fov_deg(self) -> float:
+        """The field of view to use: the given one, else :data:`DEFAULT_FOV_DEG`."""
+        return DEFAULT_FOV_DEG if self.fov_deg is None else float(self.fov_deg)
+
+    @property
+    def offset_known(self) -> bool:
+        """Altitude and pitch both known: the drone's offset from what the frame shows is."""
+        return self.altitude_m is not None and self.pitch_deg is not None
+
+
+def check_flight(
+    altitude_m: float | None, pitch_deg: float | None, fov_deg: float | None = None
+) -> None:
+    """Raise :class:`SearchError` unless the given values are physically meaningful."""
+    for name, value in (("altitude_m", altitude_m), ("pitch_deg", pitch_deg), ("fov_deg", fov_deg)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if not isinstance(value, np.number):  # numpy scalars are numbers too
+                raise SearchError(f"{name} must be a number or None, got {value!r}")
     if altitude_m is not None and not (np.isfinite(altitude_m) and 0 < altitude_m <= 5000):
         raise SearchError(f"altitude_m must be in (0, 5000] m above ground, got {altitude_m!r}")
     if pitch_deg is not None and not (np.isfinite(pitch_deg) and 0 <= pitch_deg < 80):
@@ -42,7 +81,7 @@ def check_flight(altitude_m: float | None, pitch_deg: float | None, fov_deg: flo
             f"pitch_deg is the camera's angle from nadir (0 = straight down) and must be in "
             f"[0, 80), got {pitch_deg!r}"
         )
-    if not 1 <= fov_deg <= 170:
+    if fov_deg is not None and not (np.isfinite(fov_deg) and 1 <= fov_deg <= 170):
         raise SearchError(f"fov_deg must be in [1, 170] degrees, got {fov_deg!r}")
 
 

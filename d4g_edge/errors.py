@@ -65,3 +65,7 @@ class SearchError(D4GEdgeError, ValueError):
 class GeoError(D4GEdgeError, ValueError):
     """Coordinates or a georeference outside what is valid (latitude beyond the poles, a
     non-positive pixel size)."""
+
+
+class IndexParamsError(D4GEdgeError, ValueError):
+    """Index parameters outside what an index can be built or searched with."""

@@ -28,67 +28,15 @@ Usage::
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from d4g_edge.errors import BundleError, SearchError
 from d4g_edge.fileio import temp_path
+from d4g_edge.index_params import STORAGES, IndexParams, merge_topk, topk
 
-
-@dataclass(frozen=True)
-class IndexParams:
-    """hnswlib graph parameters and the size below which search is exact."""
-
-    M: int = 32  # graph degree: recall up, memory up
-    ef_construction: int = 200
-    ef: int = 128  # search beam; >= k; recall up, latency up
-    exact_threshold: int = 20_000
-    space: str = "cosine"
-    # "hnswlib", "float16" (no graph, exact search; see the module doc) or "pca-int8" (a PCA
-    # rotation + int8 codes, memory-mapped, coarse to fine: d4g_edge.compressed)
-    storage: str = "hnswlib"
-    # pca-int8 only (absent from the manifests of the other kinds):
-    pca_dims: int = 64  # components kept = bytes per row
-    lists: int = 0  # coarse k-means lists; 1: none (a flat scan); 0: auto (1 below 32,768 rows)
-    group_rows: int = 0  # > 0: the coarse lists are runs of this many rows (a tile's centres)
-    probe: int = 16  # lists whose rows are scored with their codes
-    refine: int = 0  # > 0: also store float16 rows and re-rank this many candidates exactly
-
-    def __post_init__(self) -> None:
-        for name in ("M", "ef_construction", "ef"):
-            if int(getattr(self, name)) < 2:
-                raise ValueError(f"index parameter {name} must be >= 2, got {getattr(self, name)}")
-        if self.space != "cosine":
-            raise ValueError(f"only the cosine space is supported, got {self.space!r}")
-        if self.storage not in STORAGES:
-            raise ValueError(
-                f"index storage must be one of {', '.join(STORAGES)}, got {self.storage!r}"
-            )
-        for name in ("pca_dims", "probe"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"index parameter {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lists", "group_rows", "refine"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"index parameter {name} must be >= 0, got {getattr(self, name)}")
-        if self.lists and self.group_rows:
-            raise ValueError("give lists (k-means) or group_rows (runs of rows), not both")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        if self.storage != "pca-int8":  # today's kinds keep today's manifest
-            for name in _COMPRESSED_FIELDS:
-                d.pop(name)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> IndexParams:
-        return cls(**data)
-
-
-STORAGES = ("hnswlib", "float16", "pca-int8")
-_COMPRESSED_FIELDS = ("pca_dims", "lists", "group_rows", "probe", "refine")
+__all__ = ["STORAGES", "EmbeddingIndex", "IndexParams", "merge_topk"]
 
 
 class EmbeddingIndex:
@@ -211,12 +159,12 @@ class EmbeddingIndex:
             if candidates.size == 0:
                 raise SearchError("no candidate tiles to search (the prior excludes them all)")
             if candidates.size < self.params.exact_threshold or self.hnsw is None:
-                return _topk(q @ self.get_vectors(candidates).T, k, candidates)
+                return topk(q @ self.get_vectors(candidates).T, k, candidates)
             allowed = np.zeros(self.count, dtype=bool)
             allowed[candidates] = True
             return self._hnsw(q, min(k, candidates.size), lambda i: bool(allowed[i]))
         if self.vectors is not None:
-            return _topk(q @ self.vectors.T, k, None)
+            return topk(q @ self.vectors.T, k, None)
         return self._hnsw(q, min(k, self.count), None)
 
     def search_exact(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -227,30 +175,11 @@ class EmbeddingIndex:
         for start in range(0, self.count, step):
             ids = np.arange(start, min(start + step, self.count))
             vecs = self.vectors[ids] if self.vectors is not None else self.hnsw.get_items(ids)
-            i, s = _topk(q @ np.asarray(vecs, np.float32).T, k, ids)
+            i, s = topk(q @ np.asarray(vecs, np.float32).T, k, ids)
             best_ids.append(i)
             best_scores.append(s)
-        return _topk(np.concatenate(best_scores, 1), k, None, np.concatenate(best_ids, 1))
+        return topk(np.concatenate(best_scores, 1), k, None, np.concatenate(best_ids, 1))
 
     def _hnsw(self, q, k, filt) -> tuple[np.ndarray, np.ndarray]:
         labels, dist = self.hnsw.knn_query(q, k=k, num_threads=1, filter=filt)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
-
-
-def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` of several searches' (Q, *) ids and scores, best first."""
-    return _topk(scores, k, None, ids)
-
-
-def _topk(scores: np.ndarray, k: int, ids: np.ndarray | None, id_table=None):
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else None
-    if part is None:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    top = np.take_along_axis(scores, part, 1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    cols = np.take_along_axis(part, order, 1)
-    out_scores = np.take_along_axis(scores, cols, 1).astype(np.float32)
-    if id_table is not None:
-        return np.take_along_axis(id_table, cols, 1).astype(np.int64), out_scores
-    return (cols if ids is None else ids[cols]).astype(np.int64), out_scores

@@ -1,4 +1,4 @@
-"""Ground image -> latitude/longitude: the ground encoder + the bundle's satellite index.
+"""A picture -> latitude/longitude: the bundle's query encoder + its satellite index.
 
 ``Localizer`` loads a bundle once (verified, see :mod:`d4g_edge.bundle`) and is safe to share
 across threads (onnxruntime sessions and hnswlib queries are re-entrant; ExecuTorch calls are
@@ -6,15 +6,26 @@ serialised by the encoder). ``localize()`` is the one-call form on the default b
 
 Heading. The models expect a panorama with north at its centre column. ``heading=h`` says the
 panorama's centre column looks at azimuth ``h`` degrees (clockwise from north); it is rolled
-north-up before encoding. ``heading=None`` (unknown) encodes ``headings`` circular rolls of the
-panorama in one batch and keeps the best; the answer's ``heading_deg`` is then the estimated
-azimuth of the query's centre column (a resolution of ``360 / headings`` degrees).
+north-up before encoding. ``heading=None`` (unknown) encodes :data:`DEFAULT_HEADINGS` (8)
+circular rolls of the panorama in one batch and keeps the best; the answer's ``heading_deg`` is
+then the estimated azimuth of the query's centre column (a resolution of ``360 / 8`` degrees).
+
+The query model. The bundle's ``models.query`` (``Bundle.query_path``) encodes what the device
+sees: a ground panorama or, in a drone bundle, a camera frame. ``Localizer(query=PATH)`` uses
+another file of the same model (e.g. another quantization); ``ground=`` is its old name.
+
+One signature. ``localize`` / ``localize_batch`` / ``observe`` / ``retrieve`` / ``embed`` and
+the module's ``localize`` take the same keywords with the same defaults: ``prior=None``,
+``heading=None``, ``altitude_m=None``, ``pitch_deg=None``, ``fov_deg=None`` (the camera's
+horizontal field of view; for a drone frame None means :data:`d4g_edge.drone.DEFAULT_FOV_DEG`).
+``top_k`` is 5 where the answer is a position and 100 where the rows feed a tracker.
 
 Drone frames. A bundle built with a drone student (``Bundle.views == ("drone",)``) takes
 camera frames: ``heading`` is where the frame's top points, searched over quarter turns when
 unknown; ``altitude_m`` (with the camera's ``fov_deg``) keeps the part of a high frame that
 covers one tile; ``pitch_deg`` (from nadir) moves the answer from the point the frame's centre
-shows back to the drone. See :mod:`d4g_edge.drone`.
+shows back to the drone; the three are a :class:`d4g_edge.drone.Flight`. See
+:mod:`d4g_edge.drone`.
 
 Limited field of view. A photo that is not a 360-degree panorama is squashed to the
 panorama's shape, which the ``edge-s`` students never saw in training: expect far lower
@@ -44,6 +55,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -53,6 +65,7 @@ import numpy as np
 
 from d4g_edge import drone, trust
 from d4g_edge.bundle import Bundle
+from d4g_edge.drone import Flight
 from d4g_edge.errors import NoDefaultBundleError, SearchError
 from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.image import ImageInput, load_rgb
@@ -125,17 +138,35 @@ def _roll_shift(heading_deg: float, width: int) -> int:
 
 
 class Localizer:
+    """A bundle loaded once, and the query model that encodes the device's pictures.
+
+    ``bundle``: a folder or a loaded :class:`Bundle` (None: :func:`default_bundle_path`);
+    ``query``: a query model file to use instead of the bundle's (it must be the same model,
+    any quantization); ``ground``: the old name of ``query`` (deprecated); ``region``: of a
+    cell-sharded bundle, load only the cells near (lat, lon, radius_m).
+    """
+
     def __init__(
         self,
         bundle: str | Path | Bundle | None = None,
         *,
         backend: str = "onnxruntime",
         threads: int | None = None,
-        ground: str | Path | None = None,
+        query: str | Path | None = None,
         verify: bool = True,
         temperature: float = 0.02,
         region: tuple[float, float, float] | None = None,
+        ground: str | Path | None = None,
     ) -> None:
+        if ground is not None:
+            if query is not None:
+                raise SearchError("give the query model as query=, not also as ground=")
+            warnings.warn(
+                "Localizer(ground=...) is deprecated; the model is the query model: query=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            query = ground
         if not isinstance(bundle, Bundle):
             path = bundle if bundle is not None else default_bundle_path()
             # region: of a cell-sharded bundle, load only the cells near it (d4g_edge.cells)
@@ -150,12 +181,9 @@ class Localizer:
                 bundle.root,
                 bundle.root,
             )
-        self.encoder = self._open_ground(ground, backend, threads)
-        self.view = self.encoder.config.view  # "ground" panoramas or "drone" frames
-
-    def _open_ground(self, ground, backend, threads) -> Encoder:
         # the checks live with the bundle, so `d4g-edge info` verifies exactly these
-        return self.bundle.open_query_encoder(backend, threads, path=ground)
+        self.encoder: Encoder = bundle.open_query_encoder(backend, threads, path=query)
+        self.view = self.encoder.config.view  # "ground" panoramas or "drone" frames
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -178,14 +206,18 @@ class Localizer:
             )
         return rows
 
-    def _queries(self, image, heading, flight=None) -> tuple[np.ndarray, np.ndarray, str | None]:
+    def _queries(
+        self, image, heading, flight: Flight | None = None
+    ) -> tuple[np.ndarray, np.ndarray, str | None]:
         """(R, 3, H, W) inputs (R rolls, or R quarter turns of a drone frame), their
-        headings, and why the image cannot show a place (None when it can);
-        ``flight`` = (altitude_m, pitch_deg, fov_deg) of a drone frame."""
+        headings, and why the image cannot show a place (None when it can). ``flight``
+        (altitude, pitch, field of view) is a drone frame's; a panorama's ``fov_deg`` is
+        not used yet (a panorama sees 360 degrees)."""
         heading = _heading(heading)
+        flight = flight or Flight()
         if self.view == "drone":
             return self._drone_queries(image, heading, flight)
-        if flight is not None and (flight[0] is not None or flight[1] is not None):
+        if flight.altitude_m is not None or flight.pitch_deg is not None:
             raise SearchError(
                 "altitude_m / pitch_deg describe drone frames; this bundle's query model "
                 f"takes {self.view} panoramas"
@@ -202,12 +234,13 @@ class Localizer:
         rolls = [np.roll(x, k, axis=3) if k else x for k in shifts]  # no copy for north-up
         return np.concatenate(rolls), headings, trust.image_problem(rgb)
 
-    def _drone_queries(self, image, heading, flight) -> tuple[np.ndarray, np.ndarray]:
-        altitude, _, fov = flight or (None, None, drone.DEFAULT_FOV_DEG)
+    def _drone_queries(self, image, heading, flight: Flight) -> tuple[np.ndarray, np.ndarray]:
         rgb = load_rgb(image)
         problem = trust.image_problem(rgb)
-        if altitude is not None:
-            rgb = drone.crop_to_footprint(rgb, altitude, self._tile_m, fov)
+        if flight.altitude_m is not None:
+            rgb = drone.crop_to_footprint(
+                rgb, flight.altitude_m, self._tile_m, flight.camera_fov_deg
+            )
         x = preprocess(rgb, self.encoder.config)
         turns = drone.QUARTER_TURNS if heading is None else (drone.north_up_turns(float(heading)),)
         xs = np.concatenate([drone.turned(x, k) for k in turns])
@@ -227,10 +260,11 @@ class Localizer:
         heading: float | None = None,
         altitude_m: float | None = None,
         pitch_deg: float | None = None,
-        fov_deg: float = drone.DEFAULT_FOV_DEG,
+        fov_deg: float | None = None,
     ) -> Localization:
         """Localize one image. Drone frames may come with the autopilot's ``altitude_m``
-        above ground and camera ``pitch_deg`` from nadir (see the module docstring)."""
+        above ground, camera ``pitch_deg`` from nadir and ``fov_deg`` (see the module
+        docstring)."""
         return self.localize_batch(
             [image],
             top_k=top_k,
@@ -250,8 +284,10 @@ class Localizer:
         heading: float | Sequence[float | None] | None = None,
         altitude_m: float | Sequence[float | None] | None = None,
         pitch_deg: float | Sequence[float | None] | None = None,
-        fov_deg: float = drone.DEFAULT_FOV_DEG,
+        fov_deg: float | Sequence[float | None] | None = None,
     ) -> list[Localization]:
+        """:meth:`localize` for several images in one encoder batch; each keyword is one value
+        for all of them or a sequence with one per image."""
         return [
             obs.fix
             for obs in self._observe(images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg)
@@ -266,7 +302,7 @@ class Localizer:
         heading: float | None = None,
         altitude_m: float | None = None,
         pitch_deg: float | None = None,
-        fov_deg: float = drone.DEFAULT_FOV_DEG,
+        fov_deg: float | None = None,
     ) -> Observation:
         """One encoding, two uses: the raw top-``top_k`` rows and scores for a tracker, and
         the single-frame answer with its status (a tracker skips ``not_in_map`` frames)."""
@@ -274,12 +310,17 @@ class Localizer:
 
     def _observe(self, images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg):
         top_k = _count(top_k, "top_k")
-        headings = _per_image(heading, len(images), "headings")
-        altitudes = _per_image(altitude_m, len(images), "altitudes")
-        pitches = _per_image(pitch_deg, len(images), "pitches")
-        flights = [(a, p, float(fov_deg)) for a, p in zip(altitudes, pitches, strict=True)]
-        for a, p, f in flights:
-            drone.check_flight(a, p, f)
+        n = len(images)
+        headings = _per_image(heading, n, "headings")
+        flights = [
+            Flight(a, p, f)
+            for a, p, f in zip(
+                _per_image(altitude_m, n, "altitudes"),
+                _per_image(pitch_deg, n, "pitches"),
+                _per_image(fov_deg, n, "fields of view"),
+                strict=True,
+            )
+        ]
         cand = self._candidates(prior)
         batches = [
             self._queries(img, h, f) for img, h, f in zip(images, headings, flights, strict=True)
@@ -308,12 +349,19 @@ class Localizer:
         prior: tuple[float, float, float] | None = None,
         heading: float | None = None,
         altitude_m: float | None = None,
-        fov_deg: float = drone.DEFAULT_FOV_DEG,
+        pitch_deg: float | None = None,
+        fov_deg: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """Raw top-k tile rows and scores (best heading's), and that heading (for trackers).
         For a drone frame the rows are tiles around the point the frame's centre shows."""
         obs = self.observe(
-            image, top_k=top_k, prior=prior, heading=heading, altitude_m=altitude_m, fov_deg=fov_deg
+            image,
+            top_k=top_k,
+            prior=prior,
+            heading=heading,
+            altitude_m=altitude_m,
+            pitch_deg=pitch_deg,
+            fov_deg=fov_deg,
         )
         return obs.ids, obs.scores, obs.heading_deg
 
@@ -331,9 +379,25 @@ class Localizer:
         rows = np.stack([r[:k] for r in keep])
         return np.take_along_axis(ids, rows, 1), np.take_along_axis(scores, rows, 1)
 
-    def embed(self, image: ImageInput, heading: float | None = 0.0) -> np.ndarray:
-        """The query embedding(s) (rolled, or turned, to north-up by ``heading``)."""
-        x, _, _ = self._queries(image, heading)
+    def embed(
+        self,
+        image: ImageInput,
+        *,
+        heading: float | None = None,
+        altitude_m: float | None = None,
+        pitch_deg: float | None = None,
+        fov_deg: float | None = None,
+    ) -> np.ndarray:
+        """The query embeddings :meth:`localize` searches with, (R, D) unit rows.
+
+        ``heading`` known: one row, the picture rolled (a drone frame turned) north-up.
+        ``heading=None`` (unknown, as in :meth:`localize`): one row per searched heading, in
+        the order 0, 45, ..., 315 degrees for a panorama (0, 270, 180, 90 for a drone frame's
+        quarter turns), so row 0 is the picture as given (``heading=0``). ``altitude_m`` /
+        ``fov_deg`` crop a high drone frame as :meth:`localize` does; ``pitch_deg`` moves only
+        the answer, not the embedding, and is checked for the same range."""
+        flight = Flight(altitude_m, pitch_deg, fov_deg)
+        x, _, _ = self._queries(image, heading, flight)
         return self.encoder.embed_tensor(x)
 
     @cached_property
@@ -347,9 +411,9 @@ class Localizer:
     ) -> tuple[Localization, np.ndarray | None]:
         t = self.bundle.tiles
         lat, lon = t.lat[ids], t.lon[ids]
-        if flight is not None and flight[0] is not None and flight[1] is not None:
+        if flight is not None and flight.offset_known:
             # the tiles show where the camera looks; the drone is behind that point
-            east, north = -drone.camera_offset_m(flight[0], flight[1], heading)
+            east, north = -drone.camera_offset_m(flight.altitude_m, flight.pitch_deg, heading)
             lat, lon = offset_latlon(lat, lon, east, north)
         dist = haversine_m(lat[0], lon[0], lat, lon)
         cands = tuple(
@@ -424,7 +488,7 @@ def _count(value, what: str) -> int:
     return int(value)
 
 
-_DEFAULT: dict[str, Localizer] = {}
+_DEFAULT: dict[tuple[str, str, int | None], Localizer] = {}
 _DEFAULT_LOCK = threading.Lock()
 
 
@@ -437,14 +501,25 @@ def localize(
     heading: float | None = None,
     altitude_m: float | None = None,
     pitch_deg: float | None = None,
+    fov_deg: float | None = None,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
 ) -> Localization:
-    """Localize one image; the bundle (default: :func:`default_bundle_path`) loads once.
-    ``altitude_m`` / ``pitch_deg``: for drone frames (a bundle of a drone student)."""
-    key = str(Path(bundle).resolve()) if bundle is not None else str(default_bundle_path())
+    """Localize one image with :meth:`Localizer.localize`'s keywords; the bundle (default:
+    :func:`default_bundle_path`) loads once per (bundle, ``backend``, ``threads``) and is kept
+    for the next call."""
+    path = str(Path(bundle).resolve()) if bundle is not None else str(default_bundle_path())
+    key = (path, backend, threads)
     with _DEFAULT_LOCK:
         if key not in _DEFAULT:
-            _DEFAULT[key] = Localizer(key)
+            _DEFAULT[key] = Localizer(path, backend=backend, threads=threads)
         loc = _DEFAULT[key]
     return loc.localize(
-        image, top_k=top_k, prior=prior, heading=heading, altitude_m=altitude_m, pitch_deg=pitch_deg
+        image,
+        top_k=top_k,
+        prior=prior,
+        heading=heading,
+        altitude_m=altitude_m,
+        pitch_deg=pitch_deg,
+        fov_deg=fov_deg,
     )

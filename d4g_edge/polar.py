@@ -18,6 +18,8 @@ import functools
 
 import numpy as np
 
+from d4g_edge.errors import GeoError, ImageError
+
 
 def polar_transform(
     tile: np.ndarray, height: int, width: int, *, north_column: float = 0.5
@@ -31,7 +33,7 @@ def polar_transform(
     """
     tile = np.asarray(tile)
     if tile.ndim != 3 or tile.shape[0] != tile.shape[1]:
-        raise ValueError(f"tile must be a square H x W x C image, got shape {tile.shape}")
+        raise ImageError(f"tile must be a square H x W x C image, got shape {tile.shape}")
     index, weight = _polar_grid(tile.shape[0], int(height), int(width), float(north_column))
     return _bilinear(tile.astype(np.float32), index, weight)
 
@@ -76,7 +78,7 @@ def shift_tile(tile: np.ndarray, east_px: float, north_px: float, fill) -> np.nd
     """
     tile = np.asarray(tile)
     if tile.ndim != 3:
-        raise ValueError(f"tile must be an H x W x C image, got shape {tile.shape}")
+        raise ImageError(f"tile must be an H x W x C image, got shape {tile.shape}")
     dx, dy = round(float(east_px)), round(-float(north_px))  # image y points south
     if dx == 0 and dy == 0:
         return tile
@@ -100,7 +102,7 @@ def cell_centres(stride: float, step: float) -> np.ndarray:
     encoder was trained with that much jitter around the true position.
     """
     if not (stride > 0 and step > 0):
-        raise ValueError(f"stride and step must be positive, got {stride} and {step}")
+        raise GeoError(f"stride and step must be positive, got {stride} and {step}")
     n = max(1, int(np.ceil(stride / step - 1e-9)))
     ticks = ((np.arange(n) + 0.5) / n - 0.5) * stride
     north, east = np.meshgrid(ticks[::-1], ticks, indexing="ij")

@@ -18,13 +18,14 @@ import numpy as np
 from PIL import Image
 
 from d4g_edge.config import EncoderConfig
+from d4g_edge.errors import ImageError
 from d4g_edge.polar import polar_transform, shift_tile
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 H x W x 3 -> uint8 ``size`` (height, width), Pillow bilinear as in training."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected a uint8 H x W x 3 RGB array, got {rgb.dtype} {rgb.shape}")
+        raise ImageError(f"expected a uint8 H x W x 3 RGB array, got {rgb.dtype} {rgb.shape}")
     if rgb.shape[:2] == tuple(size):
         return rgb
     img = Image.fromarray(rgb).resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)

@@ -46,7 +46,7 @@ def parse_config(text: str | bytes, source: str) -> EncoderConfig:
         raise EncoderError(str(err)) from None
 
 
-def l2_normalise(z: np.ndarray) -> np.ndarray:
+def l2_normalize(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float32)
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
@@ -104,7 +104,7 @@ class Encoder:
                 f"{self.path.name} returned shape {z.shape}, expected "
                 f"({x.shape[0]}, {self.config.embed_dim}) per its config"
             )
-        return l2_normalise(z)
+        return l2_normalize(z)
 
     def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

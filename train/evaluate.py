@@ -496,7 +496,7 @@ def evaluate_bundle(cfg: EvaluateConfig) -> RetrievalMetrics:
     the position of its true tile among the returned candidates (top max(ks))."""
     from d4g_edge.localizer import Localizer
     from train.datasets import load
-    from train.metrics import QueryRanks, localisation_error, summarise
+    from train.metrics import QueryRanks, position_error, summarize
 
     if cfg.data is None:
         raise ValueError("--bundle evaluation needs --data (the split's queries and truth)")
@@ -523,14 +523,14 @@ def evaluate_bundle(cfg: EvaluateConfig) -> RetrievalMetrics:
             rank[i] = ids.index(truth) if truth in ids else top_k
             top1[i] = row_of[ids[0]]
             fixes[i] = fix.lat, fix.lon
-    metrics = summarise(
+    metrics = summarize(
         QueryRanks(rank=rank, top1=top1, hit=None),
         split.num_references,
         ks=tuple(k for k in cfg.ks if k <= top_k),
     )
     if split.query_latlon is not None:
         metrics = dataclasses.replace(
-            metrics, localisation=localisation_error(split.query_latlon, fixes)
+            metrics, position=position_error(split.query_latlon, fixes)
         )
     return metrics
 

@@ -244,7 +244,7 @@ def format_table(costs: Sequence[Cost]) -> str:
     return "\n".join(fmt.format(*line).rstrip() for line in [head, rule, *lines])
 
 
-def summarise(costs: Sequence[Cost]) -> list[dict[str, Any]]:
+def summarize(costs: Sequence[Cost]) -> list[dict[str, Any]]:
     """Per preset: its teacher vs. its (first-listed) student, both views and ground only."""
     out = []
     for preset in dict.fromkeys(c.row.preset for c in costs):
@@ -320,7 +320,7 @@ def run(cfg: FlopsConfig) -> tuple[list[Cost], list[dict[str, Any]]]:
         }
         rows += preset_rows(name, teacher_dim=teacher_dim, **(overrides if edge else {}))
     costs = measure_rows(rows, progress=True)
-    summary = summarise(costs)
+    summary = summarize(costs)
     if cfg.json is not None:
         doc = {
             "convention": CONVENTION,

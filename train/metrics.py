@@ -65,7 +65,7 @@ class QueryRanks:
 
 
 @dataclass(frozen=True)
-class LocalisationError:
+class PositionError:
     """Distance in metres between the top-1 reference centre and the query's true position."""
 
     median_m: float
@@ -120,7 +120,7 @@ class RetrievalMetrics(_Recalls):
     one_percent_k: int  # R // 100, the k behind R@1 %
     recall_one_percent: float
     hit_rate: float | None = None  # VIGOR only
-    localisation: LocalisationError | None = None  # only with lat/lon of both sides
+    position: PositionError | None = None  # only with lat/lon of both sides
 
     def to_dict(self) -> dict[str, float | int | None]:
         """Flat JSON-ready dict: ``recall@1``, ``recall@1%``, ``hit_rate``, ``median_error_m``..."""
@@ -130,8 +130,8 @@ class RetrievalMetrics(_Recalls):
         }
         out.update(self._recall_dict())
         out["hit_rate"] = self.hit_rate
-        if self.localisation is not None:
-            out.update(self.localisation.to_dict())
+        if self.position is not None:
+            out.update(self.position.to_dict())
         return out
 
 
@@ -272,14 +272,14 @@ def rank_scores(
     return QueryRanks(rank=rank, top1=top1, hit=hit)
 
 
-def localisation_error(
+def position_error(
     query_latlon, predicted_latlon, distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M
-) -> LocalisationError:
+) -> PositionError:
     """Metres between each query's true and predicted position (e.g. its top-1 reference's)."""
     qll = _latlon("query_latlon", query_latlon, len(np.asarray(query_latlon)))
     best = _latlon("predicted_latlon", predicted_latlon, len(qll))
     err = haversine_m(qll[:, 0], qll[:, 1], best[:, 0], best[:, 1])
-    return LocalisationError(
+    return PositionError(
         median_m=float(np.median(err)),
         mean_m=float(err.mean()),
         thresholds_m=tuple(float(t) for t in distances_m),
@@ -287,7 +287,7 @@ def localisation_error(
     )
 
 
-def summarise(
+def summarize(
     ranks: QueryRanks,
     num_references: int,
     *,
@@ -302,12 +302,12 @@ def summarise(
     if any(k < 1 for k in ks):
         raise MetricsInputError(f"ks must be positive integers, got {ks}")
     one_pct = num_references // 100
-    localisation = None
+    position = None
     if (query_latlon is None) != (reference_latlon is None):
         raise MetricsInputError("pass both query_latlon and reference_latlon, or neither")
     if query_latlon is not None:
         rll = _latlon("reference_latlon", reference_latlon, num_references)
-        localisation = localisation_error(query_latlon, rll[ranks.top1], distances_m)
+        position = position_error(query_latlon, rll[ranks.top1], distances_m)
     return RetrievalMetrics(
         num_queries=q,
         num_references=num_references,
@@ -316,7 +316,7 @@ def summarise(
         one_percent_k=one_pct,
         recall_one_percent=float((ranks.rank < one_pct).mean() * 100),
         hit_rate=None if ranks.hit is None else float(ranks.hit.mean() * 100),
-        localisation=localisation,
+        position=position,
     )
 
 
@@ -356,7 +356,7 @@ def evaluate_scores(
         num_references=len(reference_ids),
         progress=progress,
     )
-    return summarise(
+    return summarize(
         ranks,
         len(reference_ids),
         ks=ks,

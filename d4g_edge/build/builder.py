@@ -40,20 +40,20 @@ from typing import Any
 
 import numpy as np
 
-from d4g_edge.fileio import atomic_write, atomic_write_json
-from d4g_edge.log import logger
+from d4g_edge.build.shards import check_out, open_grounds, parse_shard, write_shard
+from d4g_edge.build.tiles.base import TileSource
+from d4g_edge.build.tiles.nodata import MAX_NODATA_FRACTION, NoDataTile
 from d4g_edge.bundle import check_pairing, model_entry, write_bundle
 from d4g_edge.errors import BundleError, D4GEdgeError, TileSourceError
+from d4g_edge.fileio import atomic_write, atomic_write_json
 from d4g_edge.geo import offset_latlon
 from d4g_edge.image import load_rgb
 from d4g_edge.index import STORAGES, IndexParams
+from d4g_edge.log import logger
 from d4g_edge.polar import cell_centres
 from d4g_edge.preprocess import preprocess
 from d4g_edge.runtime import open_encoder
-from d4g_edge.build.shards import check_out, open_grounds, parse_shard, write_shard
-from d4g_edge.build.tiles.base import TileSource
 from d4g_edge.tiletable import DEFAULT_CELL_DEG, TileTable
-from d4g_edge.build.tiles.nodata import MAX_NODATA_FRACTION, NoDataTile
 
 # A default that stops a mistyped stride or CRS early: 2 M tiles is ~60 km^2 at 5 m stride,
 # hours of embedding on a CPU; raise it with --max-tiles for a real country-scale build.
@@ -556,7 +556,7 @@ def build_index(
         write_shard(out, vectors, table, entry, shard, geo)
     else:
         write_bundle(
-            out, vectors, table, entry, ground=g, params=params, georeference=geo, cells=cells
+            out, vectors, table, entry, query=g, params=params, georeference=geo, cells=cells
         )
     shutil.rmtree(work, ignore_errors=True)
     logger.info("wrote %s (%d tiles)", out, len(table))

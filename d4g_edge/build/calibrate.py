@@ -33,11 +33,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from d4g_edge import trust
-from d4g_edge.fileio import atomic_write, atomic_write_json
-from d4g_edge.log import logger
 from d4g_edge.errors import BundleError, D4GEdgeError
+from d4g_edge.fileio import atomic_write, atomic_write_json
 from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.image import load_rgb
+from d4g_edge.log import logger
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 PRIOR_RADII_M = (150.0, 3000.0)  # log-uniform radius of the simulated priors

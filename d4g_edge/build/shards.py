@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge.fileio import atomic_write, atomic_write_json, sha256_file
 from d4g_edge.bundle import MANIFEST, write_bundle
 from d4g_edge.config import ConfigError, EncoderConfig
 from d4g_edge.errors import BundleError
+from d4g_edge.fileio import atomic_write, atomic_write_json, sha256_file
 from d4g_edge.index import IndexParams
 from d4g_edge.pairing import check_pairing
 from d4g_edge.runtime import open_encoder
@@ -175,7 +175,7 @@ def merge_shards(
         np.concatenate(vecs),
         TileTable.concat(tables),
         first["satellite"],
-        ground=g,
+        query=g,
         params=params,
         georeference=first["georeference"],
         cells=cells,

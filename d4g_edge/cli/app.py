@@ -74,16 +74,16 @@ def positive_int(text: str) -> int:
 
 
 def _flight(name: str):
-    """``--altitude`` / ``--pitch``: the ranges of :func:`d4g_edge.drone.check_flight` (one
+    """``--altitude`` / ``--pitch``: the ranges a :class:`d4g_edge.drone.Flight` checks (one
     definition of what is physically meaningful, shared with the API)."""
 
     def parse(text: str) -> float:
         value = _finite(text)
         try:
             if name == "altitude":
-                drone.check_flight(value, None, drone.DEFAULT_FOV_DEG)
+                drone.Flight(altitude_m=value)
             else:
-                drone.check_flight(None, value, drone.DEFAULT_FOV_DEG)
+                drone.Flight(pitch_deg=value)
         except D4GEdgeError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
         return value
@@ -402,13 +402,14 @@ def _search_kind(index, params: dict) -> str:
 
 def _info(args) -> int:
     from d4g_edge import trust
+    from d4g_edge._manifest import query_keys
     from d4g_edge.bundle import Bundle
 
     b = Bundle.load(args.bundle if args.bundle is not None else default_bundle_path())
     # verify what `localize` verifies: the query model opens, its embedded config equals the
     # manifest's and it pairs with the index's satellite model (Bundle.open_query_encoder);
     # the calibration file, if any, reads
-    enc = b.open_query_encoder() if b.ground_path is not None else None
+    enc = b.open_query_encoder() if b.query_path is not None else None
     calibration = trust.Calibration.from_bundle(b)
     m = b.manifest
     if args.json:
@@ -422,7 +423,7 @@ def _info(args) -> int:
 
         print(_dumps(brief(m), indent=2))  # strict JSON: NaN -> null
         return 0
-    g = m["models"].get("ground")
+    g = m["models"].get(query_keys(m["models"])[0])  # models.query (.ground when older)
     print(f"bundle {b.root} ({m['schema']}, created {m['created']}): verified")
     c = b.centres_per_tile
     rows = f"{m['tile_count']}" + (

@@ -169,15 +169,13 @@ def _odometry(value) -> tuple[float, float]:
 
 
 def _flight_value(value, key: str) -> float:
-    """``altitude_m`` / ``pitch_deg``: the ranges of :func:`d4g_edge.drone.check_flight` (one
+    """``altitude_m`` / ``pitch_deg``: the ranges a :class:`d4g_edge.drone.Flight` checks (one
     definition of what is physically meaningful, shared with the API and the flags)."""
-    from d4g_edge import drone
+    from d4g_edge.drone import Flight
 
     x = _finite(value, key)
     try:
-        drone.check_flight(
-            *((x, None) if key == "altitude_m" else (None, x)), drone.DEFAULT_FOV_DEG
-        )
+        Flight(**{key: x})
     except SearchError as err:
         raise SidecarError(str(err)) from None
     return x

@@ -130,7 +130,7 @@ def test_cache_survives_file_removal_after_preload(compass_split):
         no_cache[0]
 
 
-def test_view_dataset_normalises(tmp_path):
+def test_view_dataset_normalizes(tmp_path):
     Image.fromarray(np.full((4, 6, 3), (51, 102, 204), np.uint8)).save(tmp_path / "a.png")
     ds = ViewDataset([tmp_path / "a.png"], (4, 6), mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.5))
     x, idx = ds[0]

@@ -63,7 +63,7 @@ def test_save_writes_plain_weights_and_sidecar_only(tmp_path) -> None:
     assert EncoderConfig.from_dict(side["encoder"]) == TINY.replace(weights_sha256=digest)
 
 
-def test_unserialisable_or_reserved_extra_writes_nothing(tmp_path) -> None:
+def test_unserializable_or_reserved_extra_writes_nothing(tmp_path) -> None:
     with pytest.raises(ValueError, match="JSON"):
         save_checkpoint(tmp_path / "w.pt", Tiny(), TINY, extra={"when": object()})
     with pytest.raises(ValueError, match="encoder"):

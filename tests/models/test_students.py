@@ -16,7 +16,7 @@ from train.models.students import InputShapeError, InvalidStudentConfigError
 
 NC = "NVIDIA Source Code License-NC (non-commercial)"
 # Licences as read from fastervit's LICENSE and timm's pretrained cfgs (`license` field).
-LICENCES = {
+LICENSES = {
     "fastervit_0": NC,
     "fastervit_edge": NC,
     "mobilenetv4_conv_small": "Apache-2.0",
@@ -28,12 +28,12 @@ TINY = (64, 128)
 
 
 def test_registry_lists_the_students() -> None:
-    assert set(list_models("student")) == set(LICENCES)
+    assert set(list_models("student")) == set(LICENSES)
     with pytest.raises(UnknownModelError, match="fastervit_edge"):
         create_model("student", "fastervit_egde", embed_dim=8, input_size=TINY)
 
 
-@pytest.mark.parametrize("name", sorted(LICENCES))
+@pytest.mark.parametrize("name", sorted(LICENSES))
 def test_student_projects_pooled_features_to_unit_teacher_vectors(name: str) -> None:
     torch.manual_seed(0)
     student = create_model("student", name, embed_dim=24, input_size=TINY).eval()
@@ -48,7 +48,7 @@ def test_student_projects_pooled_features_to_unit_teacher_vectors(name: str) -> 
     assert pooled.ndim == 2
     assert (student.proj.in_features, student.proj.out_features) == (pooled.shape[1], 24)
     assert student.embed_dim == 24 and student.input_size == TINY
-    assert student.licence == LICENCES[name]
+    assert student.license == LICENSES[name]
     # model_kwargs rebuild the same architecture and survive JSON (checkpoint sidecars).
     kwargs = json.loads(json.dumps(student.model_kwargs))
     again = create_model("student", name, **kwargs)

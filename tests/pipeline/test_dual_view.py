@@ -14,7 +14,7 @@ def _bn_batches(model) -> int:
     )
 
 
-def test_same_shape_views_are_normalised_together():
+def test_same_shape_views_are_normalized_together():
     torch.manual_seed(0)
     net = DualView(create_model("teacher", "resnet10t")).train()
     g, s = torch.randn(4, 3, 32, 128), torch.randn(4, 3, 32, 128) * 3 + 1

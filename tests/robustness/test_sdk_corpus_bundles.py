@@ -53,7 +53,7 @@ def _write(out: Path, ground: Path, sat: Path, n: int, seed: int, **kw) -> dict:
     entry = model_entry(s.path, s.config, s.sha256)
     g = open_encoder(ground, threads=1)
     params = IndexParams(M=8, ef_construction=40, storage=kw.pop("storage", "hnswlib"))
-    write_bundle(out, vectors, table, entry, ground=g, params=params, **kw)
+    write_bundle(out, vectors, table, entry, query=g, params=params, **kw)
     return {"path": out, "tiles": tiles, "table": table}
 
 
@@ -102,14 +102,14 @@ def fix_checksums(root: Path) -> None:
     for name in m["files"]:
         if (root / name).is_file():
             m["files"][name] = _sha(root / name)
-    g = m["models"].get("ground")
+    g = m["models"].get("query")
     if isinstance(g, dict) and g.get("file") in m["files"]:
         g["sha256"] = m["files"][g["file"]]
     _save_manifest(root, m)
 
 
 def _walk(m: dict, dotted: str | tuple):
-    """The parent of a field and its key: ``"models.ground.file"``, or a tuple of keys when
+    """The parent of a field and its key: ``"models.query.file"``, or a tuple of keys when
     one holds a dot (``("files", "tiles.npz")``)."""
     *parents, last = dotted.split(".") if isinstance(dotted, str) else dotted
     for key in parents:
@@ -274,7 +274,7 @@ def symlink_out(name: str) -> Callable:
 
 
 def outside_ground(how: str) -> Callable:
-    """models.ground.file pointing out of the bundle at an identical copy of the model."""
+    """models.query.file pointing out of the bundle at an identical copy of the model."""
 
     def edit(root: Path, ctx: dict) -> None:
         shutil.copyfile(root / "ground.onnx", root.parent / "outside_ground.onnx")
@@ -284,7 +284,7 @@ def outside_ground(how: str) -> Callable:
             if how == "dotdot"
             else str(root.parent / "outside_ground.onnx")
         )
-        m["models"]["ground"]["file"] = name
+        m["models"]["query"]["file"] = name
         if how != "unlisted":
             m["files"][name] = m["files"]["ground.onnx"]
         _save_manifest(root, m)
@@ -307,7 +307,7 @@ def onnx_without_metadata(root: Path, ctx: dict) -> None:
 def ground_config(**changes) -> Callable:
     def edit(root: Path, ctx: dict) -> None:
         m = _manifest(root)
-        m["models"]["ground"]["config"].update(changes)
+        m["models"]["query"]["config"].update(changes)
         _save_manifest(root, m)
 
     return edit
@@ -315,7 +315,7 @@ def ground_config(**changes) -> Callable:
 
 def index_only(root: Path, ctx: dict) -> None:
     m = _manifest(root)
-    del m["models"]["ground"], m["files"]["ground.onnx"]
+    del m["models"]["query"], m["files"]["ground.onnx"]
     m["views"] = []
     (root / "ground.onnx").unlink()
     _save_manifest(root, m)
@@ -323,8 +323,8 @@ def index_only(root: Path, ctx: dict) -> None:
 
 def unlisted_pte_extra(root: Path, ctx: dict) -> None:
     m = _manifest(root)
-    extra = dict(m["models"]["ground"], file="ground.pte")
-    m["models"]["ground_extra"] = [extra]
+    extra = dict(m["models"]["query"], file="ground.pte")
+    m["models"]["query_extra"] = [extra]
     _save_manifest(root, m)
 
 
@@ -473,25 +473,25 @@ VARIANTS: list[Variant] = [
     T(
         "satellite-is-ground-config",
         lambda root, ctx: set_(
-            "models.satellite.config", _manifest(root)["models"]["ground"]["config"]
+            "models.satellite.config", _manifest(root)["models"]["query"]["config"]
         )(root, ctx),
         "satellite",
     ),
-    T("ground-entry-list", set_("models.ground", []), "models.ground"),
-    T("ground-no-config", drop("models.ground.config"), "encoder config"),
-    T("ground-file-int", set_("models.ground.file", 5), "models.ground.file"),
-    T("ground-file-empty", set_("models.ground.file", ""), "models.ground.file"),
-    T("ground-file-missing", drop("models.ground.file"), "models.ground.file"),
-    T("ground-file-unknown", set_("models.ground.file", "nope.onnx"), "models.ground.file"),
-    T("ground-file-is-tiles", set_("models.ground.file", "tiles.npz"), "models.ground.file"),
+    T("ground-entry-list", set_("models.query", []), "models.query"),
+    T("ground-no-config", drop("models.query.config"), "encoder config"),
+    T("ground-file-int", set_("models.query.file", 5), "models.query.file"),
+    T("ground-file-empty", set_("models.query.file", ""), "models.query.file"),
+    T("ground-file-missing", drop("models.query.file"), "models.query.file"),
+    T("ground-file-unknown", set_("models.query.file", "nope.onnx"), "models.query.file"),
+    T("ground-file-is-tiles", set_("models.query.file", "tiles.npz"), "models.query.file"),
     T("ground-file-dotdot", outside_ground("dotdot"), "leaves the bundle"),
     T("ground-file-absolute", outside_ground("absolute"), "leaves the bundle"),
     T("ground-file-outside-unlisted", outside_ground("unlisted"), "leaves the bundle"),
-    T("ground-unlisted", drop(("files", "ground.onnx")), "models.ground.file"),
-    T("ground-sha-stale", set_("models.ground.sha256", "0" * 64), "models.ground.sha256"),
-    T("ground-sha-int", set_("models.ground.sha256", 3), "models.ground.sha256"),
-    T("ground-sha-missing", drop("models.ground.sha256"), "models.ground.sha256"),
-    T("ground-model_id-edited", set_("models.ground.model_id", "convnext"), "model_id"),
+    T("ground-unlisted", drop(("files", "ground.onnx")), "models.query.file"),
+    T("ground-sha-stale", set_("models.query.sha256", "0" * 64), "models.query.sha256"),
+    T("ground-sha-int", set_("models.query.sha256", 3), "models.query.sha256"),
+    T("ground-sha-missing", drop("models.query.sha256"), "models.query.sha256"),
+    T("ground-model_id-edited", set_("models.query.model_id", "convnext"), "model_id"),
     T("ground-config-embed_dim", ground_config(embed_dim=8), "embed_dim"),
     T("ground-config-teacher", ground_config(teacher_sha256="12" * 32), "teacher_sha256"),
     T("ground-config-teacher-model", ground_config(teacher_model="vit"), "teacher_model"),
@@ -509,8 +509,8 @@ VARIANTS: list[Variant] = [
     T("ground-config-centre", ground_config(teacher_centre=[0.1] * 16), "teacher_centre"),
     T("ground-config-mean-nan", ground_config(mean=[float("nan")] * 3), "mean"),
     T("ground-config-unknown-key", ground_config(colour="blue"), "colour"),
-    T("ground_extra-string", set_("models.ground_extra", "ground.pte"), "ground_extra"),
-    T("ground_extra-int-entry", set_("models.ground_extra", [5]), "ground_extra"),
+    T("ground_extra-string", set_("models.query_extra", "ground.pte"), "query_extra"),
+    T("ground_extra-int-entry", set_("models.query_extra", [5]), "query_extra"),
     T("ground_extra-pte-unlisted", unlisted_pte_extra, "ground.pte"),
     # -- index parameters
     T("index-string", set_("index", "hnsw"), "index"),
@@ -796,7 +796,7 @@ def test_sdk_corpus_bundles(bases, tmp_path, variant):
     given = bases["ground"] if variant.id.startswith("index-only") else None
 
     def localize():
-        loc = Localizer(root, threads=1, ground=given)
+        loc = Localizer(root, threads=1, query=given)
         return loc.localize(bases["query"], heading=0.0, top_k=3)
 
     api = call(localize, TIMEOUT_S)

@@ -44,7 +44,7 @@ def test_report_names_the_search_and_what_recall_is_against(
     sat = open_encoder(tiny_models["satellite"])
     entry = model_entry(sat.path, sat.config, sat.sha256)
     ground = open_encoder(tiny_models["ground"])
-    write_bundle(tmp_path / "b", v, table, entry, ground=ground, params=params)
+    write_bundle(tmp_path / "b", v, table, entry, query=ground, params=params)
     report = bench(Localizer(tmp_path / "b", threads=1), queries=5)
     text = format_report(report)
     assert search in report["search"] and search in text

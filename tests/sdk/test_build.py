@@ -75,7 +75,7 @@ def test_shards_merge_to_the_same_bundle(tmp_path, raster, tiny_models):
     order = np.argsort(merged.tiles.tile_id)
     vf = full.index.vectors[np.argsort(full.tiles.tile_id)]
     np.testing.assert_allclose(merged.index.vectors[order], vf, atol=1e-6)
-    assert merged.ground_path is not None
+    assert merged.query_path is not None
 
 
 def test_merge_refuses_foreign_shards(tmp_path, raster, tiny_models):

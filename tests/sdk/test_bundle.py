@@ -31,7 +31,7 @@ def _write(out, tiny_models, ground=True, n=30, **kw):
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     entry = model_entry(sat.path, sat.config, sat.sha256)
     g = open_encoder(tiny_models["ground"]) if ground else None
-    write_bundle(out, v, _table(n), entry, ground=g, params=IndexParams(M=8), **kw)
+    write_bundle(out, v, _table(n), entry, query=g, params=IndexParams(M=8), **kw)
     return v
 
 
@@ -39,15 +39,32 @@ def test_round_trip(tmp_path, tiny_models):
     v = _write(tmp_path / "b", tiny_models, georeference={"stride_m": 25.0})
     b = Bundle.load(tmp_path / "b")
     assert len(b.tiles) == 30 and b.embed_dim == EMBED_DIM and b.stride_m == 25.0
-    assert b.ground_config == student_config("ground")
-    assert b.ground_path.name == "ground.onnx" and b.ground_path.is_file()
+    assert b.query_config == student_config("ground")
+    assert b.query_path.name == "ground.onnx" and b.query_path.is_file()
     ids, _scores = b.index.search(v[[3, 7]], k=1)
     np.testing.assert_array_equal(ids[:, 0], [3, 7])
     np.testing.assert_array_equal(b.tiles.tile_id[ids[:, 0]], [103, 107])
     m = b.manifest
-    assert m["models"]["ground"]["sha256"] == open_encoder(tiny_models["ground"]).sha256
+    assert "ground" not in m["models"]  # a new bundle names its query model "query"
+    assert m["models"]["query"]["sha256"] == open_encoder(tiny_models["ground"]).sha256
     assert m["index"]["M"] == 8 and m["preprocessing"]["size"] == [32, 128]
     assert set(m["files"]) == {"index.bin", "tiles.npz", "ground.onnx"}
+
+
+def test_an_old_manifest_naming_the_query_model_ground_still_opens(tmp_path, tiny_models):
+    _write(tmp_path / "b", tiny_models)
+    path = tmp_path / "b" / MANIFEST
+    m = json.loads(path.read_text())
+    m["models"]["ground"] = m["models"].pop("query")  # as written before the rename
+    path.write_text(json.dumps(m))
+    b = Bundle.load(tmp_path / "b")
+    assert b.query_path.name == "ground.onnx" and b.ground_path == b.query_path
+    assert b.ground_config == b.query_config == student_config("ground")
+    assert b.open_query_encoder().config.view == "ground"
+    m["models"]["query"] = m["models"]["ground"]  # both names: which one holds the model?
+    path.write_text(json.dumps(m))
+    with pytest.raises(BundleSchemaError, match="not both"):
+        Bundle.load(tmp_path / "b")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
 
 
@@ -118,7 +135,7 @@ def test_mismatched_models_refused(tmp_path, tiny_models, changes, match):
     _write(tmp_path / "ok", tiny_models)
     path = tmp_path / "ok" / MANIFEST
     m = json.loads(path.read_text())
-    m["models"]["ground"]["config"] = student_config("ground", **changes).to_dict()
+    m["models"]["query"]["config"] = student_config("ground", **changes).to_dict()
     path.write_text(json.dumps(m))
     with pytest.raises(ModelMismatchError, match=match):
         Bundle.load(tmp_path / "ok")
@@ -154,7 +171,7 @@ def test_one_ground_model_per_format(tmp_path, tiny_models):
     v = np.eye(4, EMBED_DIM, dtype=np.float32)
     entry = model_entry(sat.path, sat.config, sat.sha256)
     with pytest.raises(BundleError, match="one of each"):
-        write_bundle(tmp_path / "b", v, _table(4), entry, ground=[g, g])
+        write_bundle(tmp_path / "b", v, _table(4), entry, query=[g, g])
     assert not (tmp_path / "b").exists()
 
 
@@ -164,7 +181,7 @@ def test_float16_bundle_round_trips_and_says_so(tmp_path, tiny_models):
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     entry = model_entry(sat.path, sat.config, sat.sha256)
     params = IndexParams(storage="float16")
-    write_bundle(tmp_path / "b", v, _table(40), entry, ground=None, params=params)
+    write_bundle(tmp_path / "b", v, _table(40), entry, query=None, params=params)
     b = Bundle.load(tmp_path / "b")
     assert b.manifest["index"]["storage"] == "float16" and b.index.hnsw is None
     ids, _ = b.index.search(v[[5, 31]], k=1)
@@ -193,7 +210,7 @@ def _fix_checksums(root):
 
     def edit(m):
         m["files"] = {n: sha256_file(root / n) for n in m["files"]}
-        m["models"]["ground"]["sha256"] = m["files"][m["models"]["ground"]["file"]]
+        m["models"]["query"]["sha256"] = m["files"][m["models"]["query"]["file"]]
 
     _edit_manifest(root, edit)
 
@@ -201,8 +218,8 @@ def _fix_checksums(root):
 def _outside_ground(root):
     (root.parent / "outside_ground.onnx").write_bytes((root / "ground.onnx").read_bytes())
 
-    # the repro: only models.ground.file changed (a listed "../x" was always refused)
-    _edit_manifest(root, lambda m: m["models"]["ground"].update(file="../outside_ground.onnx"))
+    # the repro: only models.query.file changed (a listed "../x" was always refused)
+    _edit_manifest(root, lambda m: m["models"]["query"].update(file="../outside_ground.onnx"))
 
 
 def _symlinked_ground(root):
@@ -218,14 +235,14 @@ def _symlinked_ground(root):
         (
             lambda r: _edit_manifest(r, lambda m: m["files"].pop("ground.onnx")),
             BundleSchemaError,
-            r"models\.ground\.file 'ground\.onnx' is not listed under files",
+            r"models\.query\.file 'ground\.onnx' is not listed under files",
         ),
         (_outside_ground, BundleSchemaError, r"'\.\./outside_ground\.onnx' leaves the bundle"),
         (_symlinked_ground, BundleSchemaError, "symlink to .* outside the bundle"),
         (
-            lambda r: _edit_manifest(r, lambda m: m["models"]["ground"].update(sha256="0" * 64)),
+            lambda r: _edit_manifest(r, lambda m: m["models"]["query"].update(sha256="0" * 64)),
             BundleChecksumError,
-            r"models\.ground\.sha256 0000000000000000… is not the SHA-256 of ground\.onnx",
+            r"models\.query\.sha256 0000000000000000… is not the SHA-256 of ground\.onnx",
         ),
     ],
     ids=["unlisted", "dotdot", "symlink-out", "stale-sha256"],
@@ -246,7 +263,7 @@ def test_open_query_encoder_checks_the_model_itself(tmp_path, tiny_models, capsy
     _write(root, tiny_models)
     b = Bundle.load(root)
     enc = b.open_query_encoder()
-    assert enc.config == b.ground_config and enc.path == root / "ground.onnx"
+    assert enc.config == b.query_config and enc.path == root / "ground.onnx"
     # a model of the user's: the bundle's up to the quantization
     int8 = conv_onnx(tmp_path / "g8.onnx", student_config("ground", quantization="int8"), seed=1)
     assert b.open_query_encoder("onnxruntime", path=int8).config.quantization == "int8"
@@ -291,8 +308,8 @@ def test_index_only_bundle_needs_a_query_model(tmp_path, tiny_models):
             lambda m: m["georeference"].update(centres={"per_tile": "25"}),
             "georeference.centres.per_tile must be an integer",
         ),
-        (lambda m: m["models"]["ground"].update(file=3), "models.ground.file must be a"),
-        (lambda m: m["models"].update(ground_extra="x"), "models.ground_extra must be a list"),
+        (lambda m: m["models"]["query"].update(file=3), "models.query.file must be a"),
+        (lambda m: m["models"].update(query_extra="x"), "models.query_extra must be a list"),
         (lambda m: m.update(embed_dim=8), "embed_dim 8 vs models.satellite.config.embed_dim"),
     ],
 )
@@ -337,7 +354,7 @@ def test_nan_index_vectors_are_refused(tmp_path, tiny_models, storage):
     v = np.random.default_rng(0).normal(size=(30, EMBED_DIM)).astype(np.float32)
     entry = model_entry(sat.path, sat.config, sat.sha256)
     params = IndexParams(M=8, storage=storage)
-    write_bundle(tmp_path / "b", v, _table(30), entry, ground=None, params=params)
+    write_bundle(tmp_path / "b", v, _table(30), entry, query=None, params=params)
     path = tmp_path / "b" / "index.bin"
     if storage == "float16":
         a = np.load(path)

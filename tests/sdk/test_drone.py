@@ -51,7 +51,7 @@ def loc(drone_bundle) -> Localizer:
 def test_bundle_says_it_serves_drone_frames(drone_bundle, loc):
     manifest = json.loads((drone_bundle["bundle"] / "manifest.json").read_text())
     assert manifest["views"] == ["drone"]
-    assert manifest["models"]["ground"]["file"] == "drone.onnx"
+    assert manifest["models"]["query"]["file"] == "drone.onnx"
     assert (drone_bundle["bundle"] / "drone.onnx").is_file()
     assert Bundle.load(drone_bundle["bundle"]).views == ("drone",)
     assert loc.view == "drone"
@@ -146,6 +146,31 @@ def test_turns_and_offsets_by_hand():
 def test_bad_flight_values_are_typed_errors(loc, drone_bundle, kwargs, match):
     with pytest.raises(SearchError, match=match):
         loc.localize(drone_bundle["tiles"][0].read(), heading=0.0, **kwargs)
+    with pytest.raises(SearchError, match=match):  # the same check where a Flight is made
+        drone.Flight(**kwargs)
+
+
+def test_a_flight_is_a_named_frozen_record():
+    flight = drone.Flight(altitude_m=120.0, pitch_deg=30.0)
+    assert flight.fov_deg is None and flight.camera_fov_deg == drone.DEFAULT_FOV_DEG
+    assert flight.offset_known and not drone.Flight(altitude_m=120.0).offset_known
+    assert drone.Flight(fov_deg=84.0).camera_fov_deg == 84.0
+    with pytest.raises(AttributeError):
+        flight.altitude_m = 10.0  # frozen: a flight is a value, shared safely
+    with pytest.raises(SearchError, match="altitude_m must be a number"):
+        drone.Flight(altitude_m="high")
+
+
+def test_fov_deg_none_is_the_default_camera_for_drone_frames(loc, drone_bundle):
+    tile = drone_bundle["tiles"][33]
+    frame = np.tile(tile.read(), (3, 3, 1))
+    altitude = float(3 * TILE_M / (2 * np.tan(np.radians(drone.DEFAULT_FOV_DEG) / 2)))
+    default = loc.localize(frame, heading=0.0, altitude_m=altitude)
+    given = loc.localize(frame, heading=0.0, altitude_m=altitude, fov_deg=drone.DEFAULT_FOV_DEG)
+    assert default == given and default.candidates[0].tile_id == tile.tile_id
+    # a wider camera at that height shows more ground: a smaller centre is kept, another score
+    wide = loc.localize(frame, heading=0.0, altitude_m=altitude, fov_deg=90.0)
+    assert wide.score != default.score
 
 
 def test_panorama_bundles_refuse_drone_flight_values(paired):

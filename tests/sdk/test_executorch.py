@@ -65,10 +65,10 @@ def test_bundle_with_onnx_and_pte_grounds(pte, tiny_models, tmp_path):
     v = np.eye(4, 16, dtype=np.float32)
     table = TileTable.from_rows(range(4), [40.0, 40.001, 40.002, 40.003], [-88.0] * 4, [50.0] * 4)
     out = write_bundle(
-        tmp_path / "b", v, table, model_entry(sat.path, sat.config, sat.sha256), ground=grounds
+        tmp_path / "b", v, table, model_entry(sat.path, sat.config, sat.sha256), query=grounds
     )
     b = Bundle.load(out)
-    assert b.ground_file(".pte").name == "ground.pte" and b.ground_path.name == "ground.onnx"
+    assert b.query_file(".pte").name == "ground.pte" and b.query_path.name == "ground.onnx"
     img = np.zeros((32, 128, 3), np.uint8)
     et = Localizer(b, backend="executorch")
     assert et.encoder.backend == "executorch"

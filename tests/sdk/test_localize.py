@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -110,6 +111,61 @@ def test_index_only_bundle_needs_a_ground_model(paired, tmp_path):
     b = build_index(src, paired["satellite"], tmp_path / "idx")
     with pytest.raises(BundleError, match="index-only"):
         Localizer(b)
-    loc = Localizer(b, ground=paired["ground"])
+    loc = Localizer(b, query=paired["ground"])
     tile = next(iter(src))
     assert loc.localize(pano_of_tile(tile.read()), heading=0).candidates[0].tile_id == tile.tile_id
+    with pytest.warns(DeprecationWarning, match="query="):  # the old name still works
+        old = Localizer(b, ground=paired["ground"])
+    assert old.encoder.path == loc.encoder.path
+    with pytest.raises(SearchError, match="not also as ground="):
+        Localizer(b, query=paired["ground"], ground=paired["ground"])
+
+
+SHARED_KEYWORDS = {"prior": None, "heading": None, "altitude_m": None, "pitch_deg": None,
+                   "fov_deg": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        Localizer.localize,
+        Localizer.localize_batch,
+        Localizer.observe,
+        Localizer.retrieve,
+        d4g_edge.localize,
+    ],
+)
+def test_the_query_calls_share_one_signature(fn):
+    params = inspect.signature(fn).parameters
+    for name, default in SHARED_KEYWORDS.items():
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, (fn, name)
+        assert params[name].default is default, (fn, name)
+    assert "top_k" in params
+
+
+def test_module_localize_takes_the_localizer_options():
+    params = inspect.signature(d4g_edge.localize).parameters
+    assert params["backend"].default == inspect.signature(Localizer).parameters["backend"].default
+    assert params["threads"].default is None
+
+
+def test_embed_defaults_to_an_unknown_heading_like_localize(loc, paired):
+    params = inspect.signature(Localizer.embed).parameters
+    for name in ("heading", "altitude_m", "pitch_deg", "fov_deg"):
+        assert params[name].default is None
+    pano = pano_of_tile(paired["tiles"][7].read())
+    rolls = loc.embed(pano)  # heading unknown: one row per searched heading
+    assert rolls.shape == (localizer_mod.DEFAULT_HEADINGS, loc.bundle.embed_dim)
+    np.testing.assert_allclose(rolls[0], loc.embed(pano, heading=0.0)[0], atol=1e-6)
+    east = loc.embed(pano, heading=90.0)  # the centre column looks east: rolled to north-up
+    assert east.shape == (1, loc.bundle.embed_dim)
+    np.testing.assert_allclose(east[0], rolls[2], atol=1e-6)  # headings 0, 45, 90, ...
+
+
+def test_module_localize_passes_backend_and_threads(paired):
+    tile = paired["tiles"][9]
+    pano = pano_of_tile(tile.read())
+    fix = d4g_edge.localize(pano, bundle=paired["bundle"], heading=0, threads=1, fov_deg=None)
+    assert fix.candidates[0].tile_id == tile.tile_id
+    with pytest.raises(d4g_edge.EncoderError, match="backend"):
+        d4g_edge.localize(pano, bundle=paired["bundle"], backend="tflite")

@@ -254,7 +254,7 @@ def test_grid_references_score_their_best_centre_and_place_the_query_there(writt
         tile[:, 0], tile[:, 1], rs.centres[k, 0] * TILE_M, rs.centres[k, 1] * TILE_M
     )
     expected = haversine_m(data.query_latlon[:, 0], data.query_latlon[:, 1], lat, lon)
-    assert m.localisation.median_m == pytest.approx(float(np.median(expected)), rel=1e-3)
+    assert m.position.median_m == pytest.approx(float(np.median(expected)), rel=1e-3)
     # without centres the same model would be scored at the tile centres (farther away)
     centre_err = haversine_m(data.query_latlon[:, 0], data.query_latlon[:, 1], *tile.T)
     assert not np.allclose(expected, centre_err)

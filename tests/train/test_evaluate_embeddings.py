@@ -73,7 +73,7 @@ def test_evaluate_file_gives_hand_computed_metrics(tmp_path):
     assert m.one_percent_k == 0 and m.recall_one_percent == 0.0
     assert m.hit_rate == pytest.approx(200 / 3)
     # errors: q0 0 m, q1 lands 0.002 deg from truth, q2 0.001 deg
-    loc = m.localisation
+    loc = m.position
     assert loc.median_m == pytest.approx(ARC_001_DEG, rel=1e-6)
     assert loc.mean_m == pytest.approx(ARC_001_DEG, rel=1e-6)  # (0 + 2 + 1) / 3 arcs
     assert loc.recall_within == pytest.approx((100 / 3, 100 / 3, 100 / 3))

@@ -40,7 +40,7 @@ def test_hand_computed_ranks_with_ties():
     # R = 4 < 100 -> k = R // 100 = 0 and "rank < 0" never holds: R@1% is 0 (as Sample4Geo)
     assert m.one_percent_k == 0
     assert m.recall_one_percent == 0.0
-    assert m.hit_rate is None and m.localisation is None
+    assert m.hit_rate is None and m.position is None
     d = m.to_dict()
     assert d["recall@2"] == pytest.approx(200 / 3) and d["recall@1%"] == 0.0
     assert d["num_queries"] == 3 and d["num_references"] == 4
@@ -111,10 +111,10 @@ def test_chunk_size_does_not_change_results(chunk):
     assert m.recall_one_percent == pytest.approx((expected < 1).mean() * 100)  # 150 // 100
     # top-1 is first argmax of the full matrix, so errors are zero exactly where it is correct
     top1 = (q @ r.T).argmax(axis=1)
-    assert m.localisation.recall_within[0] == pytest.approx((top1 == positive).mean() * 100)
+    assert m.position.recall_within[0] == pytest.approx((top1 == positive).mean() * 100)
 
 
-def test_normalised_float32_embeddings_match_definition():
+def test_normalized_float32_embeddings_match_definition():
     rng = np.random.default_rng(1)
     q = rng.normal(size=(40, 32)).astype(np.float32)
     r = rng.normal(size=(120, 32)).astype(np.float32)
@@ -141,7 +141,7 @@ def test_scorer_sees_bounded_blocks():
     assert m.recall[0] == 100.0
 
 
-def test_localisation_error_in_metres():
+def test_position_error_in_metres():
     # references strung along a meridian; queries where the top-1 is off by known arcs
     dlat = np.array([0.0002, 0.0004, 0.0008, 0.002])
     ref_ll = np.column_stack([10.0 + np.arange(4) * 0.01, np.full(4, 20.0)])
@@ -151,7 +151,7 @@ def test_localisation_error_in_metres():
         q, r, np.arange(4), np.arange(4), query_latlon=q_ll, reference_latlon=ref_ll
     )
     err = dlat * METRES_PER_DEG_LAT  # 22.2, 44.5, 89.0, 222.4 m
-    loc = m.localisation
+    loc = m.position
     assert loc.median_m == pytest.approx((err[1] + err[2]) / 2, rel=1e-6)
     assert loc.mean_m == pytest.approx(err.mean(), rel=1e-6)
     assert loc.thresholds_m == (25.0, 50.0, 100.0)
@@ -163,7 +163,7 @@ def test_top1_error_uses_best_reference_not_true_one():
     ref_ll = np.array([[0.0, 0.0], [0.001, 0.0]])
     q, r = scores_as_embeddings([[0.25, 0.5]])  # true ref 0, but ref 1 wins
     m = evaluate_retrieval(q, r, [0], [0, 1], query_latlon=ref_ll[:1], reference_latlon=ref_ll)
-    assert m.localisation.median_m == pytest.approx(0.001 * METRES_PER_DEG_LAT, rel=1e-6)
+    assert m.position.median_m == pytest.approx(0.001 * METRES_PER_DEG_LAT, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_latlon_out_of_range_is_rejected():
         )
 
 
-def test_unnormalised_embeddings_warn_but_rank_by_dot_product(caplog):
+def test_unnormalized_embeddings_warn_but_rank_by_dot_product(caplog):
     logger.addHandler(caplog.handler)  # robust to CLIs that disabled propagation
     try:
         with caplog.at_level(logging.WARNING, logger="d4g_edge"):

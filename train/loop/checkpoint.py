@@ -35,7 +35,9 @@ from torch import nn
 from d4g_edge.config import ConfigError, EncoderConfig, ViewInput
 from d4g_edge.fileio import atomic_write, sha256_file
 from d4g_edge.log import logger
+from train.loop.checkpoint_format import CHECKPOINT_FORMAT, CheckpointError
 from train.loop.distributed import unwrap
+from train.loop.legacy import upgrade_sidecar
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -50,14 +52,9 @@ __all__ = [
     "torch_bytes",
 ]
 
-CHECKPOINT_FORMAT = "d4g-edge/checkpoint/2"
 _RESERVED = ("format", "sha256", "encoder")
 # Wrappers whose prefixes we strip: DDP/DataParallel ("module.") and torch.compile ("_orig_mod.").
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as asked; the message says what is wrong and the fix."""
 
 
 def torch_bytes(obj: Any) -> bytes:
@@ -151,8 +148,6 @@ def sidecar_path(path: str | Path) -> Path:
 
 def read_sidecar(path: str | Path) -> dict[str, Any] | None:
     """The sidecar ``<path>.json`` in format 2 (format 1 is upgraded), or ``None`` if absent."""
-    from train.loop.legacy import upgrade_sidecar
-
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         return None

@@ -22,7 +22,7 @@ from train.metrics import (
     class_retrieval_metrics,
     evaluate_retrieval,
     evaluate_scores,
-    localisation_error,
+    position_error,
 )
 
 
@@ -125,8 +125,8 @@ class RetrievalSet:
             self.centres[centre, 0] * side,
             self.centres[centre, 1] * side,
         )
-        found = localisation_error(s.query_latlon, np.stack([lat, lon], axis=1))
-        return dataclasses.replace(metrics, localisation=found)
+        found = position_error(s.query_latlon, np.stack([lat, lon], axis=1))
+        return dataclasses.replace(metrics, position=found)
 
 
 def drone_metrics(split: CrossViewSplit, drone: np.ndarray, satellite: np.ndarray) -> dict:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from d4g_edge.config import IMAGENET_MEAN, IMAGENET_STD, ConfigError, EncoderConfig, ViewInput
-from train.loop.checkpoint import CHECKPOINT_FORMAT, CheckpointError
+from train.loop.checkpoint_format import CHECKPOINT_FORMAT, CheckpointError
 
 __all__ = ["FORMAT_1", "upgrade_sidecar"]
 

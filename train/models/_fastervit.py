@@ -54,7 +54,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     from fastervit.models import faster_vit_any_res as _upstream
 
-FASTERVIT_LICENCE = "NVIDIA Source Code License-NC (non-commercial)"
+FASTERVIT_LICENSE = "NVIDIA Source Code License-NC (non-commercial)"
 
 _POS_EMB_TYPES = (_upstream.PosEmbMLPSwinv1D, _upstream.PosEmbMLPSwinv2D)
 # Stages 0 and 1 are convolutional; 2 and 3 are windowed attention (FasterViT paper, Fig. 2).

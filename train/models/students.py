@@ -13,9 +13,9 @@ Registered students (all randomly initialised; nothing is downloaded):
 * ``fastervit_0`` — the paper's student, FasterViT-0 built any-resolution, so a 140x768
   panorama is not squashed into a square; NVIDIA Source Code License-NC (non-commercial).
 * ``fastervit_edge`` — the ``edge-s`` student, a reduced FasterViT (see
-  :data:`train.models._fastervit.FASTERVIT_EDGE`); same licence.
+  :data:`train.models._fastervit.FASTERVIT_EDGE`); same license.
 * ``mobilenetv4_conv_small``, ``efficientvit_b0``, ``resnet18`` — timm backbones under
-  Apache-2.0 (timm's code licence; timm lists the same for these architectures' weights),
+  Apache-2.0 (timm's code license; timm lists the same for these architectures' weights),
   for artifacts that must be usable commercially.
 
 FasterViT students run only at the ``input_size`` they were built for (the any-res model
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from train.models import _fastervit
-from train.models._fastervit import FASTERVIT_LICENCE, StageGeometry
+from train.models._fastervit import FASTERVIT_LICENSE, StageGeometry
 from train.models.registry import register_model
 
 __all__ = ["TIMM_STUDENTS", "InputShapeError", "InvalidStudentConfigError", "Student"]
@@ -55,7 +55,7 @@ _IMAGENET_CLASSES = 1000
 # A stride-32 backbone needs at least one cell at its last stage.
 _MIN_SIDE = 32
 
-# Registry name -> licence of the timm code building it (checked in timm's pretrained cfgs).
+# Registry name -> license of the timm code building it (checked in timm's pretrained cfgs).
 TIMM_STUDENTS: dict[str, str] = {
     "mobilenetv4_conv_small": "Apache-2.0",
     "efficientvit_b0": "Apache-2.0",
@@ -81,7 +81,7 @@ class Student(nn.Module):
         input_size: (H, W) the student was built for.
         fixed_input_size: whether any other (H, W) is rejected.
         backbone_name: the backbone architecture.
-        licence: the licence the backbone's code (and so any artifact of it) is under.
+        license: the license the backbone's code (and so any artifact of it) is under.
         mean, std: input normalisation convention of the backbone.
         deployed: whether :meth:`deploy` has frozen the position tables.
     """
@@ -97,7 +97,7 @@ class Student(nn.Module):
         input_size: tuple[int, int],
         fixed_input_size: bool,
         backbone_name: str,
-        licence: str,
+        license: str,
         geometry: Callable[[], list[StageGeometry]] | None = None,
     ) -> None:
         super().__init__()
@@ -109,7 +109,7 @@ class Student(nn.Module):
         self.input_size = input_size
         self.fixed_input_size = fixed_input_size
         self.backbone_name = backbone_name
-        self.licence = licence
+        self.license = license
         self.mean, self.std = _IMAGENET_MEAN, _IMAGENET_STD
         self.deployed = False
         self._geometry = geometry
@@ -199,7 +199,7 @@ def _fastervit_student(
         input_size=size,
         fixed_input_size=True,
         backbone_name=backbone_name,
-        licence=FASTERVIT_LICENCE,
+        license=FASTERVIT_LICENSE,
         geometry=functools.partial(_fastervit.attention_geometry, arch, size),
     )
 
@@ -229,7 +229,7 @@ def _timm_student(
         input_size=size,
         fixed_input_size=False,
         backbone_name=name,
-        licence=TIMM_STUDENTS[name],
+        license=TIMM_STUDENTS[name],
     )
     cfg = backbone.pretrained_cfg
     student.mean = tuple(cfg.get("mean", _IMAGENET_MEAN))

@@ -20,8 +20,8 @@ import math
 
 import numpy as np
 
-from d4g_edge.errors import TileSourceError
 from d4g_edge.build.tiles._crs import MAX_CONVERGENCE_DEG, RasterCRS
+from d4g_edge.errors import TileSourceError
 
 MIN_TILE_PX = 8  # a tile of fewer pixels holds nothing to match: the raster is too coarse
 MAX_GRID_ROWS = 1 << 21  # ~2 M rows: row arrays stay ~100 MB; more rows is more tiles anyway

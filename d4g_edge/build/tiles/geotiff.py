@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge.log import logger
-from d4g_edge.errors import TileSourceError
 from d4g_edge.build.tiles.raster import Affine, RasterTileSource, crop_resize
+from d4g_edge.errors import TileSourceError
+from d4g_edge.log import logger
 
 # A window this many times larger than the tile's output is decimated by GDAL while reading
 # (overviews when present), not read whole and then shrunk.

@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from d4g_edge.log import logger
-from d4g_edge.errors import TileSourceError
-from d4g_edge.image import load_rgb
 from d4g_edge.build.tiles._crs import raster_crs
 from d4g_edge.build.tiles._grid import MIN_TILE_PX, TileGrid
 from d4g_edge.build.tiles.base import Tile
 from d4g_edge.build.tiles.nodata import MAX_NODATA_FRACTION, mask_nodata
+from d4g_edge.errors import TileSourceError
+from d4g_edge.image import load_rgb
+from d4g_edge.log import logger
 
 WORLD_FILE_SUFFIXES = {
     ".png": ".pgw",
@@ -268,18 +268,3 @@ def open_world_file_image(path, tile_size_m, stride_m, crs=None, world_file=None
         return rgb, None if valid is None else crop_resize(valid, box, out)
 
     return RasterTileSource(path, width, height, affine, crs, read, tile_size_m, stride_m)
-
-
-def open_raster(path, tile_size_m, stride_m, crs=None):
-    """A world-file image, else a GeoTIFF read with rasterio."""
-    path = Path(path)
-    check_tile_metres(tile_size_m, stride_m)
-    if world_file_for(path) is not None:
-        return open_world_file_image(path, tile_size_m, stride_m, crs)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        from d4g_edge.build.tiles.geotiff import open_geotiff
-
-        return open_geotiff(path, tile_size_m, stride_m, crs)
-    raise TileSourceError(
-        f"{path}: no world file next to it (.pgw/.jgw/.tfw/.wld) and not a GeoTIFF (.tif)"
-    )

@@ -18,10 +18,10 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from d4g_edge.log import logger
+from d4g_edge.build.tiles.base import Tile
 from d4g_edge.errors import TileSourceError
 from d4g_edge.image import load_rgb
-from d4g_edge.build.tiles.base import Tile
+from d4g_edge.log import logger
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_ZOOM = 28  # xyz_tile_id packs x and y in 28 bits each
