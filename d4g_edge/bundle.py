@@ -135,7 +135,7 @@ class Bundle:
         if path is None:
             if self.query_path is None:
                 raise BundleError(
-                    f"{self.root} is index-only (built without --ground); pass "
+                    f"{self.root} is index-only (built without --query); pass "
                     "query=PATH to the query model"
                 )
             suffix = _BACKEND_SUFFIX.get(backend) if backend is not None else None
@@ -146,7 +146,7 @@ class Bundle:
                 raise BundleError(
                     f"{self.root} holds no query model for backend {backend!r} "
                     f"({'a .pte' if backend == 'executorch' else 'a .onnx'}); rebuild "
-                    "with --ground for that format, or pass query=PATH"
+                    "with --query for that format, or pass query=PATH"
                 )
             rel = next(n for n in self.query_configs if self.root / n == path)
             expected, ignore, what = self.query_configs[rel], (), f"models entry of {rel}"

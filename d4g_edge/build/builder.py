@@ -169,12 +169,16 @@ def count_tiles(source: TileSource, max_tiles: int = DEFAULT_MAX_TILES) -> int:
 
 
 def add_index_args(p) -> None:
-    """The flags shared by every command that writes a bundle (``--ground``, HNSW, cells)."""
+    """The flags shared by every command that writes a bundle (``--query``, HNSW, cells)."""
     p.add_argument(
-        "--ground",
+        "--query",
+        "--ground",  # its first name: the query model was a ground model before drone bundles
+        dest="ground",
+        metavar="MODEL",
         type=Path,
         action="append",
-        help="ground model to ship in the bundle (.onnx and/or .pte; repeat for both)",
+        help="query model to ship in the bundle, the one that encodes what the device sees "
+        "(.onnx and/or .pte; repeat for both); --ground is its older name",
     )
     p.add_argument("--M", type=hnsw_int, default=32, help="HNSW graph degree (default: 32)")
     p.add_argument("--ef-construction", type=hnsw_int, default=200, help="HNSW build beam")

@@ -4,11 +4,14 @@
 * :mod:`~train.loop.distributed` — torchrun process group, rank info, ``unwrap``;
 * :mod:`~train.loop.checkpoint` — weights file + sidecar format (``save_checkpoint``);
   :mod:`~train.loop.legacy` upgrades old sidecars; :mod:`~train.loop.rebuild` rebuilds models
-  (``load_encoder``); :mod:`~train.loop.state` is the resumable training state;
+  (``load_encoder``); :mod:`~train.loop.checkpoint_format` holds the format name and
+  ``CheckpointError`` both import; :mod:`~train.loop.state` is the resumable training state;
 * :mod:`~train.loop.runlog` — metrics + curves (files are written by
   :func:`d4g_edge.fileio.atomic_write`, the project's one atomic writer);
-* :mod:`~train.loop.cli` — the command-line builder; :mod:`~train.loop.embed` and
-  :mod:`~train.loop.evalsets` — embedding and scoring retrieval sets.
+* :mod:`~train.loop.cli` — the command-line builder; :mod:`~train.loop.arg_checks` — the
+  flag checks; :mod:`~train.loop.run_dir` — the run-folder guard (``--overwrite``);
+* :mod:`~train.loop.embed` and :mod:`~train.loop.evalsets` — embedding and scoring retrieval
+  sets.
 
 Names are re-exported lazily, so ``import train.loop.cli`` does not import torch.
 
