@@ -22,7 +22,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -32,15 +31,16 @@ from d4g_edge.log import logger
 from train.datasets import DATASETS, PairDataset
 from train.datasets.augment import NUM_VARIANTS
 from train.datasets.perturb import MarginalPerturbation
-from train.loop.checkpoint import CheckpointError, config_for, save_checkpoint
+from train.loop.checkpoint import config_for, save_checkpoint
 from train.loop.cli import step_main
 from train.loop.distributed import DistInfo, unwrap
 from train.loop.embed import centre, embed_dataset
 from train.loop.engine import run_task
 from train.loop.evalsets import RetrievalSet
-from train.loop.rebuild import init_student, load_encoder
+from train.loop.rebuild import init_student
 from train.loop.setup import check_batch_size, load_splits
 from train.method.distill_pairs import DistillPairs
+from train.method.frozen_teacher import load_frozen_teacher
 from train.method.losses import cosine_distillation_loss
 from train.method.teacher_cache import TeacherCache
 from train.models import create_model, list_models
@@ -142,11 +142,13 @@ class DistillTask:
             )
         self.roles = cfg.roles
         check_batch_size(hp.batch_size, info)
-        self._load_teacher(preset)
+        t = self.frozen = load_frozen_teacher(cfg.teacher, cfg.query_view, cfg.dataset, preset)
+        self.teacher = t.model  # the module itself: moved to the device below, run online
+        self.centre_step, self.ground_rows = t.centre_step, t.ground_rows
         self.sat_size = cfg.sat_size or preset.sat_size
         self.ground_size = cfg.ground_size or preset.ground_size_for(cfg.dataset)
         # A student sees its view the way the teacher did: polar tiles for a polar teacher.
-        self.sat_polar = self.ground_size if self.t_polar else None
+        self.sat_polar = self.ground_size if t.polar else None
         self.sizes = {
             "ground": self.ground_size,
             "satellite": self.sat_polar or (self.sat_size, self.sat_size),
@@ -154,15 +156,15 @@ class DistillTask:
         train_split, test_split = load_splits(cfg.dataset, cfg.data, vigor_mode=cfg.vigor_mode)
         # every input checked before the long teacher-cache pass: a corrupt test image fails now
         self.test_teacher = RetrievalSet(
-            test_split, self.t_sat, self.t_ground, self.t_polar, self.centre_step, self.ground_rows
+            test_split, t.sat_size, t.ground_size, t.polar, self.centre_step, self.ground_rows
         ).preload()
         # An off-centre teacher saw tiles re-centred on the camera: so do its cache and the
         # students (exactly, no jitter: the cache holds one target per pair and variant).
         teacher_pairs = PairDataset(
             train_split,
-            self.t_sat,
-            self.t_ground,
-            sat_polar=self.t_polar,
+            t.sat_size,
+            t.ground_size,
+            sat_polar=t.polar,
             recentre=self.centre_step is not None,
             ground_rows=self.ground_rows,
         ).preload()
@@ -174,7 +176,19 @@ class DistillTask:
             recentre=self.centre_step is not None,
             ground_rows=self.ground_rows,
         ).preload()
-        cache = None if cfg.online_teacher else self._build_cache(train_split, teacher_pairs)
+        cache = None
+        if not cfg.online_teacher:
+            cache = t.build_cache(
+                cfg.cache_dir or cfg.out / "teacher_cache",
+                cfg.dataset,
+                cfg.data,
+                teacher_pairs,
+                len(train_split),
+                views=tuple(self.roles.values()),
+                info=info,
+                batch_size=hp.batch_size,
+                variants=cfg.variants,
+            )
         self.train_set = DistillPairs(
             student_pairs,
             tuple(self.roles.values()),
@@ -186,59 +200,6 @@ class DistillTask:
         self._create_students(preset)
         self.teacher.to(info.device)
         self._embed_test(test_split, train_split, cache)
-
-    def _load_teacher(self, preset: Preset) -> None:
-        """The frozen teacher and the inputs it was trained on (the preset's if unrecorded)."""
-        cfg = self.cfg
-        self.teacher, self.teacher_cfg, self.teacher_sidecar = load_encoder(cfg.teacher)
-        if self.teacher_cfg.kind != "teacher":
-            raise CheckpointError(
-                f"--teacher {cfg.teacher} holds a {self.teacher_cfg.view} student, not a teacher"
-            )
-        self.teacher.requires_grad_(False)
-        inputs = self.teacher_cfg.inputs
-        sat = inputs.get("satellite")
-        self.t_sat = sat.size[0] if sat else preset.sat_size
-        query = cfg.query_view
-        if query not in inputs and ({"ground", "drone"} & set(inputs)):
-            raise CheckpointError(
-                f"--teacher {cfg.teacher} was trained on {'/'.join(inputs)} images, but "
-                f"{cfg.dataset} queries are {query} images; pass a teacher of that view"
-            )
-        self.t_ground = (
-            inputs[query].size if query in inputs else preset.ground_size_for(cfg.dataset)
-        )
-        self.t_polar = sat.polar if sat else None
-        self.centre_step = sat.centre_step if sat else None
-        ground = inputs.get(query)
-        self.ground_rows = ground.crop_rows if ground else preset.ground_rows_for(cfg.dataset)
-
-    def _build_cache(self, train_split, teacher_pairs: PairDataset) -> TeacherCache:
-        """The teacher's embeddings of every variant of every training pair, on disk."""
-        cfg = self.cfg
-        key = {
-            "teacher_sha256": self.teacher_sidecar.get("sha256"),
-            "teacher_model": self.teacher_cfg.model_id,
-            "dataset": cfg.dataset,
-            "data": str(Path(cfg.data).resolve()),
-            "pairs": len(train_split),
-            "variants": cfg.variants,
-            "sat_size": self.t_sat,
-            "ground_size": list(self.t_ground),
-            "sat_polar": list(self.t_polar) if self.t_polar else None,
-            "recentre": self.centre_step is not None,
-            "ground_rows": list(self.ground_rows) if self.ground_rows else None,
-        }
-        return TeacherCache.build(
-            cfg.cache_dir or cfg.out / "teacher_cache",
-            self.teacher,
-            key,
-            teacher_pairs,
-            views=tuple(self.roles.values()),
-            info=self.info,
-            batch_size=self.hp.batch_size,
-            variants=cfg.variants,
-        )
 
     def _create_students(self, preset: Preset) -> None:
         """One student per view, fresh or from ``--init``."""
@@ -259,13 +220,12 @@ class DistillTask:
                     student,
                     cfg.init / student_file(view) if cfg.init.is_dir() else cfg.init,
                     view=view,
-                    teacher_sha256=self.teacher_sidecar.get("sha256"),
+                    teacher_sha256=self.frozen.sha256,
                 )
 
     def _embed_test(self, test_split, train_split, cache: TeacherCache | None) -> None:
         """Validation: each student against the teacher's other view (or the other student)."""
         info, hp, teacher = self.info, self.hp, self.teacher
-        t_sat, t_ground, t_polar = self.t_sat, self.t_ground, self.t_polar
         self.test_student = RetrievalSet(
             test_split,
             self.sat_size,
@@ -283,21 +243,7 @@ class DistillTask:
         # per-place part; the centre travels in the sidecar to compare with teacher embeddings.
         self.centres = None
         if self.cfg.centre_targets:
-            cached = cache.cached_views() if cache else []
-            if {"ground", "satellite"} <= set(cached):  # both views: validation needs both
-                arrays = {v: np.load(cache.dir / f"{v}.npy", mmap_mode="r") for v in cached}
-            else:
-                train_set = RetrievalSet(
-                    train_split, t_sat, t_ground, t_polar, None, self.ground_rows
-                )
-                tq, tr = train_set.embed(teacher, None, info, hp.batch_size)
-                arrays = {"ground": tq, "satellite": tr}
-            self.centres = {
-                v: torch.from_numpy(
-                    np.asarray(a, dtype=np.float32).reshape(-1, a.shape[-1]).mean(0)
-                )
-                for v, a in arrays.items()
-            }
+            self.centres = self.frozen.centres(cache, train_split, info, hp.batch_size)
             q, r = (centre(x, self.centres.get(v)) for x, v in ((q, "ground"), (r, "satellite")))
         self.teacher_embeddings = {"ground": q, "satellite": r}
         logger.info("teacher on test: recall@1 %.2f", self.teacher_metrics["recall@1"])
@@ -385,8 +331,8 @@ class DistillTask:
                 kind="student",
                 inputs={view: spec},
                 teacher_centre=centres[role] if centres else None,
-                teacher_model=self.teacher_cfg.model_id,
-                teacher_sha256=self.teacher_sidecar.get("sha256"),
+                teacher_model=self.frozen.config.model_id,
+                teacher_sha256=self.frozen.sha256,
             )
             extra = {
                 "preset": self.cfg.preset,
