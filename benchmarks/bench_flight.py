@@ -31,6 +31,9 @@ split-conformal quantile of error minus the posterior radius over their usable f
 usable. Prints JSON, writes it (``--json``) and a plot of the first reported flight
 (``--plot``, needs matplotlib).
 
+The flights themselves (paths, frames, sidecars) are in :mod:`benchmarks._flight_frames`,
+their scoring in :mod:`benchmarks._flight_score`.
+
 Usage::
 
     python -m benchmarks.bench_flight --drone artifacts/drone/drone_int8.onnx \\
@@ -55,157 +58,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from benchmarks._flight_frames import fly, geotagged_frames, write_frames
+from benchmarks._flight_score import accuracy_table, flight_summary, score_flight
 from benchmarks.bench_track import SIGMA_OF_R95
 from d4g_edge.build.builder import build_index
 from d4g_edge.build.calibrate import calibrate, write_calibration
 from d4g_edge.bundle import Bundle
 from d4g_edge.cli.app import main as d4g_edge_cli
-from d4g_edge.drone import camera_offset_m
-from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.log import logger, setup_logging
 from d4g_edge.trust import Calibration, conformal_quantile
 from train.tile_sources import WorldTileSource
-from train.world import DomainGap
 
 CAL_STREAM, NEG_STREAM, NEVER_STREAM = 10_001, 10_002, 99  # rng streams beside the flights
-
-
-def flight_path(extent, n: int, step_m: float, rng, margin_m: float):
-    """(n, 2) east/north positions and (n,) headings: straight legs that turn back inwards
-    (by a random angle) when the next step would leave the area."""
-    e0, n0, e1, n1 = extent
-    lo, hi = np.array([e0 + margin_m, n0 + margin_m]), np.array([e1 - margin_m, n1 - margin_m])
-    pos = rng.uniform(lo, hi)
-    heading = rng.uniform(0, 360)
-    out, headings = [], []
-    for _ in range(n):
-        out.append(pos.copy())
-        headings.append(heading)
-        for _ in range(32):
-            d = np.array([np.sin(np.radians(heading)), np.cos(np.radians(heading))])
-            if np.all((pos + step_m * d > lo) & (pos + step_m * d < hi)):
-                break
-            heading = (heading + rng.uniform(90, 270)) % 360
-        pos = pos + step_m * d
-    return np.asarray(out), np.asarray(headings)
-
-
-def altitude_profile(n: int, lo: float, hi: float) -> np.ndarray:
-    """Climb from ``lo`` to ``hi`` and back down over the flight (a smooth cycle)."""
-    t = np.linspace(0.0, 2.0 * np.pi, n)
-    return lo + (hi - lo) * (1.0 - np.cos(t)) / 2.0
-
-
-def stats(e) -> dict:
-    e = np.asarray(e)
-    return {
-        "mean_m": float(e.mean()),
-        "median_m": float(np.median(e)),
-        "p90_m": float(np.percentile(e, 90)),
-        "within_25m": float((e <= 25).mean()),
-        "within_50m": float((e <= 50).mean()),
-    }
-
-
-def accuracy_table(recs: list[dict], bins: int = 4) -> list[dict]:
-    """Published horiz_accuracy (usable frames) against the true error: ``bins`` bins of
-    about equal counts, each frame in exactly one (ties can leave a bin larger), labelled by
-    the range of horiz_accuracy the bin holds."""
-    rows = [r for r in recs if r["locked"] and np.isfinite(r["radius_m"])]
-    if not rows:
-        return []
-    acc = np.array([r["radius_m"] / SIGMA_OF_R95 for r in rows])
-    err = np.array([r["error_m"] for r in rows])
-    q = np.quantile(acc, np.linspace(0, 1, bins + 1))
-    edges = [q[0]]
-    for v in q[1:]:  # quantiles closer than 5 cm (ties at the radius floor) are one edge
-        if v - edges[-1] > 0.05:
-            edges.append(v)
-    edges = np.array([*edges, q[-1]] if len(edges) == 1 else [*edges[:-1], q[-1]])
-    b = np.clip(np.searchsorted(edges, acc, "right") - 1, 0, len(edges) - 2)
-    out = []
-    for i in range(len(edges) - 1):
-        sel = b == i
-        if sel.any():
-            out.append({
-                "horiz_accuracy_m": f"{acc[sel].min():.1f}-{acc[sel].max():.1f}",
-                "frames": int(sel.sum()),
-                "error_median_m": float(np.median(err[sel])),
-                "error_p95_m": float(np.percentile(err[sel], 95)),
-                "within_r95": float((err[sel] <= acc[sel] * SIGMA_OF_R95).mean()),
-            })  # fmt: skip
-    return out
-
-
-def render(world, pos, alt, pitch, heading, args, rng) -> np.ndarray:
-    return world.render_drone(
-        pos,
-        altitude_m=float(alt),
-        pitch_deg=float(pitch),
-        heading_deg=float(heading),
-        height=args.frame_px,
-        width=args.frame_px,
-        gap=DomainGap.sample_drone(rng, 1.0),
-        rng=rng,
-    )
-
-
-def write_frames(folder: Path, frames, metas, prefix: str = "frame", start: int = 0) -> Path:
-    """PNG frames, each with its ``IMAGE.json`` sidecar."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, (frame, meta) in enumerate(zip(frames, metas, strict=True), start):
-        name = folder / f"{prefix}_{k:05d}.png"
-        Image.fromarray(frame).save(name)
-        name.with_name(name.name + ".json").write_text(json.dumps(meta))
-    return folder
-
-
-def fly(world, args, rng) -> dict:
-    """One flight: frames, the sidecars ``follow`` reads, and the truth."""
-    path, headings = flight_path(
-        world.extent_m, args.frames, args.step_m, rng, margin_m=args.tile_size_m
-    )
-    altitudes = altitude_profile(args.frames, args.alt_min, args.alt_max)
-    frames, metas, offsets, seen_prev = [], [], [], None
-    for pos, heading, alt in zip(path, headings, altitudes, strict=True):
-        frames.append(render(world, pos, alt, args.pitch, heading, args, rng))
-        # the tracker follows the point the frame's centre shows; the autopilot's odometry
-        # (VIO / flow) with the known attitude gives how far that point moved
-        offsets.append(camera_offset_m(float(alt), args.pitch, float(heading)))
-        seen = pos + offsets[-1]
-        meta: dict = {"pitch_deg": args.pitch}
-        if not args.no_heading:
-            meta["heading_deg"] = float(heading)
-        if not args.no_altitude:
-            meta["altitude_m"] = float(alt)
-        if seen_prev is not None:
-            move = seen - seen_prev
-            dist = float(np.hypot(*move)) * (1 + rng.normal(0, args.odometry_noise))
-            meta["odometry"] = [
-                max(0.0, dist),
-                float(np.degrees(np.arctan2(move[0], move[1])) + rng.normal(0, 5)),
-            ]
-        seen_prev = seen
-        metas.append(meta)
-    return {"frames": frames, "metas": metas, "path": path, "altitudes": altitudes,
-            "offsets": offsets}  # fmt: skip
-
-
-def geotagged_frames(world, args, rng, n: int, folder: Path, start: int = 0) -> None:
-    """``n`` frames at random places / altitudes / headings / pitches, sidecar = the truth."""
-    e0, n0, e1, n1 = world.extent_m
-    m = args.tile_size_m
-    frames, metas = [], []
-    for _ in range(n):
-        pos = rng.uniform([e0 + m, n0 + m], [e1 - m, n1 - m])
-        alt = rng.uniform(args.alt_min, args.alt_max)
-        heading = rng.uniform(0, 360)
-        pitch = 0.0 if rng.uniform() < args.calibration_nadir else rng.uniform(0, 2 * args.pitch)
-        frames.append(render(world, pos, alt, pitch, heading, args, rng))
-        lat, lon = world.georef.metres_to_latlon(*pos)
-        metas.append({"lat": float(lat), "lon": float(lon), "heading_deg": float(heading),
-                      "altitude_m": float(alt), "pitch_deg": float(pitch)})  # fmt: skip
-    write_frames(folder, frames, metas, "cal", start)
 
 
 def calibrate_town(args, src, bundle: Path, work: Path) -> dict:
@@ -242,54 +106,6 @@ def follow(folder: Path, bundle: Path, n: int, args) -> list[dict]:
     if len(records) != n:
         raise SystemExit(f"d4g-edge follow returned {len(records)} fixes for {n} frames")
     return records
-
-
-def score_flight(records, flight: dict, georef) -> list[dict]:
-    """Per frame: the single-frame and tracked errors against the drone, radius, lock."""
-    recs = []
-    for rec, pos, offset in zip(records, flight["path"], flight["offsets"], strict=True):
-        lat, lon = georef.metres_to_latlon(*pos)
-        # the single-frame answer: the best tile, moved back to the drone like the fix
-        back_lat, back_lon = offset_latlon(
-            rec["single_frame_lat"], rec["single_frame_lon"], *(-offset)
-        )
-        radius = rec["uncertainty_m"]
-        recs.append({
-            "single_m": float(haversine_m(back_lat, back_lon, lat, lon)),
-            "error_m": float(haversine_m(rec["lat"], rec["lon"], lat, lon)),
-            "radius_m": float("inf") if radius is None else float(radius),
-            "locked": bool(rec["usable"]),
-            "frame_status": rec["frame_status"],
-        })  # fmt: skip
-    return recs
-
-
-def flight_summary(recs: list[dict], skip: int = 10) -> dict:
-    single = np.array([r["single_m"] for r in recs])
-    err = np.array([r["error_m"] for r in recs])
-    radius = np.array([r["radius_m"] for r in recs])
-    locked = np.array([r["locked"] for r in recs])
-    ok = np.array([r["frame_status"] == "ok" for r in recs])
-    late = np.array([r["error_m"] for r in recs if r.get("k", skip) >= skip])
-
-    def on(mask, f):
-        return float(f(mask)) if mask.any() else None
-
-    return {
-        "frames": len(recs),
-        "single_frame": stats(single),
-        "single_ok_share": float(ok.mean()),
-        "single_ok_within_25m": on(ok, lambda s: (single[s] <= 25).mean()),
-        "tracked": stats(err),
-        "tracked_after_10": stats(late) if late.size else None,
-        "usable_share": float(locked.mean()),
-        "coverage_usable": on(locked, lambda s: (err[s] <= radius[s]).mean()),
-        "median_radius_usable_m": on(locked, lambda s: np.median(radius[s])),
-        "error_usable_median_m": on(locked, lambda s: np.median(err[s])),
-        "error_usable_p95_m": on(locked, lambda s: np.percentile(err[s], 95)),
-        "coverage_all_frames": float((err <= radius).mean()),
-        "frame_status": dict(Counter(r["frame_status"] for r in recs)),
-    }
 
 
 def run_flights(args, src, bundle: Path, work: Path, ks) -> list[list[dict]]:
