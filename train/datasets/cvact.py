@@ -122,20 +122,8 @@ def _indices(mat_path: Path, mat: dict, struct: str, field: str, n_rows: int) ->
     return idx - 1
 
 
-def load_cvact(
-    root: str | Path, split: str, *, check_files: bool = True, on_missing: str | None = None
-) -> CrossViewSplit:
-    """Read one CVACT split: ``train``, ``val`` or ``test`` (valSetAll on ANU_data_test).
-
-    ``on_missing`` defaults to "skip" for ``train`` and "error" for ``val``/``test``: an
-    evaluation split must be complete, or the benchmark silently shrinks.
-    """
-    if on_missing is None:
-        on_missing = "skip" if split == "train" else "error"
-    if on_missing not in ("skip", "error"):
-        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
-    root = Path(root)
-    mat_path = root / MAT_FILE
+def _read_mat(mat_path: Path) -> tuple[dict, list[str], np.ndarray]:
+    """The MATLAB variables, the pano ids and the (N, 2) float64 UTM of ``ACT_data.mat``."""
     if not mat_path.is_file():
         raise FileNotFoundError(
             2, "CVACT index file not found under the dataset root", str(mat_path)
@@ -166,39 +154,43 @@ def load_cvact(
         raise DatasetFormatError(
             mat_path, f"utm has shape {utm.shape}, expected ({len(pano_ids)}, 2) like panoIds"
         )
+    return mat, pano_ids, utm
+
+
+def _rows_with_images(
+    root: Path, split: str, rows: np.ndarray, pano_ids: list[str], on_missing: str
+) -> np.ndarray:
+    """``rows`` whose two images exist; a missing one is an error or skipped with a warning."""
+    mat_path = root / MAT_FILE
     struct, field, folder = SPLITS[split]
-    rows = _indices(mat_path, mat, struct, field, len(pano_ids))
+    checker, keep, missing = FileChecker(), [], []
+    for r in rows:
+        paths = (
+            root / ground_relpath(folder, pano_ids[r]),
+            root / satellite_relpath(folder, pano_ids[r]),
+        )
+        absent = [p for p in paths if not checker.exists(p)]
+        if not absent:
+            keep.append(r)
+        elif on_missing == "error":
+            raise missing_file(absent[0], referenced_by=f"{mat_path} ({struct}.{field}[{r + 1}])")
+        else:
+            missing.append(pano_ids[r])
+    if missing:
+        logger.warning(
+            "CVACT %s: skipping %d of %d pairs with a missing image (as Sample4Geo does), e.g. %s",
+            split,
+            len(missing),
+            len(rows),
+            ", ".join(missing[:5]),
+        )
+    if not keep:
+        raise missing_file(root / folder, referenced_by=mat_path)
+    return np.asarray(keep, dtype=np.int64)
 
-    if check_files:
-        checker, keep, missing = FileChecker(), [], []
-        for r in rows:
-            paths = (
-                root / ground_relpath(folder, pano_ids[r]),
-                root / satellite_relpath(folder, pano_ids[r]),
-            )
-            absent = [p for p in paths if not checker.exists(p)]
-            if not absent:
-                keep.append(r)
-            elif on_missing == "error":
-                raise missing_file(
-                    absent[0], referenced_by=f"{mat_path} ({struct}.{field}[{r + 1}])"
-                )
-            else:
-                missing.append(pano_ids[r])
-        if missing:
-            logger.warning(
-                "CVACT %s: skipping %d of %d pairs with a missing image (as Sample4Geo does), "
-                "e.g. %s",
-                split,
-                len(missing),
-                len(rows),
-                ", ".join(missing[:5]),
-            )
-        if not keep:
-            raise missing_file(root / folder, referenced_by=mat_path)
-        rows = np.asarray(keep, dtype=np.int64)
 
-    ids = rows + 1
+def _latlon(mat_path: Path, utm: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), 2) lat/lon degrees of ``utm[rows]`` in CVACT's zone, range-checked."""
     # UTM (southern zone): eastings lie within 0..1000 km of the zone's origin, northings
     # within 0..10000 km; anything else converts to a wrong place rather than failing.
     e, n = utm[rows, 0], utm[rows, 1]
@@ -220,6 +212,30 @@ def load_cvact(
             f"UTM zone {CVACT_ZONE.number}S",
             hint="utm holds easting, northing in metres",
         )
+    return latlon
+
+
+def load_cvact(
+    root: str | Path, split: str, *, check_files: bool = True, on_missing: str | None = None
+) -> CrossViewSplit:
+    """Read one CVACT split: ``train``, ``val`` or ``test`` (valSetAll on ANU_data_test).
+
+    ``on_missing`` defaults to "skip" for ``train`` and "error" for ``val``/``test``: an
+    evaluation split must be complete, or the benchmark silently shrinks.
+    """
+    if on_missing is None:
+        on_missing = "skip" if split == "train" else "error"
+    if on_missing not in ("skip", "error"):
+        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
+    root = Path(root)
+    mat_path = root / MAT_FILE
+    mat, pano_ids, utm = _read_mat(mat_path)
+    struct, field, folder = SPLITS[split]
+    rows = _indices(mat_path, mat, struct, field, len(pano_ids))
+    if check_files:
+        rows = _rows_with_images(root, split, rows, pano_ids, on_missing)
+    ids = rows + 1
+    latlon = _latlon(mat_path, utm, rows)
     names = tuple(pano_ids[r] for r in rows)
     return CrossViewSplit(
         dataset="cvact",
