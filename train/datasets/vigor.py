@@ -128,6 +128,29 @@ def _read_labels(path: Path, sat_index: dict[str, int]):
     return out
 
 
+def _read_satellite_list(
+    list_path: Path, sat_dir: Path, checker: FileChecker | None
+) -> dict[str, tuple[float, float]]:
+    """A city's ``satellite_list.txt``: tile name -> (lat, lon) from the name, in file order;
+    with a ``checker``, every tile must exist in ``sat_dir``."""
+    tiles: dict[str, tuple[float, float]] = {}
+    for line_no, name in _read_lines(list_path):
+        try:
+            plain_name(list_path, name, line=line_no)
+            latlon = parse_satellite_name(name)
+            check_latlon(list_path, *latlon, line=line_no, what="tile position")
+        except DatasetFormatError:
+            raise
+        except ValueError as exc:
+            raise DatasetFormatError(list_path, str(exc), line=line_no) from None
+        if name in tiles:
+            raise DatasetFormatError(list_path, f"tile {name!r} listed twice", line=line_no)
+        if checker is not None and not checker.exists(sat_dir / name):
+            raise missing_file(sat_dir / name, referenced_by=list_path, line=line_no)
+        tiles[name] = latlon
+    return tiles
+
+
 def load_vigor(
     root: str | Path,
     split: str,
@@ -153,24 +176,12 @@ def load_vigor(
     for city in cities:
         sat_dir, pano_dir = detect_layout(root, city)
         list_path = root / "splits" / city / "satellite_list.txt"
-        sat_index: dict[str, int] = {}
-        for line_no, name in _read_lines(list_path):
-            try:
-                plain_name(list_path, name, line=line_no)
-                latlon = parse_satellite_name(name)
-                check_latlon(list_path, *latlon, line=line_no, what="tile position")
-            except DatasetFormatError:
-                raise
-            except ValueError as exc:
-                raise DatasetFormatError(list_path, str(exc), line=line_no) from None
-            if name in sat_index:
-                raise DatasetFormatError(list_path, f"tile {name!r} listed twice", line=line_no)
-            if check_files and not checker.exists(sat_dir / name):
-                raise missing_file(sat_dir / name, referenced_by=list_path, line=line_no)
-            sat_index[name] = len(ref_paths)
-            ref_paths.append(sat_dir / name)
-            ref_names.append(name)
-            ref_latlon.append(latlon)
+        city_tiles = _read_satellite_list(list_path, sat_dir, checker if check_files else None)
+        # reference rows run on across cities: a label's tile index is its global row
+        sat_index = {name: len(ref_paths) + i for i, name in enumerate(city_tiles)}
+        ref_paths += [sat_dir / name for name in city_tiles]
+        ref_names += list(city_tiles)
+        ref_latlon += list(city_tiles.values())
         label_path = root / "splits" / city / label_file
         labels = _read_labels(label_path, sat_index)
         if not labels:
