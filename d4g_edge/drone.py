@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from d4g_edge.errors import SearchError
+from d4g_edge.geo import offset_latlon
 
 DEFAULT_FOV_DEG = 60.0  # the world's drone camera and a common gimbal camera's horizontal FOV
 QUARTER_TURNS = (0, 1, 2, 3)
@@ -126,3 +127,16 @@ def camera_offset_m(altitude_m: float, pitch_deg: float, heading_deg: float) -> 
     ahead = altitude_m * float(np.tan(np.radians(pitch_deg)))
     h = np.radians(heading_deg)
     return np.array([ahead * np.sin(h), ahead * np.cos(h)])
+
+
+def camera_to_drone(lat, lon, flight: Flight | None, heading_deg: float):
+    """The drone's ``(lat, lon)`` from the ground point its frame's centre shows (scalars or
+    arrays of points): moved back by :func:`camera_offset_m` against ``heading_deg``.
+
+    The index finds where the camera looks; with a pitched camera the drone is behind that
+    point. Returned unchanged (as given) unless ``flight`` knows both altitude and pitch.
+    """
+    if flight is None or not flight.offset_known:
+        return lat, lon
+    east, north = -camera_offset_m(flight.altitude_m, flight.pitch_deg, heading_deg)
+    return offset_latlon(lat, lon, east, north)

@@ -134,6 +134,23 @@ def test_turns_and_offsets_by_hand():
     assert (east, north) == pytest.approx((-50 * np.sqrt(3) / np.sqrt(2),) * 2)
 
 
+def test_camera_to_drone_moves_back_against_the_heading():
+    # camera 45 deg from nadir at 100 m looking east: it sees a point 100 m east of the drone,
+    # so the drone is 100 m west of what the frame shows (measured on the sphere)
+    seen = (47.0, 8.0)
+    lat, lon = drone.camera_to_drone(*seen, drone.Flight(100.0, 45.0), 90.0)
+    assert float(haversine_m(lat, lon, *seen)) == pytest.approx(100.0, rel=1e-4)
+    assert float(lat) == pytest.approx(seen[0], abs=1e-9) and float(lon) < seen[1]
+    # arrays of candidates move together; north-looking: the drone is south of them
+    lats, lons = drone.camera_to_drone(
+        np.array([47.0, 47.001]), np.array([8.0, 8.0]), drone.Flight(50.0, 45.0), 0.0
+    )
+    assert np.all(lats < [47.0, 47.001]) and np.allclose(lons, 8.0)
+    # no offset without both altitude and pitch (nadir, or unknown): the same objects back
+    for flight in (None, drone.Flight(altitude_m=100.0), drone.Flight(pitch_deg=30.0)):
+        assert drone.camera_to_drone(*seen, flight, 90.0) == seen
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
