@@ -67,7 +67,7 @@ from d4g_edge import drone, trust
 from d4g_edge.bundle import Bundle
 from d4g_edge.drone import Flight
 from d4g_edge.errors import NoDefaultBundleError, SearchError
-from d4g_edge.geo import haversine_m, offset_latlon
+from d4g_edge.geo import haversine_m
 from d4g_edge.image import ImageInput, load_rgb
 from d4g_edge.log import logger
 from d4g_edge.preprocess import preprocess
@@ -411,10 +411,8 @@ class Localizer:
     ) -> tuple[Localization, np.ndarray | None]:
         t = self.bundle.tiles
         lat, lon = t.lat[ids], t.lon[ids]
-        if flight is not None and flight.offset_known:
-            # the tiles show where the camera looks; the drone is behind that point
-            east, north = -drone.camera_offset_m(flight.altitude_m, flight.pitch_deg, heading)
-            lat, lon = offset_latlon(lat, lon, east, north)
+        # the tiles show where the camera looks; the drone is behind that point
+        lat, lon = drone.camera_to_drone(lat, lon, flight, heading)
         dist = haversine_m(lat[0], lon[0], lat, lon)
         cands = tuple(
             Candidate(int(t.tile_id[i]), float(a), float(o), float(s), float(d))
