@@ -38,6 +38,9 @@ KINDS = ("teacher", "student")
 QUANTIZATIONS = ("fp32", "fp16", "int8", "int8-int4w", "pt2e-int8", "int8-weights")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# the key under which every artifact (ONNX metadata_props, Core ML user metadata) embeds its
+# EncoderConfig; the runtime reads it, quantize/ and export/ write it
+METADATA_KEY = "d4g_edge.encoder_config"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge.config import ConfigError, EncoderConfig
+from d4g_edge.config import METADATA_KEY, ConfigError, EncoderConfig
 from d4g_edge.errors import EncoderError
 from d4g_edge.fileio import sha256_file
 from d4g_edge.image import ImageInput, load_rgb
 from d4g_edge.log import logger
 from d4g_edge.preprocess import preprocess
 
-CONFIG_KEY = "d4g_edge.encoder_config"
 BACKENDS = ("onnxruntime", "executorch")
 _SUFFIX_BACKEND = {".onnx": "onnxruntime", ".pte": "executorch"}
 
@@ -134,12 +133,12 @@ class OnnxEncoder(Encoder):
         except Exception as err:  # onnxruntime raises its own untyped errors
             raise EncoderError(f"onnxruntime cannot load {path}: {err}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        if CONFIG_KEY not in meta:
+        if METADATA_KEY not in meta:
             raise EncoderError(
-                f"{path} carries no '{CONFIG_KEY}' metadata; export it with python -m "
+                f"{path} carries no '{METADATA_KEY}' metadata; export it with python -m "
                 "export.onnx, which embeds the encoder config"
             )
-        super().__init__(path, parse_config(meta[CONFIG_KEY], f"{path} metadata"))
+        super().__init__(path, parse_config(meta[METADATA_KEY], f"{path} metadata"))
         inputs = self.session.get_inputs()
         self._input = inputs[0].name
         shape = inputs[0].shape

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from d4g_edge.config import EncoderConfig
+from d4g_edge.config import METADATA_KEY, VIEWS, EncoderConfig  # noqa: F401 (re-exported)
 from d4g_edge.log import logger
 from quantize import common
 from quantize.common import (  # noqa: F401  (re-exported: the exporters' one import)
-    METADATA_KEY,
     UserError,
     atomic_artifact,
     build_parser,
@@ -40,7 +39,6 @@ from quantize.common import (  # noqa: F401  (re-exported: the exporters' one im
     write_config_sidecar,
 )
 
-VIEWS = ("ground", "satellite", "drone")
 DEFAULT_OUT = Path("artifacts")
 
 

@@ -33,15 +33,13 @@ from d4g_edge.fileio import (
 )
 from d4g_edge.log import logger
 
-METADATA_KEY = "d4g_edge.encoder_config"  # the key every artifact embeds the config under
-
 
 class UserError(ValueError):
     """Bad input (option, missing file, unsupported combination); CLIs print it and exit 2."""
 
 
 def config_json(cfg: EncoderConfig) -> str:
-    """The compact, key-sorted JSON every artifact embeds under :data:`METADATA_KEY`."""
+    """The compact, key-sorted JSON each artifact embeds (key: d4g_edge.config.METADATA_KEY)."""
     return json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
 
 

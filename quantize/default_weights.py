@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from d4g_edge.config import VIEWS as STUDENT_VIEWS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS_DIR = REPO_ROOT / "weights" / "edge-s"
 DRONE_WEIGHTS_DIR = REPO_ROOT / "weights" / "edge-s-drone"
-STUDENT_VIEWS = ("ground", "satellite", "drone")
 
 
 class MissingDefaultWeightsError(FileNotFoundError):

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from d4g_edge.config import EncoderConfig
+from d4g_edge.config import VIEWS, EncoderConfig
 from d4g_edge.log import logger
 from quantize import linear_qat, pt2e
 from quantize._eval import embed_view, pair_recall, view_dataset, view_paths
@@ -55,7 +55,6 @@ from train.datasets import DATASETS, load
 from train.presets import DRONE_DATASETS
 
 SCHEMES = ("int8", "int8-int4w", "pt2e-int8")
-VIEWS = ("ground", "satellite", "drone")
 
 
 @dataclass(frozen=True)

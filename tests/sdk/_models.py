@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge.config import EncoderConfig, ViewInput
-from d4g_edge.runtime import CONFIG_KEY
+from d4g_edge.config import METADATA_KEY, EncoderConfig, ViewInput
 
 GROUND_HW = (32, 128)
 SAT_SIZE = 64
@@ -82,7 +81,7 @@ def conv_onnx(path: Path, cfg: EncoderConfig, seed: int = 0, metadata: bool = Tr
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if metadata:
-        helper.set_model_props(model, {CONFIG_KEY: config_json(cfg)})
+        helper.set_model_props(model, {METADATA_KEY: config_json(cfg)})
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from d4g_edge.config import IMAGENET_MEAN, IMAGENET_STD
 from d4g_edge.log import logger
 from d4g_edge.polar import shift_tile
 from d4g_edge.preprocess import crop_rows, resize_rgb
@@ -37,8 +38,6 @@ from ._files import read_image
 from ._split import CrossViewSplit
 from .augment import PairAugment, apply_variant
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # A cache larger than this share of physical RAM (real VIGOR at paper resolution is ~90 GB)
 # is not allocated: the dataset then decodes on every access instead of failing.
 _CACHE_RAM_FRACTION = 0.4  # per cache: ground and satellite each

@@ -41,15 +41,13 @@ import timm
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from d4g_edge.config import IMAGENET_MEAN, IMAGENET_STD
 from train.models import _fastervit
 from train.models._fastervit import FASTERVIT_LICENSE, StageGeometry
 from train.models.registry import register_model
 
 __all__ = ["TIMM_STUDENTS", "InputShapeError", "InvalidStudentConfigError", "Student"]
 
-# FasterViT's own preprocessing convention (its timm pretrained_cfg); ImageNet statistics.
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 # Logit count of the ImageNet classifier that ``paper_head=True`` keeps in the graph.
 _IMAGENET_CLASSES = 1000
 # A stride-32 backbone needs at least one cell at its last stage.
@@ -110,7 +108,8 @@ class Student(nn.Module):
         self.fixed_input_size = fixed_input_size
         self.backbone_name = backbone_name
         self.license = license
-        self.mean, self.std = _IMAGENET_MEAN, _IMAGENET_STD
+        # FasterViT's own preprocessing convention (its timm pretrained_cfg): ImageNet's
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.deployed = False
         self._geometry = geometry
 
@@ -232,8 +231,8 @@ def _timm_student(
         license=TIMM_STUDENTS[name],
     )
     cfg = backbone.pretrained_cfg
-    student.mean = tuple(cfg.get("mean", _IMAGENET_MEAN))
-    student.std = tuple(cfg.get("std", _IMAGENET_STD))
+    student.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    student.std = tuple(cfg.get("std", IMAGENET_STD))
     return student
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from d4g_edge.config import IMAGENET_MEAN, IMAGENET_STD
 from train.models.registry import register_model
 
 __all__ = ["TEACHERS", "Teacher", "TeacherSpec"]
@@ -95,8 +96,8 @@ class Teacher(nn.Module):
             getattr(self.model, "head_hidden_size", None) or self.model.num_features
         )
         cfg = self.model.pretrained_cfg
-        self.mean: tuple[float, float, float] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std: tuple[float, float, float] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        self.mean: tuple[float, float, float] = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std: tuple[float, float, float] = tuple(cfg.get("std", IMAGENET_STD))
         # 0-d like Sample4Geo's, so its checkpoints load without reshaping.
         self.logit_scale = nn.Parameter(torch.ones([]) * _INIT_LOGIT_SCALE)
 
