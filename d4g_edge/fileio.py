@@ -11,19 +11,24 @@ Usage::
     from d4g_edge.fileio import atomic_write, atomic_write_json, sha256_file
     atomic_write(run / "metrics.jsonl", text)          # str (UTF-8) or bytes
     atomic_write_json(bundle / "manifest.json", manifest)
+    with atomic_output(out / "model.pte") as tmp:       # a library writes tmp; renamed on success
+        save(program, tmp)
     digest = sha256_file(bundle / "index.bin")
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_json", "sha256_file", "temp_path"]
+__all__ = ["atomic_output", "atomic_write", "atomic_write_json", "sha256_file", "temp_path"]
 
 _CHUNK = 1 << 20
 
@@ -74,3 +79,34 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """``obj`` as indented, key-sorted JSON + newline, written by :func:`atomic_write`."""
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """For writers that must be given a path (a library's ``save``): yield a temporary sibling
+    of ``path`` (same suffix, so runtimes and ``torch.export`` accept it); rename it onto
+    ``path`` when the block succeeds, delete it when it raises.
+
+    A Core ML ``.mlpackage`` is a folder: an old one is removed just before the rename (a
+    folder cannot be replaced in one step), so a reader can briefly see none, never half.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OSError(f"the writer wrote nothing to {tmp}")
+        if tmp.is_dir():
+            _remove(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

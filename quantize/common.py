@@ -1,6 +1,7 @@
 """Plumbing quantize/ and export/ share (export imports quantize, never the other way): the
-one user-error type, the embedded-config JSON, a file's SHA-256, atomic artifact writes and
-the command line generated from a config dataclass. Public: ``export/`` imports it.
+one user-error type, the embedded-config JSON, the config sidecar, the command line generated
+from a config dataclass, and (from :mod:`d4g_edge.fileio`, the one home of atomic writes)
+``atomic_artifact`` and ``sha256_file``. Public: ``export/`` imports it.
 
 Usage::
 
@@ -14,22 +15,22 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
-import shutil
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from d4g_edge.config import ConfigError, EncoderConfig
+
+# the SDK's file helpers are the project's one implementation: re-exported for the exporters
+from d4g_edge.fileio import atomic_output as atomic_artifact  # noqa: F401
 from d4g_edge.fileio import (
-    atomic_write,  # the one atomic writer (fsynced temp file + os.replace)
-    sha256_file,  # noqa: F401  (the one implementation, re-exported)
+    atomic_write,
+    sha256_file,  # noqa: F401
 )
 from d4g_edge.log import logger
 
@@ -46,40 +47,10 @@ def config_json(cfg: EncoderConfig) -> str:
 # ---- files ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def atomic_artifact(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (same suffix, so runtimes and ``torch.export``
-    accept it); rename it onto ``path`` when the block succeeds, delete it when it raises.
-
-    A Core ML ``.mlpackage`` is a folder: an old one is removed just before the rename (a
-    folder cannot be replaced in one step), so a reader can briefly see none, never half.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    _remove(tmp)
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"the writer wrote nothing to {tmp}")
-        if tmp.is_dir():
-            _remove(path)
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-
-
 def write_config_sidecar(artifact: str | Path, cfg: EncoderConfig) -> Path:
     """``<artifact>.json`` holding ``cfg`` (for runtimes that read no embedded strings)."""
     sidecar = Path(artifact).with_name(Path(artifact).name + ".json")
     return atomic_write(sidecar, json.dumps(cfg.to_dict(), sort_keys=True, indent=1) + "\n")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 # ---- command lines built from config dataclasses --------------------------------------------

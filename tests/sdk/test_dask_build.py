@@ -14,7 +14,7 @@ pytest.importorskip("distributed")
 
 @pytest.mark.slow  # a cluster of two processes, each generating the world: ~15 s
 def test_dask_shards_merge_into_the_serial_bundle(tmp_path, capsys):
-    from train import build_index
+    from tools import build_index
 
     sat = conv_onnx(tmp_path / "satellite.onnx", student_config("satellite"), seed=2)
     common = ["--world", "3", "--size-m", "200", "--tile-size-m", "90", "--stride-m", "45"]
@@ -33,7 +33,7 @@ def test_dask_shards_merge_into_the_serial_bundle(tmp_path, capsys):
 
 
 def test_dask_without_shards_is_refused_before_any_work(tmp_path, capsys):
-    from train import build_index
+    from tools import build_index
 
     argv = ["--world", "3", "--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "o")]
     assert build_index.main([*argv, "--dask", "local:2"]) == 2
