@@ -529,9 +529,7 @@ def evaluate_bundle(cfg: EvaluateConfig) -> RetrievalMetrics:
         ks=tuple(k for k in cfg.ks if k <= top_k),
     )
     if split.query_latlon is not None:
-        metrics = dataclasses.replace(
-            metrics, position=position_error(split.query_latlon, fixes)
-        )
+        metrics = dataclasses.replace(metrics, position=position_error(split.query_latlon, fixes))
     return metrics
 
 
