@@ -13,16 +13,14 @@ preprocessing (crop rows, resize, normalise): what the SDK feeds the encoder for
   does; a tile scores its best (roll, centre), the answer's heading is the best roll's.
   ``N = 24`` is every third roll of ``N = 72``, so both come from one pass.
 
-References are the split's tiles embedded around their grid of centres (the bundle's
-reference set, :class:`train.loop.evalsets.RetrievalSet`). Reported per FoV and heading mode:
-R@1 and R@10 (rank of the positive tile), within 25 m and the median error of the best
-(tile, centre)'s position, and for unknown headings the median heading error.
+References: the split's tiles around their grid of centres (the bundle's reference set,
+:class:`train.loop.evalsets.RetrievalSet`). Reported: R@1, R@10 (the positive tile's rank),
+within 25 m and median metres of the best (tile, centre), median heading error (unknown).
 
 Usage::
 
     python -m train.photo_eval --data data/vigor --ground weights/edge-s-vigor/student_ground.pt \\
-        --satellite weights/edge-s-vigor/student_satellite.pt --fov 360 180 120 90 60 \\
-        --json runs/photo_eval/old.json
+        --fov 360 180 120 90 60 --headings 24 72 --json runs/photo_eval/old.json
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ import hashlib
 import json
 import math
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from d4g_edge.config import EncoderConfig
+from d4g_edge.fileio import atomic_write_json
 from d4g_edge.geo import haversine_m, offset_latlon
 from d4g_edge.log import logger, setup_logging
 from d4g_edge.photo import canvas_for, pano_to_pinhole, photo_to_pano
@@ -58,7 +58,6 @@ FOVS = (360.0, 180.0, 120.0, 90.0, 60.0)
 PHOTO_ASPECT = 0.75  # height / width of a phone photo held landscape (4:3)
 PANO_BAND = (-90.0, 90.0)  # VIGOR panoramas cover the full sphere
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-MAX_ROLLS = 720
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,7 @@ class PhotoEvalConfig:
     )
     queries: int = field(default=0, metadata={"help": "seeded subset of queries (0: all)"})
     unknown_queries: int = field(
-        default=300,
-        metadata={
-            "help": "seeded subset of those searched over headings (0: all; costs N_max "
-            "forward passes per query and FoV)"
-        },
+        default=200, metadata={"help": "of those, searched over headings (0: all; seeded)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the photos' headings and subset"})
     json: Path | None = field(default=None, metadata={"help": "write the results here"})
@@ -95,11 +90,13 @@ class PhotoEvalConfig:
         default=1, metadata={"help": "torch CPU threads (more on a shared machine spin-waits)"}
     )
     batch_size: int = field(default=144, metadata={"help": "images per forward pass"})
+    backend: str = field(
+        default="torch", metadata={"choices": ("torch", "onnx"), "help": "ground inference"}
+    )
 
 
 def roll_shift(heading_deg: float, width: int) -> int:
-    """Columns to roll an input whose centre column looks at ``heading_deg`` north-up (the
-    rule of :class:`d4g_edge.Localizer`)."""
+    """Columns that roll a view centred on ``heading_deg`` north-up (as d4g_edge.Localizer)."""
     return round(heading_deg / 360.0 * width) % width
 
 
@@ -134,16 +131,14 @@ def query_views(
 
 def query_headings(n: int, width: int, seed: int) -> np.ndarray:
     """A seeded heading per query on the encoder's column grid (a panorama's roll is exact)."""
-    rng = np.random.default_rng([seed, 23])
-    return rng.integers(0, width, n) * 360.0 / width
+    return np.random.default_rng([seed, 23]).integers(0, width, n) * 360.0 / width
 
 
 class Gallery:
     """The reference tiles embedded around their centres, and each (tile, centre)'s position."""
 
     def __init__(self, split: CrossViewSplit, emb: np.ndarray, centres: np.ndarray | None):
-        t = len(split.reference_paths)
-        centres = np.zeros((1, 2)) if centres is None else centres
+        t, centres = len(split.reference_paths), np.zeros((1, 2)) if centres is None else centres
         self.emb = np.ascontiguousarray(emb.reshape(t * len(centres), -1), dtype=np.float32)
         self.shape = (t, len(centres))
         side = split.tile_side_m() if split.tile_stride else 0.0
@@ -157,8 +152,7 @@ class Gallery:
     def score(self, q: np.ndarray, emb: np.ndarray, headings: np.ndarray) -> dict[str, np.ndarray]:
         """Outcomes of queries ``q`` from their embeddings ``(len(q), J, D)`` at the candidate
         ``headings`` (J,): positive tile's rank, metres and heading error of the best match."""
-        n, j = emb.shape[:2]
-        t, c = self.shape
+        (t, c), n, j = self.shape, *emb.shape[:2]
         s = (emb.reshape(n * j, -1) @ self.emb.T).reshape(n, j * t * c)
         best = s.argmax(axis=1)
         roll, rest = np.divmod(best, t * c)
@@ -225,8 +219,8 @@ def evaluate_models(
     ``unknown`` (default: all of ``queries``)."""
     split, width = gallery.split, cfg.input("ground").size[1]
     rolls = math.lcm(*headings) if headings else 0
-    if rolls > MAX_ROLLS:
-        raise FlagError(f"--headings {headings}: they need {rolls} rolls (> {MAX_ROLLS})")
+    if rolls > 720:  # lcm of the counts: (24, 72) share one pass, (7, 11) would not
+        raise FlagError(f"--headings {headings}: they need {rolls} rolls (> 720)")
     cand = np.arange(rolls) * 360.0 / max(rolls, 1)
     shifts = [roll_shift(h, width) for h in cand]
     truth = query_headings(len(split.query_paths), width, seed)
@@ -254,19 +248,16 @@ def evaluate_models(
                     idx = np.arange(0, rolls, rolls // n)
                     res = gallery.score(q[sel], emb[:, idx], cand[idx])
                     _append(out, f"unknown{n}", res, angle_diff(res["heading"], truth[q[sel]]))
-    return {
-        name: {fk: {mode: summarize(**v) for mode, v in modes.items()} for fk, modes in f.items()}
-        for name, f in acc.items()
-    }
+    for modes in (modes for f in acc.values() for modes in f.values()):
+        for mode, v in modes.items():
+            modes[mode] = summarize(**{k: np.concatenate(x) for k, x in v.items() if x})
+    return acc
 
 
 def _append(out: dict, mode: str, res: dict, heading_err: np.ndarray | None) -> None:
-    slot = out.setdefault(mode, {"rank": np.zeros(0, np.int64), "error_m": np.zeros(0)})
-    slot["rank"] = np.concatenate([slot["rank"], res["rank"]])
-    slot["error_m"] = np.concatenate([slot["error_m"], res["error_m"]])
-    if heading_err is not None:
-        prev = slot.get("heading_err", np.zeros(0))
-        slot["heading_err"] = np.concatenate([prev, heading_err])
+    parts = {"rank": res["rank"], "error_m": res["error_m"], "heading_err": heading_err}
+    for key, value in parts.items():
+        out.setdefault(mode, {}).setdefault(key, []).extend([] if value is None else [value])
 
 
 def load_gallery(
@@ -291,11 +282,37 @@ def load_gallery(
     return Gallery(split, emb, refs.centres)
 
 
-def load_ground(path: Path) -> tuple[nn.Module, EncoderConfig]:
+def load_ground(path: Path, backend: str = "torch") -> tuple[nn.Module, EncoderConfig]:
     model, cfg, _ = load_encoder(path)
     if cfg.view != "ground":
         raise CheckpointError(f"--ground {path} holds a {cfg.view} encoder, not a ground one")
-    return model, cfg
+    return (OnnxModel(model, cfg) if backend == "onnx" else model), cfg
+
+
+class OnnxModel:
+    """``model`` exported to ONNX and run by onnxruntime, the SDK's runtime (fp32: the same
+    embeddings within ~1e-6; about 1.5x faster than eager torch on this CPU)."""
+
+    def __init__(self, model: nn.Module, cfg: EncoderConfig):
+        import onnxruntime as ort  # an optional extra, as for the SDK
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "ground.onnx"
+            dummy = torch.zeros(2, 3, *cfg.input("ground").tensor_shape)
+            axes = {"x": {0: "batch"}, "y": {0: "batch"}}
+            torch.onnx.export(
+                model.eval(), dummy, str(path), input_names=["x"], output_names=["y"],
+                dynamic_axes=axes, opset_version=17, dynamo=False,
+            )  # fmt: skip
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"x": x.numpy()})[0])
 
 
 def subset(n: int, k: int, seed: int) -> np.ndarray:
@@ -326,13 +343,13 @@ def format_table(results: dict) -> str:
 
 
 def check_config(cfg: PhotoEvalConfig) -> None:
-    if not cfg.fov or any(not 0 < f <= 360 for f in cfg.fov):
-        raise FlagError(f"--fov {cfg.fov}: expected degrees in (0, 360]")
-    if any(n < 1 for n in cfg.headings):
-        raise FlagError(f"--headings {cfg.headings}: expected counts >= 1")
-    for flag, v in (("--threads", cfg.threads), ("--batch-size", cfg.batch_size)):
-        if v < 1:
-            raise FlagError(f"{flag} {v}: expected at least 1")
+    for ok, what in (
+        (cfg.fov and all(0 < f <= 360 for f in cfg.fov), f"--fov {cfg.fov}: degrees in (0, 360]"),
+        (all(n >= 1 for n in cfg.headings), f"--headings {cfg.headings}: counts >= 1"),
+        (min(cfg.threads, cfg.batch_size) >= 1, "--threads and --batch-size: at least 1"),
+    ):
+        if not ok:
+            raise FlagError(f"expected {what}")
     check_output_file(cfg.json, "--json")
 
 
@@ -340,7 +357,7 @@ def run(cfg: PhotoEvalConfig) -> dict:
     check_config(cfg)
     torch.set_num_threads(cfg.threads)
     split = load("vigor", cfg.data, "test", mode="cross")
-    ground = {str(p): load_ground(p) for p in cfg.ground}
+    ground = {str(p): load_ground(p, cfg.backend) for p in cfg.ground}
     configs = {c.input("ground") for _, c in ground.values()}
     if len(configs) != 1:
         raise CheckpointError(f"--ground models take different inputs: {configs}")
@@ -363,8 +380,7 @@ def run(cfg: PhotoEvalConfig) -> dict:
     out["seconds"] = round(time.time() - t0, 1)
     print(format_table(results))
     if cfg.json is not None:
-        Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json).write_text(json.dumps(out, indent=2))
+        atomic_write_json(cfg.json, out)
     return out
 
 

@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from d4g_edge.config import EncoderConfig
+from d4g_edge.fileio import atomic_write
 from d4g_edge.photo import pano_to_pinhole
 from d4g_edge.preprocess import crop_rows
 from train.datasets import PairAugment, PairDataset, read_image
@@ -251,10 +252,9 @@ def frozen_targets(
                 x = torch.stack([pairs.tensor(role, view[k]) for view in views])
                 out[role].append(model(x).float().numpy())
     arrays = {k: np.concatenate(v).reshape(variants, n, -1) for k, v in out.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
     return torch.from_numpy(arrays["ground"]), torch.from_numpy(arrays["satellite"])
 
 
@@ -291,8 +291,7 @@ class PhotoStudentTask:
         self.tiles = torch.from_numpy(np.asarray(train_split.positive_index, np.int64))
         self.train_set = PhotoViews(pairs, self.gcfg, cfg)
         self.gallery = load_gallery(test_split, cfg.satellite, cache=cfg.cache)
-        n = len(test_split.query_paths)
-        self.val = query_subset(n, cfg.val_queries, 0)
+        self.val = query_subset(len(test_split.query_paths), cfg.val_queries, 0)
         self.val_unknown = self.val[query_subset(len(self.val), cfg.val_unknown, 1)]
 
     def modules(self) -> dict[str, nn.Module]:
@@ -362,14 +361,10 @@ class PhotoStudentTask:
         return out
 
     def save_best(self, run_dir: Path, models, record: dict) -> None:
-        cfg, g = self.cfg, self.gcfg
+        cfg, g, student = self.cfg, self.gcfg, unwrap(models["ground"])
+        teacher = {f: getattr(g, f) for f in ("teacher_centre", "teacher_model", "teacher_sha256")}
         config = config_for(
-            unwrap(models["ground"]),
-            kind="student",
-            inputs={"ground": g.input("ground")},
-            teacher_centre=g.teacher_centre,
-            teacher_model=g.teacher_model,
-            teacher_sha256=g.teacher_sha256,
+            student, kind="student", inputs={"ground": g.input("ground")}, **teacher
         )
         extra = {
             "preset": cfg.preset,
@@ -383,9 +378,7 @@ class PhotoStudentTask:
             "epoch": record.get("epoch"),
             "metrics": record,
         }
-        save_checkpoint(
-            run_dir / "student_ground.pt", unwrap(models["ground"]), config, extra=extra
-        )
+        save_checkpoint(run_dir / "student_ground.pt", student, config, extra=extra)
 
     def state_dict(self) -> dict:
         return {}

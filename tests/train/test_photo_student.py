@@ -177,13 +177,21 @@ def test_gallery_scores_rank_and_heading():
 
 
 def test_photo_eval_cli(world, tmp_path):
-    out = tmp_path / "r.json"
-    argv = ["--data", str(world["data"]), "--ground", str(world["ground"]), "--satellite",
-            str(world["satellite"]), "--fov", "360", "90", "--headings", "4", "8",
-            "--cache", str(tmp_path / "c"), "--threads", "1", "--json", str(out)]  # fmt: skip
-    assert eval_main(argv) == 0
-    res = json.loads(out.read_text())["results"][str(world["ground"])]
+    results = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.json"
+        argv = ["--data", str(world["data"]), "--ground", str(world["ground"]),
+                "--satellite", str(world["satellite"]), "--fov", "360", "90", "--headings",
+                "4", "8", "--cache", str(tmp_path / "c"), "--json", str(out),
+                "--backend", backend]  # fmt: skip
+        assert eval_main(argv) == 0
+        results[backend] = json.loads(out.read_text())["results"][str(world["ground"])]
+    res = results["torch"]
     assert set(res) == {"fov360", "fov90"}
     assert set(res["fov90"]) == {"known", "known_subset", "unknown4", "unknown8"}
-    n = res["fov360"]["known"]["queries"]
-    assert res["fov360"]["unknown8"]["queries"] == n == 6
+    assert res["fov360"]["unknown8"]["queries"] == res["fov360"]["known"]["queries"] == 6
+    # onnxruntime (the SDK's runtime) ranks like torch
+    for fov, modes in res.items():
+        for mode, m in modes.items():
+            assert results["onnx"][fov][mode]["recall@10"] == m["recall@10"], (fov, mode)
+            assert results["onnx"][fov][mode]["median_m"] == pytest.approx(m["median_m"])
