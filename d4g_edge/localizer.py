@@ -4,11 +4,16 @@
 across threads (onnxruntime sessions and hnswlib queries are re-entrant; ExecuTorch calls are
 serialised by the encoder). ``localize()`` is the one-call form on the default bundle.
 
-Heading. The models expect a panorama with north at its centre column. ``heading=h`` says the
-panorama's centre column looks at azimuth ``h`` degrees (clockwise from north); it is rolled
-north-up before encoding. ``heading=None`` (unknown) encodes :data:`DEFAULT_HEADINGS` (8)
-circular rolls of the panorama in one batch and keeps the best; the answer's ``heading_deg`` is
-then the estimated azimuth of the query's centre column (a resolution of ``360 / 8`` degrees).
+Heading and phone photos (:mod:`d4g_edge.ground_query`). ``heading=h`` says where the
+panorama's centre column (a photo's optical axis) looks, degrees clockwise from north; the
+query is encoded north-up. ``heading=None`` (unknown) encodes ``N`` circular rolls in one
+batch (:data:`DEFAULT_HEADINGS` for panoramas, :data:`PHOTO_HEADINGS` for photos;
+``Localizer(headings=N)`` sets both), keeps the best roll's answer and refines its heading
+below the ``360 / N`` step; ``heading_sigma_deg`` is the calibrated 1-sigma of that estimate
+(:mod:`d4g_edge.trust`), None when the heading was given or the calibration has no heading
+fit. For a ground bundle ``fov_deg`` is a phone photo's horizontal field of view: the photo
+is placed into the encoder's panorama canvas; None reads it from EXIF, else the image is a
+panorama; 360 is a panorama. The answer's ``fov_deg`` says which it was read as.
 
 The query model. The bundle's ``models.query`` (``Bundle.query_path``) encodes what the device
 sees: a ground panorama or, in a drone bundle, a camera frame. ``Localizer(query=PATH)`` uses
@@ -26,11 +31,6 @@ unknown; ``altitude_m`` (with the camera's ``fov_deg``) keeps the part of a high
 covers one tile; ``pitch_deg`` (from nadir) moves the answer from the point the frame's centre
 shows back to the drone; the three are a :class:`d4g_edge.drone.Flight`. See
 :mod:`d4g_edge.drone`.
-
-Limited field of view. A photo that is not a 360-degree panorama is squashed to the
-panorama's shape, which the ``edge-s`` students never saw in training: expect far lower
-recall, and a heading search that is not meaningful (a roll of a narrow view is not another
-viewing direction). Use panoramas (or stitch frames into one); ``fov`` training is future work.
 
 Trust (:mod:`d4g_edge.trust`). Every answer carries ``status`` (``"ok"``, ``"uncertain"``,
 ``"not_in_map"``), ``p_within_25m`` (the calibrated probability that it lies within 25 m of
@@ -63,11 +63,19 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge import drone, trust
+from d4g_edge import drone, ground_query, trust
 from d4g_edge.bundle import Bundle
 from d4g_edge.drone import Flight
 from d4g_edge.errors import NoDefaultBundleError, SearchError
 from d4g_edge.geo import haversine_m
+from d4g_edge.ground_query import (  # noqa: F401  (DEFAULT_HEADINGS ...: their public home)
+    DEFAULT_HEADINGS,
+    PHOTO_HEADINGS,
+    exif_fov,
+    ground_inputs,
+    heading_grid,
+    refine_heading,
+)
 from d4g_edge.image import ImageInput, load_rgb
 from d4g_edge.log import logger
 from d4g_edge.preprocess import preprocess
@@ -75,7 +83,6 @@ from d4g_edge.runtime import Encoder
 
 BUNDLE_ENV = "D4G_EDGE_BUNDLE"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "_default"
-DEFAULT_HEADINGS = 8
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,10 @@ class Localization:
     coverage: float | None = None  # the probability uncertainty_m is fitted to
     heading_known: bool = False  # given by the caller (else estimated by the search)
     reason: str | None = None  # why not "ok"
+    # 1-sigma of heading_deg, calibrated on right answers (d4g_edge.trust); None when the
+    # heading was given, or the calibration has no heading fit
+    heading_sigma_deg: float | None = None
+    fov_deg: float | None = None  # ground bundles: the field of view read (360: a panorama)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,18 +143,15 @@ def default_bundle_path() -> Path:
     )
 
 
-def _roll_shift(heading_deg: float, width: int) -> int:
-    # the query's centre column looks at heading h: rolling by h * W / 360 puts north there
-    return round(heading_deg / 360.0 * width) % width
-
-
 class Localizer:
     """A bundle loaded once, and the query model that encodes the device's pictures.
 
     ``bundle``: a folder or a loaded :class:`Bundle` (None: :func:`default_bundle_path`);
     ``query``: a query model file to use instead of the bundle's (it must be the same model,
     any quantization); ``ground``: the old name of ``query`` (deprecated); ``region``: of a
-    cell-sharded bundle, load only the cells near (lat, lon, radius_m).
+    cell-sharded bundle, load only the cells near (lat, lon, radius_m); ``headings``: rolls
+    searched for an unknown heading, panoramas and photos alike (None:
+    :data:`DEFAULT_HEADINGS` / :data:`PHOTO_HEADINGS`; a calibration is fitted at those).
     """
 
     def __init__(
@@ -157,6 +165,7 @@ class Localizer:
         temperature: float = 0.02,
         region: tuple[float, float, float] | None = None,
         ground: str | Path | None = None,
+        headings: int | None = None,
     ) -> None:
         if ground is not None:
             if query is not None:
@@ -173,6 +182,8 @@ class Localizer:
             bundle = Bundle.load(path, verify=verify, region=region)
         self.bundle = bundle
         self.temperature = _finite(temperature, "temperature", positive=True)
+        self.headings = DEFAULT_HEADINGS if headings is None else _count(headings, "headings")
+        self.photo_headings = PHOTO_HEADINGS if headings is None else self.headings
         self.calibration = trust.Calibration.from_bundle(bundle)
         if self.calibration is None:
             logger.warning(
@@ -207,32 +218,36 @@ class Localizer:
         return rows
 
     def _queries(
-        self, image, heading, flight: Flight | None = None
-    ) -> tuple[np.ndarray, np.ndarray, str | None]:
+        self, image, heading, flight: Flight | None = None, fov=None, grid=None
+    ) -> tuple[np.ndarray, np.ndarray, str | None, float | None]:
         """(R, 3, H, W) inputs (R rolls, or R quarter turns of a drone frame), their
-        headings, and why the image cannot show a place (None when it can). ``flight``
-        (altitude, pitch, field of view) is a drone frame's; a panorama's ``fov_deg`` is
-        not used yet (a panorama sees 360 degrees)."""
+        headings, why the image cannot show a place (None when it can), and the field of
+        view it was read as (ground bundles; 360: a panorama). ``flight`` (altitude, pitch,
+        field of view) is a drone frame's; ``fov`` a ground photo's; ``grid``: the headings
+        to search instead of :func:`heading_grid` (a benchmark's union of several)."""
         heading = _heading(heading)
         flight = flight or Flight()
         if self.view == "drone":
-            return self._drone_queries(image, heading, flight)
+            return (*self._drone_queries(image, heading, flight), None)
         if flight.altitude_m is not None or flight.pitch_deg is not None:
             raise SearchError(
                 "altitude_m / pitch_deg describe drone frames; this bundle's query model "
                 f"takes {self.view} panoramas"
             )
         rgb = load_rgb(image)
-        x = preprocess(rgb, self.encoder.config)
-        w = x.shape[3]
-        headings = (
-            np.arange(DEFAULT_HEADINGS) * 360.0 / DEFAULT_HEADINGS
-            if heading is None
-            else np.array([float(heading) % 360.0])
+        problem = trust.image_problem(rgb)  # of a photo itself, not of its canvas
+        if fov is None:
+            fov = exif_fov(image, rgb.shape)
+        x, hs, fov = ground_inputs(
+            rgb,
+            self.encoder.config,
+            heading=heading,
+            fov=fov,
+            headings=self.headings,
+            photo_headings=self.photo_headings,
+            grid=grid,
         )
-        shifts = [_roll_shift(h, w) for h in headings]
-        rolls = [np.roll(x, k, axis=3) if k else x for k in shifts]  # no copy for north-up
-        return np.concatenate(rolls), headings, trust.image_problem(rgb)
+        return x, hs, problem, fov
 
     def _drone_queries(self, image, heading, flight: Flight) -> tuple[np.ndarray, np.ndarray]:
         rgb = load_rgb(image)
@@ -312,34 +327,49 @@ class Localizer:
         top_k = _count(top_k, "top_k")
         n = len(images)
         headings = _per_image(heading, n, "headings")
+        fovs = _per_image(fov_deg, n, "fields of view")
+        ground = self.view != "drone"  # a ground photo's fov_deg is not a drone camera's
         flights = [
-            Flight(a, p, f)
+            Flight(a, p, None if ground else f)
             for a, p, f in zip(
                 _per_image(altitude_m, n, "altitudes"),
                 _per_image(pitch_deg, n, "pitches"),
-                _per_image(fov_deg, n, "fields of view"),
+                fovs,
                 strict=True,
             )
         ]
         cand = self._candidates(prior)
         batches = [
-            self._queries(img, h, f) for img, h, f in zip(images, headings, flights, strict=True)
+            self._queries(img, h, f, fov if ground else None)
+            for img, h, f, fov in zip(images, headings, flights, fovs, strict=True)
         ]
-        z = self.encoder.embed_tensor(np.concatenate([x for x, _, _ in batches]))
+        z = self.encoder.embed_tensor(np.concatenate([b[0] for b in batches]))
+        # every roll's best score picks the heading; only the best roll's rows are kept
         ids, scores = self._search(z, max(top_k, trust.TRUST_K), cand)
         out, row = [], 0
-        for (x, hs, problem), h_in, flight in zip(batches, headings, flights, strict=True):
+        for (x, hs, problem, fov), h_in, flight in zip(batches, headings, flights, strict=True):
             r = slice(row, row + len(x))
             row += len(x)
-            best = int(np.argmax(scores[r, 0]))
-            h = hs[best] if h_in is None else float(h_in) % 360.0
-            heading_scores = scores[r, 0] if h_in is None and len(x) > 1 else None
-            fix, f = self._result(
-                ids[r][best], scores[r][best], h, flight, heading_scores, problem, prior, top_k
-            )
-            fix = replace(fix, heading_known=h_in is not None)
-            out.append(Observation(ids[r][best][:top_k], scores[r][best][:top_k], float(h), fix, f))
+            obs = self._answer(ids[r], scores[r], hs, h_in, flight, problem, fov, prior, top_k)
+            out.append(obs)
         return out
+
+    def _answer(self, ids, scores, hs, h_in, flight, problem, fov, prior, top_k) -> Observation:
+        """One image's observation from the rows and scores of its rolls (headings ``hs``):
+        the best roll's answer, its heading refined when it was searched."""
+        best = int(np.argmax(scores[:, 0]))
+        ground = self.view != "drone"
+        searched = h_in is None and len(hs) > 1
+        h = float(h_in) % 360.0 if h_in is not None else float(hs[best])
+        if searched and ground and ground_query.REFINE_HEADING:
+            h = (h + refine_heading(scores[:, 0], best) * 360.0 / len(hs)) % 360.0
+        heading_scores = scores[:, 0] if searched else None
+        photo_query = ground and fov is not None and fov < 360.0
+        fix, f = self._result(
+            ids[best], scores[best], h, flight, heading_scores, problem, prior, top_k, photo_query
+        )
+        fix = replace(fix, heading_known=h_in is not None, fov_deg=fov)
+        return Observation(ids[best][:top_k], scores[best][:top_k], float(h), fix, f)
 
     def retrieve(
         self,
@@ -390,14 +420,18 @@ class Localizer:
     ) -> np.ndarray:
         """The query embeddings :meth:`localize` searches with, (R, D) unit rows.
 
-        ``heading`` known: one row, the picture rolled (a drone frame turned) north-up.
-        ``heading=None`` (unknown, as in :meth:`localize`): one row per searched heading, in
-        the order 0, 45, ..., 315 degrees for a panorama (0, 270, 180, 90 for a drone frame's
-        quarter turns), so row 0 is the picture as given (``heading=0``). ``altitude_m`` /
-        ``fov_deg`` crop a high drone frame as :meth:`localize` does; ``pitch_deg`` moves only
-        the answer, not the embedding, and is checked for the same range."""
-        flight = Flight(altitude_m, pitch_deg, fov_deg)
-        x, _, _ = self._queries(image, heading, flight)
+        ``heading`` known: one row, the picture rolled (a drone frame turned, a photo placed)
+        north-up. ``heading=None`` (unknown, as in :meth:`localize`): one row per searched
+        heading, in the order of :func:`heading_grid` for a panorama or photo (0, 360/N, ...
+        degrees; ``N`` = ``self.headings``, ``self.photo_headings`` for a photo) and 0, 270,
+        180, 90 for a drone frame's quarter turns, so row 0 is the picture as given
+        (``heading=0``). ``altitude_m`` / ``fov_deg`` crop a high drone frame as
+        :meth:`localize` does (a ground bundle's ``fov_deg`` is a photo's field of view);
+        ``pitch_deg`` moves only the answer, not the embedding, and is checked for the same
+        range."""
+        ground = self.view != "drone"
+        flight = Flight(altitude_m, pitch_deg, None if ground else fov_deg)
+        x = self._queries(image, heading, flight, fov_deg if ground else None)[0]
         return self.encoder.embed_tensor(x)
 
     @cached_property
@@ -407,7 +441,7 @@ class Localizer:
         return 2.0 * float(step) if np.isfinite(step) and step > 0 else 50.0
 
     def _result(
-        self, ids, scores, heading, flight, heading_scores, problem, prior, top_k
+        self, ids, scores, heading, flight, heading_scores, problem, prior, top_k, photo_query
     ) -> tuple[Localization, np.ndarray | None]:
         t = self.bundle.tiles
         lat, lon = t.lat[ids], t.lon[ids]
@@ -442,7 +476,7 @@ class Localizer:
         if prior is not None:
             p_lat, p_lon, p_radius = (float(v) for v in prior)
             cap = float(haversine_m(lat[0], lon[0], p_lat, p_lon)) + p_radius
-        v = cal.judge(f[None], cap)[0]
+        v = cal.judge(f[None], cap, photo=photo_query)[0]
         fix = replace(
             base,
             uncertainty_m=v.uncertainty_m,
@@ -451,6 +485,7 @@ class Localizer:
             p_in_map=v.p_in_map,
             coverage=cal.coverage,
             reason=v.reason,
+            heading_sigma_deg=v.heading_sigma_deg,
         )
         return fix, f
 

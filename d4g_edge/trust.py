@@ -20,7 +20,17 @@ receiver reports ``hAcc`` and says "no fix":
   position prior, and a prior's disc caps the radius;
 - **status**: ``not_in_map`` for degenerate images (:func:`image_problem`: tiny, extreme aspect
   ratio, constant, noise-like) and for ``p_in_map`` below a threshold, ``ok`` when
-  ``p_within_25m`` reaches the fitted threshold, else ``uncertain``.
+  ``p_within_25m`` reaches the fitted threshold, else ``uncertain``;
+- **heading error** (``heading_sigma_deg``) of a searched heading: a 1-sigma, the 95 %
+  split-conformal bound of right answers' heading error per bin of ``lead_heading`` divided
+  by 1.96 (:mod:`d4g_edge.conformal`), fitted apart for panoramas and photos; it promises
+  nothing about wrong answers (their heading is as wrong as their place).
+
+Groups: :data:`GROUPS` for panoramas (heading given, searched, under a prior) and
+:data:`PHOTO_GROUPS`, the same three for photos (``fov_deg`` < 360). A calibration without
+photo groups (fitted before them, or on too few frames) judges a photo by the panorama group
+of its kind (``p_within_25m``, radius) and never calls it ``ok`` or ``not_in_map`` by
+``p_in_map`` (both fitted on panoramas): ``uncertain``, with a reason to refit.
 
 The fit is a JSON file in the bundle (``calibration-<sha>.json``, named in the manifest's
 ``calibration`` entry and listed with its SHA-256 under ``files`` like every file), written
@@ -46,6 +56,13 @@ from typing import Any
 
 import numpy as np
 
+from d4g_edge.conformal import (  # noqa: F401  (conformal_quantile: public here too)
+    HeadingFit,
+    conformal_quantile,
+    fit_heading,
+    normal_quantile,
+    sigma_of_bound,
+)
 from d4g_edge.errors import BundleError, BundleSchemaError
 
 SCHEMA = "d4g-edge/calibration/1"
@@ -56,7 +73,14 @@ TRUST_K = 32  # rows (one per tile) behind every answer's features, whatever top
 WITHIN_M = 25.0  # the "right answer" radius of p_within_25m (the field's within-25 m rate)
 STATUSES = ("ok", "uncertain", "not_in_map")
 # kinds of query fitted apart (Mondrian conformal prediction): each keeps its own promise
-GROUPS = ("heading_known", "heading_unknown", "prior")
+GROUPS = ("heading_known", "heading_unknown", "prior")  # panoramas; every calibration has them
+PHOTO_PREFIX = "photo_"
+PHOTO_GROUPS = tuple(PHOTO_PREFIX + g for g in GROUPS)  # photos, in calibrations fitted since
+HEADING_KINDS = ("panorama", "photo")  # heading-error fits
+NO_PHOTO_FIT = (
+    "photo judged by a calibration without photo groups; refit it with d4g-edge calibrate "
+    "(it adds photos cut from the calibration panoramas)"
+)
 FEATURES = (
     "score",
     "lead_2",
@@ -172,14 +196,6 @@ def isotonic(x: np.ndarray, y: np.ndarray, knots: int = 64) -> tuple[np.ndarray,
     return kx, ky[first]
 
 
-def conformal_quantile(errors: np.ndarray, coverage: float) -> float:
-    """The split-conformal ``coverage`` quantile: the ceil((n + 1) coverage)-th smallest
-    error, infinite when there are too few (the radius then cannot be promised)."""
-    e = np.sort(np.asarray(errors, np.float64))
-    rank = int(np.ceil((len(e) + 1) * coverage))
-    return float(e[rank - 1]) if 1 <= rank <= len(e) else float("inf")
-
-
 @dataclass(frozen=True)
 class Verdict:
     p_within_25m: float
@@ -187,6 +203,7 @@ class Verdict:
     uncertainty_m: float | None  # the radius at ``coverage``; None when not in the map
     status: str
     reason: str | None
+    heading_sigma_deg: float | None = None  # 1-sigma of a searched heading (module docstring)
 
 
 @dataclass(frozen=True)
@@ -237,22 +254,50 @@ class Calibration:
     features: tuple[str, ...] = FEATURES
     track: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    heading: dict[str, HeadingFit] = field(default_factory=dict)  # of HEADING_KINDS
+    # p_in_map threshold of photos (their scores run lower): None = in_map_threshold
+    photo_in_map_threshold: float | None = None
 
     # ---- prediction ---------------------------------------------------------------------
 
-    @staticmethod
-    def group_of(f: np.ndarray, prior: bool) -> np.ndarray:
-        """The group name of each row of features."""
-        known = np.atleast_2d(f)[:, FEATURES.index("heading_known")] > 0.5
-        return np.where(prior, "prior", np.where(known, "heading_known", "heading_unknown"))
+    @property
+    def has_photo_groups(self) -> bool:
+        return all(g in self.groups for g in PHOTO_GROUPS)
 
-    def p_within(self, f: np.ndarray, prior: bool | np.ndarray = False) -> np.ndarray:
+    @staticmethod
+    def group_of(
+        f: np.ndarray, prior: bool | np.ndarray, photo: bool | np.ndarray = False
+    ) -> np.ndarray:
+        """The group name of each row of features (:data:`GROUPS`, :data:`PHOTO_GROUPS`)."""
+        known = np.atleast_2d(f)[:, FEATURES.index("heading_known")] > 0.5
+        g = np.where(prior, "prior", np.where(known, "heading_known", "heading_unknown"))
+        return np.where(photo, np.char.add(PHOTO_PREFIX, g), g).astype(str)
+
+    def _fitted(self, groups: np.ndarray) -> np.ndarray:
+        """The fitted group that judges each group: a photo group falls back to the panorama
+        group of its kind in a calibration without photo groups."""
+        if self.has_photo_groups:
+            return groups
+        return np.char.replace(np.asarray(groups, str), PHOTO_PREFIX, "")
+
+    def p_within(
+        self, f: np.ndarray, prior: bool | np.ndarray = False, photo: bool | np.ndarray = False
+    ) -> np.ndarray:
         f = np.atleast_2d(f)
-        g = self.group_of(f, prior)
+        g = self._fitted(self.group_of(f, prior, photo))
         out = np.zeros(len(f))
         for name in np.unique(g):
             out[g == name] = self.groups[str(name)].within.predict(f[g == name])
         return out
+
+    def heading_sigma(self, f: np.ndarray, photo: bool = False) -> float | None:
+        """The calibrated 1-sigma (degrees) of a searched heading with features ``f``; None
+        for a given heading or without a fit for this kind of query."""
+        f = np.asarray(f, np.float64).ravel()
+        fit = self.heading.get("photo" if photo else "panorama")
+        if fit is None or f[FEATURES.index("heading_known")] > 0.5:
+            return None
+        return sigma_of_bound(fit.bound(float(f[FEATURES.index("lead_heading")])), self.coverage)
 
     def p_in_map(self, f: np.ndarray) -> np.ndarray:
         return self.in_map.predict(f)
@@ -263,26 +308,37 @@ class Calibration:
         r = np.asarray(gf.radius)[np.clip(b, 0, len(gf.radius) - 1)]
         return np.minimum(r, self.max_radius_m)
 
-    def judge(self, f: np.ndarray, prior_cap_m: float | None = None) -> list[Verdict]:
+    def judge(
+        self, f: np.ndarray, prior_cap_m: float | None = None, *, photo: bool = False
+    ) -> list[Verdict]:
         """A verdict per row of features; ``prior_cap_m``: the farthest point of the prior's
-        disc from the answer (the truth is promised to lie in it); None: no prior."""
+        disc from the answer (the truth is promised to lie in it); None: no prior. ``photo``:
+        the rows are photos (see the module docstring for a calibration without photo
+        groups)."""
         f = np.atleast_2d(f)
         prior = prior_cap_m is not None
-        groups = self.group_of(f, prior)
-        pw, pm = self.p_within(f, prior), self.p_in_map(f)
+        groups = self._fitted(self.group_of(f, prior, photo))
+        unfitted = photo and not self.has_photo_groups
+        pw, pm = self.p_within(f, prior, photo), self.p_in_map(f)
         out = []
-        for a, b, g in zip(pw, pm, groups, strict=True):
+        in_threshold = self.in_map_threshold
+        if photo and self.photo_in_map_threshold is not None:
+            in_threshold = self.photo_in_map_threshold
+        for row, a, b, g in zip(f, pw, pm, groups, strict=True):
             gf = self.groups[str(g)]
             r = float(self.radius(np.array([a]), str(g))[0])
             r = min(r, prior_cap_m) if prior else r
-            if b < self.in_map_threshold:
-                reason = f"p_in_map {b:.2f} < {self.in_map_threshold:.2f}"
+            sigma = self.heading_sigma(row, photo)
+            if unfitted:  # no promise for photos: a radius, never ok, never not_in_map
+                out.append(Verdict(float(a), float(b), r, "uncertain", NO_PHOTO_FIT, sigma))
+            elif b < in_threshold:
+                reason = f"p_in_map {b:.2f} < {in_threshold:.2f}"
                 out.append(Verdict(float(a), float(b), None, "not_in_map", reason))
             elif a >= gf.ok_threshold:
-                out.append(Verdict(float(a), float(b), r, "ok", None))
+                out.append(Verdict(float(a), float(b), r, "ok", None, sigma))
             else:
                 reason = f"p_within_25m {a:.2f} < {gf.ok_threshold:.2f} ({g})"
-                out.append(Verdict(float(a), float(b), r, "uncertain", reason))
+                out.append(Verdict(float(a), float(b), r, "uncertain", reason, sigma))
         return out
 
     # ---- files --------------------------------------------------------------------------
@@ -293,6 +349,10 @@ class Calibration:
         for g in d["groups"].values():  # JSON has no infinity: null
             g["radius"] = [v if np.isfinite(v) else None for v in g["radius"]]
             g["ok_threshold"] = g["ok_threshold"] if np.isfinite(g["ok_threshold"]) else None
+        if not d["heading"]:  # the file of a fit without heading errors stays as it was
+            del d["heading"]
+        if d["photo_in_map_threshold"] is None:
+            del d["photo_in_map_threshold"]
         return d
 
     @classmethod
@@ -315,6 +375,16 @@ class Calibration:
                 for name, g in d["groups"].items()
             }
             d["features"] = tuple(d.get("features", ()))
+            d["heading"] = {  # absent in calibrations fitted before heading errors
+                str(kind): HeadingFit(
+                    bin_edges=tuple(float(v) for v in h["bin_edges"]),
+                    bound_deg=tuple(float(v) for v in h["bound_deg"]),
+                    rows=int(h["rows"]),
+                )
+                for kind, h in (d.get("heading") or {}).items()
+            }
+            if d.get("photo_in_map_threshold") is not None:
+                d["photo_in_map_threshold"] = float(d["photo_in_map_threshold"])
             cal = cls(**d)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise BundleSchemaError(f"{source}: malformed calibration ({err!r})") from None
@@ -327,12 +397,24 @@ class Calibration:
                 f"{source}: fitted on features {list(cal.features)}, this d4g-edge computes "
                 f"{list(FEATURES)}; refit with d4g-edge calibrate"
             )
-        if set(cal.groups) != set(GROUPS):
-            raise BundleSchemaError(f"{source}: groups {sorted(cal.groups)}, expected {GROUPS}")
+        if set(cal.groups) not in (set(GROUPS), set(GROUPS + PHOTO_GROUPS)):
+            raise BundleSchemaError(
+                f"{source}: groups {sorted(cal.groups)}, expected {GROUPS} (and, since photo "
+                f"groups, {PHOTO_GROUPS})"
+            )
+        heads = cal.heading.values()
+        if set(cal.heading) - set(HEADING_KINDS) or any(
+            len(h.bin_edges) != len(h.bound_deg) or not h.bin_edges for h in heads
+        ):
+            raise BundleSchemaError(
+                f"{source}: heading fits must be {HEADING_KINDS} with one bound per bin"
+            )
         numbers = np.array(
             [v for m in models for v in (*m.mean, *m.scale, *m.weights)]
             + [cal.coverage, cal.max_radius_m, cal.in_map_threshold]
             + [v for g in cal.groups.values() for v in g.bin_edges]
+            + [v for h in heads for v in (*h.bin_edges, *h.bound_deg)]
+            + [cal.photo_in_map_threshold or 0.0]
         )
         if not np.isfinite(numbers).all() or not 0 < cal.coverage < 1:
             raise BundleSchemaError(f"{source}: non-finite weights or coverage out of (0, 1)")
@@ -389,6 +471,59 @@ def ok_threshold_for(
     return float(ps[good[-1]]) if good.size else float("inf")
 
 
+def _group_fit(f, err, right, in_map, coverage, max_radius_m, ok_precision, bins) -> GroupFit:
+    """One group's p_within_25m model, 'ok' threshold and per-bin conformal radii."""
+    model = Model.fit(f, right)
+    pw = model.predict(f)
+    edges = np.unique(np.quantile(pw[in_map], np.linspace(0, 1, bins + 1)[:-1]))
+    edges[0] = 0.0
+    b = np.clip(np.searchsorted(edges, pw[in_map], "right") - 1, 0, None)
+    radii = np.array([conformal_quantile(err[in_map][b == i], coverage) for i in range(len(edges))])
+    # a likelier answer never gets a wider radius than a less likely one
+    radii = np.maximum.accumulate(np.minimum(radii, max_radius_m)[::-1])[::-1]
+    return GroupFit(
+        within=model,
+        ok_threshold=ok_threshold_for(pw, right, ok_precision),
+        bin_edges=tuple(float(e) for e in edges),
+        radius=tuple(float(r) for r in radii),
+        rows=len(f),
+    )
+
+
+def _photo_groups(group, right, photo) -> tuple[bool, str]:
+    """Whether the photo groups can be fitted, and what ``meta["photo_groups"]`` says."""
+    if not photo.any():
+        return False, "no photo rows"
+    short = [
+        f"{g} has {int(right[group == g].sum())} and {int((~right[group == g]).sum())}"
+        for g in PHOTO_GROUPS
+        if right[group == g].sum() < 20 or (~right[group == g]).sum() < 20
+    ]
+    if short:
+        need = f"not fitted: each needs 20 answers within {WITHIN_M:.0f} m and 20 others; "
+        return False, need + "; ".join(short)
+    return True, "fitted"
+
+
+def _heading_fits(f, right, photo, heading_error_deg, coverage, photos: bool) -> dict:
+    """:class:`HeadingFit` per kind of query with enough right answers whose searched
+    heading's truth is known (photos only with photo groups: else they promise nothing)."""
+    if heading_error_deg is None:
+        return {}
+    h_err = np.asarray(heading_error_deg, np.float64)
+    searched = f[:, FEATURES.index("heading_known")] < 0.5
+    lead = f[:, FEATURES.index("lead_heading")]
+    out = {}
+    for kind, is_photo in zip(HEADING_KINDS, (False, True), strict=True):
+        if is_photo and not photos:
+            continue
+        sel = right & searched & np.isfinite(h_err) & (photo == is_photo)
+        h = fit_heading(lead[sel], h_err[sel], coverage)
+        if h is not None:
+            out[kind] = h
+    return out
+
+
 def fit(
     f: np.ndarray,
     error_m: np.ndarray,
@@ -401,17 +536,23 @@ def fit(
     in_map_recall: float = 0.99,
     bins: int = 10,
     meta: dict[str, Any] | None = None,
+    photo: np.ndarray | None = None,
+    heading_error_deg: np.ndarray | None = None,
 ) -> Calibration:
     """Fit on rows of features ``f`` with their true ``error_m`` (ignored where not
     ``in_map``) and whether a prior was used. ``ok_precision``: the share of ``ok`` answers
     (of the fit rows, each group) that lie within 25 m; ``in_map_recall``: of in-map queries
-    that must not be called ``not_in_map``."""
+    that must not be called ``not_in_map``. ``photo``: which rows are photos (None: none);
+    the :data:`PHOTO_GROUPS` are fitted when every one of them has enough rows, else left out
+    (``meta["photo_groups"]`` says why). ``heading_error_deg``: the error of each row's
+    searched heading (NaN where the heading was given or its truth is unknown)."""
     f = np.asarray(f, np.float64)
     in_map = np.asarray(in_map, bool)
     prior = np.asarray(prior, bool)
+    photo = np.zeros(len(f), bool) if photo is None else np.asarray(photo, bool)
     err = np.where(in_map, np.asarray(error_m, np.float64), np.inf)
     right = in_map & (err <= WITHIN_M)
-    group = Calibration.group_of(f, prior)
+    group = Calibration.group_of(f, prior, photo)
     for g in GROUPS:
         sel = group == g
         if right[sel].sum() < 20 or (~right[sel]).sum() < 20:
@@ -420,36 +561,28 @@ def fit(
                 f"answers within {WITHIN_M:.0f} m and 20 others; {g} has "
                 f"{int(right[sel].sum())} and {int((~right[sel]).sum())}: add geotagged frames"
             )
+    photos, photo_note = _photo_groups(group, right, photo)
     in_model = Model.fit(f, in_map)
     pm = in_model.predict(f)
-    in_threshold = float(np.quantile(pm[in_map], 1.0 - in_map_recall)) if in_map.any() else 0.0
-    groups = {}
-    for g in GROUPS:
-        sel = group == g
-        model = Model.fit(f[sel], right[sel])
-        pw = model.predict(f[sel])
-        rows = in_map[sel]
-        edges = np.unique(np.quantile(pw[rows], np.linspace(0, 1, bins + 1)[:-1]))
-        edges[0] = 0.0
-        b = np.clip(np.searchsorted(edges, pw[rows], "right") - 1, 0, None)
-        radii = np.array(
-            [conformal_quantile(err[sel][rows][b == i], coverage) for i in range(len(edges))]
-        )
-        # a likelier answer never gets a wider radius than a less likely one
-        radii = np.maximum.accumulate(np.minimum(radii, max_radius_m)[::-1])[::-1]
-        groups[g] = GroupFit(
-            within=model,
-            ok_threshold=ok_threshold_for(pw, right[sel], ok_precision),
-            bin_edges=tuple(float(e) for e in edges),
-            radius=tuple(float(r) for r in radii),
-            rows=int(sel.sum()),
-        )
+
+    def recall_threshold(sel: np.ndarray) -> float:
+        return float(np.quantile(pm[sel], 1.0 - in_map_recall)) if sel.any() else 0.0
+
+    groups = {
+        g: _group_fit(f[group == g], err[group == g], right[group == g], in_map[group == g],
+                      coverage, max_radius_m, ok_precision, bins)
+        for g in GROUPS + (PHOTO_GROUPS if photos else ())
+    }  # fmt: skip
     return Calibration(
         coverage=float(coverage),
         max_radius_m=float(max_radius_m),
         in_map=in_model,
-        in_map_threshold=in_threshold,
+        # apart for panoramas and photos: adding photos (lower scores) must not loosen the
+        # panoramas' not_in_map threshold
+        in_map_threshold=recall_threshold(in_map & ~photo),
         groups=groups,
         ok_precision=float(ok_precision),
-        meta=dict(meta or {}),
+        meta={**(meta or {}), "photo_groups": photo_note},
+        heading=_heading_fits(f, right, photo, heading_error_deg, coverage, photos),
+        photo_in_map_threshold=recall_threshold(in_map & photo) if photos else None,
     )
