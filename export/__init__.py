@@ -11,10 +11,13 @@ Usage::
     python -m export.coreml --view ground [--quant fp16|fp32|int8]
     python -m export.executorch --view ground [--quant int8] [--qat runs/qat_ground]
     python -m export.bench  --json bench.json
+    python -m export.formats                    # the formats, their precisions and runtimes
+
+The formats are one table, :data:`export.formats.FORMATS` (Ultralytics' ``export_formats()``):
+the exporters take their ``--quant`` choices and suffix from it, ``export.bench`` its rows.
 """
 
 from export._common import METADATA_KEY, ExportError, VerificationError
-
-FORMATS = ("onnx", "coreml", "executorch")
+from export.formats import FORMATS
 
 __all__ = ["FORMATS", "METADATA_KEY", "ExportError", "VerificationError"]

@@ -12,11 +12,15 @@ embeddings of the same images, pair i matching i; the benchmark passes the other
 embeddings) must keep ``min_r1_retention`` of the eager R@1, and their top-k neighbours are
 reported as an agreement fraction.
 
+The artifact runs through :func:`d4g_edge.runtime.open_encoder`, the path the device takes
+(:func:`device_runner`): it reads the config the artifact carries, checks the input shape and
+L2-normalises, so an artifact the SDK cannot open, or that carries another config, fails here.
+
 Usage::
 
     pairs = world_pairs(32)                       # cached per (n, seed)
     x = model_inputs(pairs, cfg)                  # (32, 3, H, W) float32, as on the device
-    report = verify(lambda x: session.run(None, {"image": x})[0], model, x, quant="int8")
+    report = verify(device_runner(path, expected=meta), model, x, quant="int8")
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -136,6 +141,40 @@ def pixel_inputs(pairs: WorldPairs, cfg: EncoderConfig, view: str | None = None)
             x = polar_transform(x / 255.0, *spec.polar) * 255.0
         out.append(x.transpose(2, 0, 1))
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def device_runner(
+    path: str | Path,
+    threads: int | None = None,
+    expected: EncoderConfig | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``x (N, 3, H, W) -> embeddings (N, D)`` through :func:`d4g_edge.runtime.open_encoder`
+    (the backend from the suffix: ``.onnx`` onnxruntime, ``.pte`` ExecuTorch).
+
+    The SDK's errors become :class:`VerificationError` (the artifact is not kept), and so does
+    a config other than ``expected``: what the device reads must be what the exporter meant.
+    """
+    from d4g_edge.errors import EncoderError
+    from d4g_edge.runtime import open_encoder
+
+    name = Path(path).name
+    try:
+        encoder = open_encoder(path, threads=threads)
+    except EncoderError as err:
+        raise VerificationError(f"{name}: the device runtime cannot open it: {err}") from None
+    if expected is not None and encoder.config.to_dict() != expected.to_dict():
+        raise VerificationError(
+            f"{name}: the device reads the config {encoder.config.to_dict()}, "
+            f"the exporter wrote {expected.to_dict()}"
+        )
+
+    def run(x: np.ndarray) -> np.ndarray:
+        try:
+            return encoder.embed_tensor(x)
+        except EncoderError as err:
+            raise VerificationError(f"{name}: the device runtime failed: {err}") from None
+
+    return run
 
 
 def eager_embed(model, x: np.ndarray, batch: int = 32) -> np.ndarray:

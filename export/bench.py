@@ -1,14 +1,20 @@
 """Benchmark every exporter: format x precision -> size, latency, parity, R@1, compute use.
 
-For each view's student, every precision of every importable exporter (``export.onnx``,
-``export.coreml``, ``export.executorch``) is exported (and verified) into ``--out``, then run
-in its runtime on one query (batch 1): p50/p90 latency at each ``--threads`` count, min cosine
-to the eager student and R@1 on held-out world pairs (ground -> satellite, the artifact
-replacing its view's eager student), its GFLOP/s as a fraction of this machine's fp32 GEMM
-peak (a 1024^3 torch matmul measured in the same run), and, for ground rows, how many times
-faster it is than the ``edge-s`` teacher (ResNet-18) and the ``paper`` teacher (ConvNeXt-B at
-140x768, random weights) run eagerly on one query. Core ML predicts only on macOS: on Linux
-its rows carry the size alone.
+For each view's student, every benchmarked precision of every importable format of the table
+in :mod:`export.formats` is exported (and verified) into ``--out``, then run as the device
+runs it (``d4g_edge.runtime.open_encoder``) on one query (batch 1): p50/p90 latency at each
+``--threads`` count, min cosine to the eager student and R@1 on held-out world pairs (ground ->
+satellite, the artifact replacing its view's eager student), and, for ground rows, how many
+times faster it is than the ``edge-s`` teacher (ResNet-18) and the ``paper`` teacher
+(ConvNeXt-B at 140x768, random weights) run eagerly on one query. Core ML predicts only on
+macOS: elsewhere its rows carry the size alone.
+
+Compute use, ``peak_frac@T``: the student's FLOPs per image / p50 / the fp32 peak of T cores
+derived from the instruction set and clock (:mod:`export.cpu_peak`: FMA units x lanes x 2 x
+GHz, a ceiling). The FLOPs are counted twice, by torch and from the ONNX graph
+(:mod:`export.flops`); the run stops if the two differ by more than 10 %. A measured GEMM
+(a 1024^3 torch matmul) is reported beside the ISA peak, not divided by: it is no ceiling.
+int8 rows do int8 work, so their fraction of the fp32 peak compares speed, not efficiency.
 
 Usage::
 
@@ -18,7 +24,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import json
@@ -35,6 +40,9 @@ import numpy as np
 from d4g_edge.log import logger
 from export._common import ExportError, artifact_size, build_parser, flag, load_source
 from export._verify import eager_embed, model_inputs, parity, recall_at_1, world_pairs
+from export.cpu_peak import FMA_UNITS, PeakError, cpu_peak
+from export.flops import FlopCountMismatch, cross_check, onnx_flops, torch_flops
+from export.formats import FORMATS, get_format
 
 PAPER_TEACHER_HW = (140, 768)
 
@@ -45,13 +53,22 @@ class BenchConfig:
     satellite: Path | None = field(
         default=None, metadata=flag("satellite student (default: committed)")
     )
-    formats: str = field(default="onnx,coreml,executorch", metadata=flag("exporters to run"))
+    formats: str = field(
+        default=",".join(FORMATS), metadata=flag(f"exporters to run, of {list(FORMATS)}")
+    )
     out: Path = field(default=Path("artifacts/bench"), metadata=flag("where artifacts go"))
     pairs: int = field(default=100, metadata=flag("held-out world pairs for cosine and R@1"))
     reps: int = field(default=50, metadata=flag("timed runs per latency (after 5 warm-ups)"))
     threads: str = field(default="1,2", metadata=flag("comma-separated thread counts"))
     teachers: bool = field(default=True, metadata=flag("time the edge-s and paper teachers"))
     json: Path | None = field(default=None, metadata=flag("also write the results here"))
+    ghz: float | None = field(
+        default=None,
+        metadata=flag("clock of the ISA peak (default: cpufreq's max, else /proc/cpuinfo MHz)"),
+    )
+    fma_units: int = field(
+        default=FMA_UNITS, metadata=flag("FMA units per core of the ISA peak (an assumption)")
+    )
 
 
 def latency_ms(fn: Callable[[], Any], reps: int, warmup: int = 5) -> dict[str, float]:
@@ -66,7 +83,8 @@ def latency_ms(fn: Callable[[], Any], reps: int, warmup: int = 5) -> dict[str, f
 
 
 def gemm_peak_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
-    """Best fp32 GEMM throughput of this machine at ``threads`` (torch matmul)."""
+    """Best fp32 GEMM throughput of a torch matmul at ``threads`` (reported, not divided by:
+    it depends on the BLAS and the machine's load, and the student ran faster)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -75,25 +93,33 @@ def gemm_peak_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 / (best / 1e3) / 1e9
 
 
-def model_gflop(model, hw: tuple[int, int]) -> float:
-    """GFLOP (2 x MACs) of one image through ``model``."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+def model_flops(src) -> dict[str, float]:
+    """FLOPs of one image through ``src``'s student, by torch and from its ONNX graph; raises
+    :class:`FlopCountMismatch` if they differ by more than 10 %."""
+    from export.onnx import traced  # the fp32 graph export.onnx exports (traced once)
 
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, *hw))
-    return counter.get_total_flops() / 1e9
+    by_torch = torch_flops(src.model, src.cfg.input().tensor_shape)
+    graph = onnx_flops(traced(src))
+    diff = cross_check(by_torch, graph)
+    logger.info(
+        "%s: %.4f GFLOP by torch FlopCounterMode, %.4f GFLOP by the ONNX graph (%+.2f %%)",
+        src.cfg.view,
+        by_torch / 1e9,
+        graph.total / 1e9,
+        100 * diff,
+    )
+    return {"torch_gflop": by_torch / 1e9, "onnx_graph_gflop": graph.total / 1e9, "diff": diff}
 
 
 def exporters(names: Sequence[str]) -> dict[str, Any]:
-    """The importable ``export.<name>`` modules (ExecuTorch may not be there yet)."""
+    """The importable exporter modules of ``names`` (formats of :data:`FORMATS`)."""
     found = {}
     for name in names:
+        fmt = get_format(name)  # an unknown name is a user error, not a skipped row
         try:
-            found[name] = importlib.import_module(f"export.{name}")
+            found[name] = importlib.import_module(fmt.module)
         except ImportError as err:
-            logger.warning("skipping export.%s: %s", name, err)
+            logger.warning("skipping %s: %s", fmt.module, err)
     return found
 
 
@@ -103,17 +129,11 @@ def config_class(module) -> type:
     return typing.get_type_hints(module.export)[first]
 
 
-def quants(module, cls: type) -> tuple[str, ...]:
-    """The precisions to time: the module's ``BENCH_QUANTS`` (where two choices build the same
-    artifact), else every choice of the config's ``quant``."""
-    if hasattr(module, "BENCH_QUANTS"):
-        return tuple(module.BENCH_QUANTS)
-    quant = next(f for f in dataclasses.fields(cls) if f.name == "quant")
-    return tuple(quant.metadata.get("choices") or (quant.default,))
-
-
-def bench_view(view: str, src, other, cfg: BenchConfig, modules, threads) -> list[dict]:
-    """Rows of one view: the eager student, then every exporter x precision."""
+def bench_view(
+    view: str, src, other, cfg: BenchConfig, modules, threads, gflop: float
+) -> list[dict]:
+    """Rows of one view (``gflop`` per image): the eager student, then every exporter x
+    precision."""
     import torch
 
     pairs = world_pairs(cfg.pairs)
@@ -126,7 +146,6 @@ def bench_view(view: str, src, other, cfg: BenchConfig, modules, threads) -> lis
             return None
         return recall_at_1(emb, other_e) if view == "ground" else recall_at_1(other_e, emb)
 
-    gflop = model_gflop(src.model, src.cfg.input().tensor_shape)
     r1_eager = r1(eager)
     one = x[:1]
 
@@ -140,7 +159,7 @@ def bench_view(view: str, src, other, cfg: BenchConfig, modules, threads) -> lis
             "r1_eager": r1_eager,
         }
         if run_for is None:
-            result["note"] = f"no {fmt} runtime on {sys.platform}"
+            result["note"] = f"no {get_format(fmt).runtime} runtime on {sys.platform}"
             return result
         for t in threads:
             fn = run_for(t)
@@ -160,10 +179,10 @@ def bench_view(view: str, src, other, cfg: BenchConfig, modules, threads) -> lis
     rows = [row("eager", "fp32", src.path.stat().st_size, eager_run)]
     for fmt, module in modules.items():
         cls = config_class(module)
-        for quant in quants(module, cls):
+        for quant in get_format(fmt).bench_quants:
             path = module.export(cls(view=view, checkpoint=src.path, quant=quant, out=cfg.out))
-            # every exporter's runner(path, threads) runs its artifact (Core ML: macOS only)
-            run_for = getattr(module, "runner", None)
+            # runner(path, threads) runs an artifact as the device does, where it can run here
+            run_for = getattr(module, "runner", None) if get_format(fmt).runs_here() else None
             rows.append(
                 row(
                     fmt,
@@ -198,18 +217,45 @@ def bench_teachers(hw: tuple[int, int], threads, reps: int) -> dict[str, dict]:
 def run(cfg: BenchConfig) -> dict:
     threads = [int(t) for t in cfg.threads.split(",")]
     modules = exporters([f.strip() for f in cfg.formats.split(",") if f.strip()])
-    peaks = {t: gemm_peak_gflops(t) for t in threads}
-    logger.info("fp32 GEMM peak: %s GFLOP/s", {t: round(p, 1) for t, p in peaks.items()})
+    cpu = cpu_peak(ghz=cfg.ghz, fma_units=cfg.fma_units)
+    isa = {t: cpu.gflops(t) for t in threads}
+    logger.info("fp32 ISA peak: %s; %s GFLOP/s", cpu.describe(), _rounded(isa))
+    gemm = {t: gemm_peak_gflops(t) for t in threads}
     ground, satellite = load_source("ground", cfg.ground), load_source("satellite", cfg.satellite)
-    rows = bench_view("ground", ground, satellite, cfg, modules, threads)
-    rows += bench_view("satellite", satellite, ground, cfg, modules, threads)
-    # A shared machine's peak moves with its load: keep the better of the two measurements
-    # (before and after), so a fraction of peak is never flattered by a busy start.
-    peaks = {t: max(p, gemm_peak_gflops(t)) for t, p in peaks.items()}
+    flops = {"ground": model_flops(ground), "satellite": model_flops(satellite)}
+    gflop = {view: f["torch_gflop"] for view, f in flops.items()}
+    rows = bench_view("ground", ground, satellite, cfg, modules, threads, gflop["ground"])
+    rows += bench_view("satellite", satellite, ground, cfg, modules, threads, gflop["satellite"])
+    # A shared machine's GEMM moves with its load: report the better of two measurements.
+    gemm = {t: max(p, gemm_peak_gflops(t)) for t, p in gemm.items()}
+    logger.info("torch 1024^3 matmul: %s GFLOP/s (reported, not divided by)", _rounded(gemm))
+    for t in threads:
+        if gemm[t] > isa[t]:
+            logger.warning(
+                "a torch matmul at %d threads ran %.1f GFLOP/s, above the ISA peak %.1f: the "
+                "clock (%s) or the FMA units (%d) assumed are too low; pass --ghz / --fma-units",
+                t,
+                gemm[t],
+                isa[t],
+                cpu.clock_source,
+                cpu.fma_units,
+            )
     for r in rows:
         for t in threads:
             if r.get(f"p50_ms@{t}"):
-                r[f"peak_frac@{t}"] = r["gflop"] / (r[f"p50_ms@{t}"] / 1e3) / peaks[t]
+                r[f"gflops@{t}"] = r["gflop"] / (r[f"p50_ms@{t}"] / 1e3)
+                r[f"peak_frac@{t}"] = r[f"gflops@{t}"] / isa[t]
+                if r[f"peak_frac@{t}"] > 1 and r["quant"] in ("fp32", "fp16"):
+                    logger.warning(
+                        "%s %s %s ran at %.0f %% of the fp32 ISA peak at %d threads: the peak "
+                        "(%s) or the FLOP count is wrong",
+                        r["view"],
+                        r["format"],
+                        r["quant"],
+                        100 * r[f"peak_frac@{t}"],
+                        t,
+                        cpu.describe(),
+                    )
     teachers = (
         bench_teachers(ground.cfg.input().tensor_shape, threads, cfg.reps) if (cfg.teachers) else {}
     )
@@ -219,7 +265,10 @@ def run(cfg: BenchConfig) -> dict:
                 if r["view"] == "ground" and r.get(f"p50_ms@{t}"):
                     r[f"x_{name}@{t}"] = teacher[f"p50_ms@{t}"] / r[f"p50_ms@{t}"]
     return {
-        "gemm_peak_gflops": peaks,
+        "isa_peak_gflops": isa,
+        "cpu": cpu.to_dict(),
+        "gemm_peak_gflops": gemm,
+        "flops": flops,
         "teachers": teachers,
         "rows": rows,
         "pairs": cfg.pairs,
@@ -228,16 +277,33 @@ def run(cfg: BenchConfig) -> dict:
 
 
 def table(result: dict) -> str:
-    threads = list(result["gemm_peak_gflops"])
+    """The peaks, the two FLOP counts and one row per view x format x precision."""
+    threads = list(result["isa_peak_gflops"])
+    cpu = result["cpu"]
+    lines = [
+        f"fp32 ISA peak (peak_frac's denominator): {cpu['fma_units_assumed']} FMA units "
+        f"(assumed) x {cpu['fp32_lanes']} lanes ({cpu['vector']}) x 2 x {cpu['ghz']:.2f} GHz "
+        f"({cpu['clock_source']}) = {_rounded(result['isa_peak_gflops'])} GFLOP/s by threads",
+        f"measured torch 1024^3 matmul: {_rounded(result['gemm_peak_gflops'])} GFLOP/s",
+    ]
+    for view, f in result["flops"].items():
+        lines.append(
+            f"{view} FLOPs per image: torch {f['torch_gflop']:.4f} GFLOP, ONNX graph "
+            f"{f['onnx_graph_gflop']:.4f} GFLOP ({100 * f['diff']:+.2f} %)"
+        )
     cols = ["view", "format", "quant", "size_mb"]
     for t in threads:
-        cols += [f"p50_ms@{t}", f"p90_ms@{t}", f"peak_frac@{t}"]
+        cols += [f"p50_ms@{t}", f"p90_ms@{t}", f"gflops@{t}", f"peak_frac@{t}"]
     cols += ["min_cos", "r1", "r1_retention"]
     cols += [f"x_{n}@{t}" for n in result["teachers"] for t in threads]
-    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
+    lines += ["", " | ".join(cols), " | ".join("---" for _ in cols)]
     for r in result["rows"]:
         lines.append(" | ".join(_fmt(r.get(c)) for c in cols))
     return "\n".join(lines)
+
+
+def _rounded(by_threads: dict) -> dict:
+    return {t: round(v, 1) for t, v in by_threads.items()}
 
 
 def _fmt(v) -> str:
@@ -254,8 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = BenchConfig(**vars(parser.parse_args(argv)))
     try:
         result = run(cfg)
-    except (ExportError, FileNotFoundError) as err:
+    except (ExportError, FileNotFoundError, PeakError) as err:
         parser.exit(2, f"error: {err}\n")
+    except FlopCountMismatch as err:
+        parser.exit(1, f"error: {err}\n")
     print(table(result))
     if cfg.json:
         cfg.json.parent.mkdir(parents=True, exist_ok=True)

@@ -53,8 +53,9 @@ from export._common import (
     run_cli,
 )
 from export._verify import model_inputs, pixel_inputs, verify, world_pairs
+from export.formats import get_format
 
-QUANTS = ("fp16", "fp32", "int8")
+FORMAT = get_format("coreml")  # --quant choices and suffix: export/formats.py's table
 SCHEME = {"fp16": "fp16", "fp32": "fp32", "int8": "int8-weights"}  # what the config records
 MIN_TARGET = "iOS16"
 INPUT, OUTPUT = "image", "embedding"
@@ -65,7 +66,9 @@ _WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 class CoreMLConfig(ExportConfig):
     quant: str = field(
         default="fp16",
-        metadata=flag("fp16 (float16 compute), fp32, or int8 (int8 weights, fp16 compute)", QUANTS),
+        metadata=flag(
+            "fp16 (float16 compute), fp32, or int8 (int8 weights, fp16 compute)", FORMAT.quants
+        ),
     )
 
 
@@ -94,7 +97,7 @@ def export(cfg: CoreMLConfig) -> Path:
 
     src = load_source(cfg.view, cfg.checkpoint)
     meta = artifact_config(src.cfg, SCHEME[cfg.quant])
-    path = artifact_path(cfg.out, cfg.view, cfg.quant, "mlpackage")
+    path = artifact_path(cfg.out, cfg.view, cfg.quant, FORMAT.ext)
     pairs = world_pairs(cfg.verify_pairs)
     h, w = src.cfg.input().tensor_shape
     wrapped = pixel_model(src.model, src.cfg)
@@ -120,7 +123,7 @@ def export(cfg: CoreMLConfig) -> Path:
         mlmodel.output_description[OUTPUT] = f"L2-normalised embedding (1, {meta.embed_dim})"
         mlmodel.save(str(tmp))
         check_package(tmp, meta, cfg.quant)
-        if sys.platform == "darwin":
+        if FORMAT.runs_here():
             verify(_predictor(tmp), src.model, x, cfg.quant, what=path.name, artifact_x=pixels)
         else:
             logger.info(

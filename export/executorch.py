@@ -3,10 +3,11 @@
 ``torch.export`` (batch 1, see :data:`MAX_BATCH`) -> ``to_edge_transform_and_lower``
 with the XNNPACK partitioner -> ``OUT/{view}_{quant}.pte``. The encoder config is embedded as
 the constant method ``encoder_config`` (a JSON string) and written next to the file as
-``{view}_{quant}.pte.json``. Before it is renamed into place the ``.pte`` is loaded by
-``executorch.runtime`` and checked against eager on held-out world images by
-``export/_verify.py``, with the thresholds every format shares. The operators the delegate
-did not take are logged by count; ``export.bench`` measures latency.
+``{view}_{quant}.pte.json``. Before it is renamed into place the ``.pte`` (with that sidecar)
+is opened by ``d4g_edge.runtime.open_encoder``, the device's path into ``executorch.runtime``,
+and checked against eager on held-out world images by ``export/_verify.py``, with the
+thresholds every format shares. The operators the delegate did not take are logged by count;
+``export.bench`` measures latency.
 
 ``--quant``: ``fp32``; ``int8`` / ``pt2e-int8`` without ``--qat``: post-training PT2E with
 the XNNPACK quantizer calibrated on world images (the config records ``pt2e-int8``);
@@ -22,6 +23,7 @@ Usage::
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 from collections.abc import Callable, Sequence
@@ -48,28 +50,27 @@ from export._common import (
     run_cli,
     write_config_sidecar,
 )
-from export._et_runtime import PteModel, delegate_calls, undelegated_ops
-from export._verify import CALIBRATION_SEED, model_inputs, verify, world_pairs
+from export._verify import CALIBRATION_SEED, device_runner, model_inputs, verify, world_pairs
+from export.formats import get_format
 from quantize import linear_qat, pt2e
 from quantize.artifact import load_quantized
 
-QUANTS = ("fp32", "int8", "pt2e-int8", "int8-int4w")
-# Without --qat, int8 and pt2e-int8 build the same program: the benchmark times one of them.
-BENCH_QUANTS = ("fp32", "int8", "int8-int4w")
+FORMAT = get_format("executorch")  # --quant choices, suffix, benchmarked ones: the table
 CONFIG_METHOD = "encoder_config"
 # The .pte is static at batch 1, which is what a device runs. A program exported with a dynamic
 # batch (Dim 1..8) and lowered to XNNPACK ran only at the example's batch size for the
 # deployed fastervit_edge (other sizes: "Error resizing tensor at input 0", error 0x10 in
-# executorch 1.5.1), so the runner feeds one image at a time.
+# executorch 1.5.1), so the device runtime feeds one image at a time.
 MAX_BATCH = 1
 _CALIBRATION_CHUNK = 8
+_NOT_OPS = {"executorch_call_delegate", "getitem"}
 
 
 @dataclass(frozen=True)
 class ExecuTorchConfig(ExportConfig):
     quant: str | None = field(
         default=None,
-        metadata=flag("precision (default: fp32, or the --qat run's scheme)", QUANTS),
+        metadata=flag("precision (default: fp32, or the --qat run's scheme)", FORMAT.quants),
     )
     qat: Path | None = field(
         default=None, metadata=flag("quantize.qat run folder holding the quantized student")
@@ -131,6 +132,27 @@ def _partitioner(quantized: bool):
     return XnnpackPartitioner(configs=configs)
 
 
+def undelegated_ops(edge_manager) -> dict[str, int]:
+    """Operator -> count of the nodes the XNNPACK delegate did not take (run by the portable
+    CPU kernels instead), most frequent first."""
+    graph = edge_manager.exported_program().graph_module.graph
+    counts = collections.Counter(
+        getattr(n.target, "__name__", str(n.target)) for n in graph.nodes if n.op == "call_function"
+    )
+    return {k: v for k, v in counts.most_common() if k not in _NOT_OPS}
+
+
+def delegate_calls(edge_manager) -> int:
+    """How many subgraphs the XNNPACK delegate took."""
+    graph = edge_manager.exported_program().graph_module.graph
+    return sum(
+        1
+        for n in graph.nodes
+        if n.op == "call_function"
+        and getattr(n.target, "__name__", "") == "executorch_call_delegate"
+    )
+
+
 def lower(module, enc: EncoderConfig):
     """``module`` -> (ExecuTorch program manager, undelegated op counts, delegate calls)."""
     from executorch.exir import to_edge_transform_and_lower
@@ -153,15 +175,41 @@ def lower(module, enc: EncoderConfig):
 
 
 def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``x (N, 3, H, W) -> embeddings (N, D)`` through ``executorch.runtime`` (XNNPACK), in
-    chunks of at most :data:`MAX_BATCH` (the memory plan's bound)."""
-    pte = PteModel(path, threads=threads)
+    """``x (N, 3, H, W) -> embeddings (N, D)`` as the device runs ``path`` (it needs its
+    ``.pte.json`` sidecar): ``d4g_edge.runtime.open_encoder``, one image at a time
+    (:data:`MAX_BATCH`), on an XNNPACK thread pool of ``threads``."""
+    if threads:
+        set_threads(threads)
+    return _in_batches(device_runner(path, threads))
 
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        return np.concatenate([pte(x[i : i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)])
 
-    return run
+def _in_batches(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``run`` fed :data:`MAX_BATCH` images at a time, as the SDK ends up feeding a static
+    program (it tries the whole batch first, which makes the runtime print an error line)."""
+    return lambda x: np.concatenate(
+        [run(x[i : i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
+    )
+
+
+def set_threads(threads: int) -> None:
+    """Size XNNPACK's thread pool. It is process-wide and ``torch.set_num_threads`` (which
+    the SDK's ``threads`` sets) does not reach it: without this a 1-thread benchmark row of a
+    2-core machine ran on 2 threads."""
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+    _unsafe_reset_threadpool(int(threads))
+
+
+def embedded_config(path: Path) -> str:
+    """The JSON string the program's :data:`CONFIG_METHOD` constant method returns."""
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(Path(path))
+    if CONFIG_METHOD not in program.method_names:
+        raise VerificationError(
+            f"{Path(path).name} has no {CONFIG_METHOD!r} method ({sorted(program.method_names)})"
+        )
+    return program.load_method(CONFIG_METHOD).execute([])[0]
 
 
 @logged_export
@@ -174,14 +222,20 @@ def export(cfg: ExecuTorchConfig) -> Path:
     else:
         module, qenc = _quantized(cfg, src, quant)
     program, _, _ = lower(module, qenc)
-    path = artifact_path(cfg.out, cfg.view, quant, "pte")
+    path = artifact_path(cfg.out, cfg.view, quant, FORMAT.ext)
     x = model_inputs(world_pairs(cfg.verify_pairs), src.cfg)
     with atomic_artifact(path) as tmp:
         tmp.write_bytes(program.buffer)
-        embedded = json.loads(PteModel(tmp).constant(CONFIG_METHOD))
+        embedded = json.loads(embedded_config(tmp))
         if embedded != qenc.to_dict():
             raise VerificationError(f"{path.name}: embedded {CONFIG_METHOD} differs from {qenc}")
-        verify(runner(tmp), src.model, x, qenc.quantization, what=path.name)
+        # the device reads the config from the sidecar: give the temporary file one
+        sidecar = write_config_sidecar(tmp, qenc)
+        try:
+            run = _in_batches(device_runner(tmp, expected=qenc))
+            verify(run, src.model, x, qenc.quantization, what=path.name)
+        finally:
+            sidecar.unlink(missing_ok=True)
     write_config_sidecar(path, qenc)
     return path
 

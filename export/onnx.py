@@ -1,4 +1,5 @@
-"""Export a student to ONNX (one self-contained file, dynamic batch), verified in onnxruntime.
+"""Export a student to ONNX (one self-contained file, dynamic batch), verified in onnxruntime
+through ``d4g_edge.runtime.open_encoder``, as the device opens it.
 
 ``torch.onnx.export(dynamo=True)`` traces the deployed student; the weights are written into
 the ``.onnx`` file itself (no ``.onnx.data``: these models are far below protobuf's 2 GB) and
@@ -25,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge.log import logger
 from export._common import (
     METADATA_KEY,
     ExportConfig,
+    Source,
     artifact_config,
     artifact_path,
     atomic_artifact,
@@ -38,9 +39,10 @@ from export._common import (
     logged_export,
     run_cli,
 )
-from export._verify import CALIBRATION_SEED, model_inputs, verify, world_pairs
+from export._verify import CALIBRATION_SEED, device_runner, model_inputs, verify, world_pairs
+from export.formats import get_format
 
-QUANTS = ("fp32", "int8")
+FORMAT = get_format("onnx")  # --quant choices and suffix: export/formats.py's table
 INPUT, OUTPUT = "image", "embedding"
 # fp32 graphs traced in this process, by (weights SHA-256, input H, W): tracing a FasterViT
 # takes ~20 s, and the benchmark (and tests) export fp32 and int8 of the same student.
@@ -51,7 +53,9 @@ _TRACED: dict[tuple[str | None, tuple[int, int]], bytes] = {}
 class OnnxConfig(ExportConfig):
     quant: str = field(
         default="fp32",
-        metadata=flag("fp32, or int8 (onnxruntime static QDQ calibrated on world images)", QUANTS),
+        metadata=flag(
+            "fp32, or int8 (onnxruntime static QDQ calibrated on world images)", FORMAT.quants
+        ),
     )
     calibration_pairs: int = field(
         default=32, metadata=flag("held-out world images int8 calibration reads")
@@ -70,14 +74,12 @@ class OnnxConfig(ExportConfig):
 def export(cfg: OnnxConfig) -> Path:
     """Write, verify and return ``cfg.out/{view}_{quant}.onnx``."""
     src = load_source(cfg.view, cfg.checkpoint)
-    path = artifact_path(cfg.out, cfg.view, cfg.quant, "onnx")
+    path = artifact_path(cfg.out, cfg.view, cfg.quant, FORMAT.ext)
+    meta = artifact_config(src.cfg, cfg.quant)
     x = model_inputs(world_pairs(cfg.verify_pairs), src.cfg)
     with tempfile.TemporaryDirectory() as work, atomic_artifact(path) as tmp:
         float_path = tmp if cfg.quant == "fp32" else Path(work) / "fp32.onnx"
-        key = (src.cfg.weights_sha256, src.cfg.input().tensor_shape)
-        if key not in _TRACED:
-            _TRACED[key] = to_onnx(src.model, key[1], float_path).read_bytes()
-        float_path.write_bytes(_TRACED[key])
+        float_path.write_bytes(traced(src))
         if cfg.quant == "int8":
             calib = (
                 folder_inputs(cfg.calibration_images, src.cfg, cfg.calibration_pairs)
@@ -85,9 +87,20 @@ def export(cfg: OnnxConfig) -> Path:
                 else model_inputs(world_pairs(cfg.calibration_pairs, CALIBRATION_SEED), src.cfg)
             )
             quantize_int8(float_path, tmp, calib)
-        embed_config(tmp, config_json(artifact_config(src.cfg, cfg.quant)))
-        verify(runner(tmp), src.model, x, cfg.quant, what=path.name)
+        embed_config(tmp, config_json(meta))
+        # opened as the device opens it: onnxruntime through d4g_edge.runtime.open_encoder
+        verify(device_runner(tmp, expected=meta), src.model, x, cfg.quant, what=path.name)
     return path
+
+
+def traced(src: Source) -> bytes:
+    """The fp32 ONNX file of ``src``'s student, traced once per process (per weights and input
+    shape): the exporter, and export.bench's FLOP count of the graph, share it."""
+    key = (src.cfg.weights_sha256, src.cfg.input().tensor_shape)
+    if key not in _TRACED:
+        with tempfile.TemporaryDirectory() as work:
+            _TRACED[key] = to_onnx(src.model, key[1], Path(work) / "fp32.onnx").read_bytes()
+    return _TRACED[key]
 
 
 def folder_inputs(folder: Path, cfg, n: int) -> np.ndarray:
@@ -171,16 +184,9 @@ def embed_config(path: Path, text: str) -> None:
 
 
 def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``x (N, 3, H, W) -> embeddings (N, D)`` through an onnxruntime CPU session."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    logger.debug("onnxruntime session for %s, %s threads", path, threads or "default")
-    return lambda x: session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, np.float32)})[0]
+    """``x (N, 3, H, W) -> embeddings (N, D)`` as the device runs ``path``: onnxruntime's CPU
+    session at ``threads`` intra-op threads, via :func:`d4g_edge.runtime.open_encoder`."""
+    return device_runner(path, threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,10 @@
-"""export.executorch round trips at tiny sizes, through the real executorch.runtime."""
+"""export.executorch round trips at tiny sizes, through the real executorch.runtime (the
+exporter verifies through d4g_edge.runtime.open_encoder; the tests read the program directly)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,11 +12,24 @@ import torch
 
 from d4g_edge.config import EncoderConfig
 from export import VerificationError, _verify
-from export._et_runtime import PteModel
 from export.executorch import MAX_BATCH, ExecuTorchConfig, export, main, runner
 from quantize.common import sha256_file
 from quantize.encoder_source import load_student
 from tests.quantize._tiny import fresh_log_handler, make_student  # noqa: F401 (autouse)
+
+
+def _program(path):
+    from executorch.runtime import Runtime
+
+    return Runtime.get().load_program(path)
+
+
+def _constant(path, name="encoder_config"):
+    return _program(path).load_method(name).execute([])[0]
+
+
+def _forward(path, x: np.ndarray) -> np.ndarray:
+    return _program(path).load_method("forward").execute([torch.from_numpy(x)])[0].numpy()
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +47,7 @@ def fp32_export(student, tmp_path_factory):
 def test_fp32_pte_round_trip_with_embedded_config(student, fp32_export):
     path, out = fp32_export
     assert path == out / "satellite_fp32.pte" and path.is_file()
-    pte = PteModel(path)
-    embedded = EncoderConfig.from_dict(json.loads(pte.constant("encoder_config")))
+    embedded = EncoderConfig.from_dict(json.loads(_constant(path)))
     sidecar = json.loads((out / "satellite_fp32.pte.json").read_text())
     assert embedded.to_dict() == sidecar
     assert embedded.quantization == "fp32" and embedded.view == "satellite"
@@ -58,7 +72,29 @@ def test_runner_splits_batches_larger_than_the_program_batch(student, fp32_expor
     x = np.random.default_rng(0).standard_normal((MAX_BATCH + 3, 3, 32, 64)).astype(np.float32)
     got = runner(path, threads=1)(x)
     assert got.shape == (MAX_BATCH + 3, 16)
-    np.testing.assert_allclose(got[-1], PteModel(path)(x[-1:])[0], atol=1e-5)
+    want = _forward(path, x[-1:])[0]
+    np.testing.assert_allclose(got[-1], want / np.linalg.norm(want), atol=1e-5)
+
+
+def test_runner_sizes_the_xnnpack_thread_pool(fp32_export):
+    # torch.set_num_threads does not reach XNNPACK's pool: a 1-thread row must run on 1 thread
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
+
+    path, _ = fp32_export
+    runner(path, threads=1)
+    assert _threadpool_get_thread_count() == 1
+
+
+def test_device_runner_refuses_what_the_device_cannot_open(fp32_export, tmp_path):
+    path, _ = fp32_export
+    bare = tmp_path / path.name  # the .pte without its .pte.json sidecar
+    shutil.copy(path, bare)
+    with pytest.raises(VerificationError, match=r"device runtime cannot open.*sidecar"):
+        _verify.device_runner(bare)
+    meta = EncoderConfig.from_dict(json.loads(_constant(path)))
+    with pytest.raises(VerificationError, match="the device reads the config"):
+        _verify.device_runner(path, expected=meta.replace(quantization="int8"))
+    _verify.device_runner(path, expected=meta)  # its own config passes
 
 
 def test_failed_verification_leaves_nothing_behind(student, tmp_path, monkeypatch):
@@ -101,7 +137,7 @@ def test_int8_ptq_pte_is_smaller_and_agrees_with_fp32(name, tmp_path):
     )
     path = export(cfg)  # verified by export/_verify.py's int8 criteria (R@1 retention)
     assert path.name == "ground_int8.pte"
-    embedded = json.loads(PteModel(path).constant("encoder_config"))
+    embedded = json.loads(_constant(path))
     assert embedded["quantization"] == "pt2e-int8"  # what was applied, not the file's tag
     fp32 = export(ExecuTorchConfig(view="ground", checkpoint=student, out=tmp_path / "a"))
     assert path.stat().st_size < 0.5 * fp32.stat().st_size
