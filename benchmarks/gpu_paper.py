@@ -38,181 +38,18 @@ import platform
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-PAPER_SAT = 384  # the preset's satellite side and CVUSA panorama (train.presets "paper")
-PAPER_GROUND = (140, 768)
-EMBED_DIM = 1024  # ConvNeXt-B's pooled width: the students' output
+from benchmarks._gpu_paper_models import PAPER_GROUND, PAPER_SAT, bench_models, write_json
+from benchmarks._gpu_paper_report import collect
 
-
-def _json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
-
-
-# -- the model benchmark (a subprocess of its own: the GPU is free again when it exits) --------
-
-
-def _median_s(fn, iters: int, warmup: int, cuda: bool) -> float:
-    """Median seconds of one ``fn()`` after ``warmup`` calls (algorithm choice, allocator)."""
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def bench_models(args: argparse.Namespace) -> None:
-    import copy
-
-    import torch
-
-    from train.method.losses import InfoNCE, cosine_distillation_loss
-    from train.models import create_model
-    from train.models.dual_view import DualView
-
-    dev = torch.device(args.device if args.device != "auto" else "cuda")
-    cuda = dev.type == "cuda"
-    torch.manual_seed(0)
-    out: dict = {
-        "device": str(dev),
-        "iters": args.bench_iters,
-        "warmup": args.bench_warmup,
-        "train": [],
-        "inference": [],
-    }
-    path = Path(args.models_json)
-
-    def peak_gib() -> float | None:
-        return round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
-
-    def reset() -> None:
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-
-    def timed(row: dict, fn, images: int) -> dict:
-        reset()
-        try:
-            s = _median_s(fn, args.bench_iters, args.bench_warmup, cuda)
-            row |= {"ms": round(s * 1e3, 2), "images_per_s": round(images / s, 2)}
-        except torch.OutOfMemoryError:
-            row["oom"] = True
-        row["peak_gib"] = peak_gib()
-        print(json.dumps(row), flush=True)
-        return row
-
-    ac = lambda on: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on)  # noqa: E731
-    bf16 = cuda  # the loop's --amp auto: bf16 on CUDA, fp32 on CPU
-    teacher = create_model("teacher", "convnext_base").to(dev)
-    g_student = create_model(
-        "student", "fastervit_0", embed_dim=EMBED_DIM, input_size=PAPER_GROUND
-    ).to(dev)
-    s_student = create_model(
-        "student", "fastervit_0", embed_dim=EMBED_DIM, input_size=(PAPER_SAT, PAPER_SAT)
-    ).to(dev)
-
-    # Training steps, as train.loop.engine.fit runs them (batch = pairs, two images each).
-    loss_fn = InfoNCE(label_smoothing=0.1)
-    for b in dict.fromkeys([args.bench_train_batch, args.bench_train_batch // 2]):
-        net = DualView(teacher).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
-        xg = torch.randn(b, 3, *PAPER_GROUND, device=dev)
-        xs = torch.randn(b, 3, PAPER_SAT, PAPER_SAT, device=dev)
-
-        def teacher_step(net=net, opt=opt, xg=xg, xs=xs) -> None:
-            with ac(bf16):
-                g, s, scale = net(xg, xs)
-                loss = loss_fn(g.float(), s.float(), scale.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-
-        row = timed(
-            {"model": "teacher convnext_base (both views)", "batch_pairs": b}, teacher_step, 2 * b
-        )
-        out["train"].append(row)
-        del opt, xg, xs
-        if not row.get("oom"):
-            break  # the half batch is only the fallback
-    students = torch.nn.ModuleDict({"ground": g_student, "satellite": s_student}).train()
-    opt = torch.optim.AdamW(students.parameters(), lr=1e-5)
-    b = args.bench_train_batch
-    xg = torch.randn(b, 3, *PAPER_GROUND, device=dev)
-    xs = torch.randn(b, 3, PAPER_SAT, PAPER_SAT, device=dev)
-    tg, ts = (
-        torch.nn.functional.normalize(torch.randn(b, EMBED_DIM, device=dev), dim=-1)
-        for _ in range(2)
-    )
-
-    def student_step(opt=opt, xg=xg, xs=xs) -> None:
-        with ac(bf16):
-            loss = cosine_distillation_loss(g_student(xg).float(), tg) + cosine_distillation_loss(
-                s_student(xs).float(), ts
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(students.parameters(), 5.0)
-        opt.step()
-
-    out["train"].append(
-        timed(
-            {"model": "students fastervit_0 x2 (both views)", "batch_pairs": b}, student_step, 2 * b
-        )
-    )
-    del opt, xg, xs
-    _json(path, out)
-
-    # Inference: the teacher as trained, the students deployed (position tables frozen, as
-    # exported). fp32 means torch's defaults: TF32 convolutions, full-fp32 matmuls.
-    encoders = [
-        ("teacher convnext_base", teacher, (PAPER_SAT, PAPER_SAT)),
-        ("teacher convnext_base", teacher, PAPER_GROUND),
-        ("student_satellite fastervit_0", copy.deepcopy(s_student).deploy(), (PAPER_SAT,) * 2),
-        ("student_ground fastervit_0", copy.deepcopy(g_student).deploy(), PAPER_GROUND),
-    ]
-    for name, model, size in encoders:
-        model.eval()
-        for prec in args.bench_precisions:
-            for b in args.bench_batches:
-                x = torch.randn(b, 3, *size, device=dev)
-
-                def infer(model=model, x=x, on=prec == "bf16") -> None:
-                    with torch.no_grad(), ac(on):
-                        model(x)
-
-                row = {
-                    "model": name,
-                    "input": f"{size[0]}x{size[1]}",
-                    "precision": prec,
-                    "batch": b,
-                }
-                out["inference"].append(timed(row, infer, b))
-                del x
-        _json(path, out)
-
-
-# -- the orchestration --------------------------------------------------------------------
+# The model benchmark (``--models-json``, a subprocess) is in benchmarks/_gpu_paper_models.py,
+# the summary's last numbers and the printed table in benchmarks/_gpu_paper_report.py; here:
+# the orchestration.
 
 
 class Run:
@@ -233,7 +70,7 @@ class Run:
 
     def save(self) -> None:
         self.summary["elapsed_s"] = round(time.time() - self.t0, 1)
-        _json(self.out / "summary.json", self.summary)
+        write_json(self.out / "summary.json", self.summary)
 
     def start(self, name: str, cmd: list[str]) -> tuple[str, subprocess.Popen, float, dict]:
         log = self.work / f"{name}.log"
@@ -320,12 +157,6 @@ def _env_info(device: str) -> dict:
     return info
 
 
-def _records(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _epochs(want: int, budget_s: float, startup_s: float, epoch_s: float, cap: int) -> int:
     """``want`` if given, else as many epochs as fit ``budget_s`` (at least one; one when
     the benchmark measured nothing to plan with: ``epoch_s`` is then infinite)."""
@@ -349,35 +180,6 @@ def _rate(bench: dict, section: str, match: str, key: str = "images_per_s", **wh
         if match in r["model"] and key in r and all(r.get(k) == v for k, v in where.items())
     ]
     return max((r[key] for r in rows), default=0.0)
-
-
-def _gpu_util(csv: Path, phases: dict, t0: float) -> dict:
-    """Mean GPU utilisation, memory and power over each phase's wall time."""
-    rows = []
-    for line in csv.read_text().splitlines() if csv.is_file() else []:
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4 or not parts[1].isdigit():
-            continue
-        try:
-            t = time.mktime(time.strptime(parts[0][:19], "%Y/%m/%d %H:%M:%S"))
-            rows.append((t - t0, int(parts[1]), float(parts[2]), float(parts[3])))
-        except ValueError:  # a reading nvidia-smi could not take ("[N/A]")
-            continue
-    out = {}
-    for name, rec in phases.items():
-        sel = [r for r in rows if rec["start_s"] <= r[0] <= rec["start_s"] + rec["wall_s"]]
-        if sel:
-            out[name] = {
-                "util_pct": round(statistics.mean(r[1] for r in sel), 1),
-                "mem_gib_max": round(max(r[2] for r in sel) / 1024, 1),
-                "power_w": round(statistics.mean(r[3] for r in sel), 1),
-            }
-    return out
-
-
-def _clean_log(text: str) -> str:
-    """tqdm redraws with carriage returns: keep each line's final state."""
-    return "\n".join(seg.split("\r")[-1] for seg in text.splitlines() if seg.strip())
 
 
 def orchestrate(args: argparse.Namespace) -> None:
@@ -478,60 +280,6 @@ def _steps(run: Run, data: Path, teacher_dir: Path, students_dir: Path) -> None:
         ), timeout=run.left() - 5)  # fmt: skip
         if eval_json.is_file():
             run.summary["eval_students"] = json.loads(eval_json.read_text())
-
-
-def collect(run: Run) -> None:
-    """Per-epoch numbers with the loop's images/s, GPU use per phase, files into --out."""
-    args, work, plan = run.args, run.work, run.summary.get("plan", {})
-    for name, key in (("teacher", "teacher_batch"), ("students", "student_batch")):
-        batch = plan.get(key, 128)
-        recs = _records(work / name / "metrics.jsonl")
-        steps = args.train // batch  # the epoch's batches (the sampler may drop one more)
-        for r in recs:
-            r["images_per_s"] = round(2 * steps * batch / r["train_s"], 1)
-        run.summary[f"{name}_epochs"] = recs
-        for src, dst in (
-            ("metrics.jsonl", f"{name}_metrics.jsonl"),
-            ("curves.png", f"{name}_curves.png"),
-        ):
-            if (work / name / src).is_file():
-                shutil.copy(work / name / src, run.out / dst)
-    run.summary["gpu_util"] = _gpu_util(work / "gpu_util.csv", run.summary["phases"], run.t0)
-    if (work / "gpu_util.csv").is_file():
-        shutil.copy(work / "gpu_util.csv", run.out / "gpu_util.csv")
-    run.out.joinpath("steps.log").write_text(
-        "\n".join(
-            f"===== {p.name}\n{_clean_log(p.read_text(errors='replace'))}"
-            for p in run.logs
-            if p.is_file()
-        )
-    )
-    run.save()
-    report(run.summary)
-
-
-def report(summary: dict) -> None:
-    """The short table the device call's output tail carries."""
-    print("\n== throughput (images/s; a teacher or student pair step is 2 images per pair)")
-    for r in summary.get("bench_models", {}).get("train", []):
-        print(
-            f"train   {r['model']:<40} batch {r['batch_pairs']:>4} pairs  "
-            f"{r.get('images_per_s', 'OOM')!s:>8}  peak {r['peak_gib']} GiB"
-        )
-    for r in summary.get("bench_models", {}).get("inference", []):
-        print(
-            f"infer   {r['model']:<30} {r['input']:>8} {r['precision']:>5} batch {r['batch']:>4}"
-            f"  {r.get('images_per_s', 'OOM')!s:>8}  {r.get('ms', '-')!s:>8} ms"
-        )
-    for name in ("teacher", "students"):
-        for r in summary.get(f"{name}_epochs", []):
-            keys = ("recall@1", "recall@5", "recall@10", "recall@1%", "retention")
-            rec = " ".join(f"{k} {r[k]:.2f}" for k in keys if isinstance(r.get(k), float))
-            print(
-                f"{name:<8} epoch {r['epoch']}: loss {r['loss']:.4f} train {r['train_s']} s "
-                f"({r['images_per_s']} images/s) {rec}"
-            )
-    print("phases:", json.dumps(summary.get("phases")), "gpu:", json.dumps(summary.get("gpu_util")))
 
 
 def main(argv: list[str] | None = None) -> int:
