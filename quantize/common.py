@@ -14,16 +14,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# the one command-line builder; flag and build_parser are re-exported for export/'s configs
+from d4g_edge.cli.args import config_from_args, dataclass_parser, flag  # noqa: F401
+from d4g_edge.cli.args import dataclass_parser as build_parser  # noqa: F401
 from d4g_edge.config import ConfigError, EncoderConfig
 
 # the SDK's file helpers are the project's one implementation: re-exported for the exporters
@@ -53,37 +52,7 @@ def write_config_sidecar(artifact: str | Path, cfg: EncoderConfig) -> Path:
     return atomic_write(sidecar, json.dumps(cfg.to_dict(), sort_keys=True, indent=1) + "\n")
 
 
-# ---- command lines built from config dataclasses --------------------------------------------
-
-
-def flag(help: str, choices: Sequence[str] | None = None) -> dict[str, Any]:
-    """Field metadata that :func:`build_parser` turns into the flag's help (and choices)."""
-    return {"help": help, **({"choices": tuple(choices)} if choices else {})}
-
-
-def build_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
-    """One ``--flag`` per field of the config dataclass ``cls`` (type, default, choices, help)."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        kw: dict[str, Any] = {"type": tp, "help": f.metadata.get("help", "")}
-        if tp is bool:
-            kw = {"action": argparse.BooleanOptionalAction, "help": kw["help"]}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        if f.default is dataclasses.MISSING:
-            kw["required"] = True
-        else:
-            kw["default"] = f.default
-            if tp is not bool:  # BooleanOptionalAction states its default itself
-                kw["help"] += f" (default: {f.default})"
-        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
-    return parser
+# ---- command lines built from config dataclasses (d4g_edge.cli.args, the one builder) --------
 
 
 def run_cli(
@@ -100,7 +69,7 @@ def run_cli(
     """
     from d4g_edge.log import setup_logging
 
-    parser = build_parser(cls, description)
+    parser = dataclass_parser(cls, description)
     module = fn.__module__
     if module == "__main__":  # run with python -m: the spec knows the dotted name
         module = getattr(sys.modules["__main__"].__spec__, "name", module)
@@ -109,7 +78,7 @@ def run_cli(
     setup_logging()
     logger.info("argv: %s", " ".join(sys.argv if argv is None else argv))
     try:
-        cfg = cls(**vars(args))
+        cfg = config_from_args(cls, args)
         logger.info("config: %s", cfg)
         return fn(cfg)
     except (UserError, ConfigError, FileNotFoundError) as err:

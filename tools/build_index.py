@@ -29,7 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from d4g_edge.build.builder import add_build_args, build_from_args
+from d4g_edge.cli.build_index import add_build_args, build_from_args
 from d4g_edge.config import ConfigError
 from d4g_edge.errors import D4GEdgeError
 from d4g_edge.log import setup_logging
@@ -85,8 +85,8 @@ def build_on_dask(source, args) -> Path:
     """The shards of ``source`` as tasks on ``args.dask``, merged into ``args.out``."""
     from distributed import Client, LocalCluster
 
-    from d4g_edge.build.builder import index_params
     from d4g_edge.build.shards import merge_shards
+    from d4g_edge.cli.build_index import index_params
 
     n = int(args.shards)
     if n < 1:

@@ -11,10 +11,8 @@ read and is cleared if the build fails, so an ``error:`` line is the last thing 
 Every argument is checked before any tile is embedded: the tile count against ``max_tiles``
 (counted, never listed: a raster at a 0.1 mm stride is refused at once, with its count),
 ``--out`` (a file, or a non-empty folder that is not a bundle, is refused), batch and part
-sizes, the shard, the cell size. The argparse ``type=`` callables here (:func:`positive_int`,
-:func:`positive_metres`, :func:`zoom_level`, :func:`shard_spec`, ...) make the same checks
-at parse time for the CLI. Tiles that are mostly nodata (:mod:`d4g_edge.build.tiles.nodata`) are
-skipped and counted in the log.
+sizes, the shard, the cell size (the flags of :mod:`d4g_edge.cli.build_index` at parse time).
+Mostly-nodata tiles (:mod:`d4g_edge.build.tiles.nodata`) are skipped and counted in the log.
 
 Usage::
 
@@ -26,7 +24,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import itertools
@@ -44,11 +41,11 @@ from d4g_edge.build.shards import check_out, open_grounds, parse_shard, write_sh
 from d4g_edge.build.tiles.base import TileSource
 from d4g_edge.build.tiles.nodata import MAX_NODATA_FRACTION, NoDataTile
 from d4g_edge.bundle import check_pairing, model_entry, write_bundle
-from d4g_edge.errors import BundleError, D4GEdgeError, TileSourceError
+from d4g_edge.errors import BundleError, TileSourceError
 from d4g_edge.fileio import atomic_write, atomic_write_json
 from d4g_edge.geo import offset_latlon
 from d4g_edge.image import load_rgb
-from d4g_edge.index import STORAGES, IndexParams
+from d4g_edge.index import IndexParams
 from d4g_edge.log import logger
 from d4g_edge.polar import cell_centres
 from d4g_edge.preprocess import preprocess
@@ -58,90 +55,13 @@ from d4g_edge.tiletable import DEFAULT_CELL_DEG, TileTable
 # A default that stops a mistyped stride or CRS early: 2 M tiles is ~60 km^2 at 5 m stride,
 # hours of embedding on a CPU; raise it with --max-tiles for a real country-scale build.
 DEFAULT_MAX_TILES = 2_000_000
-MAX_ZOOM = 28  # d4g_edge.build.tiles.xyz packs x and y into 28 bits
 CELL_DEG_RANGE = (1e-6, 90.0)  # cell keys are (lat + 90) / cell_deg in 32 bits
 
-__all__ = [
-    "DEFAULT_MAX_TILES",
-    "add_build_args",
-    "add_index_args",
-    "build_from_args",
-    "build_index",
-    "embed_tiles",
-    "index_params",
-    "parse_shard",
-    "positive_int",
-    "positive_metres",
-    "shard_spec",
-    "zoom_level",
-]
-
-
-# ---- argparse types: a bad value is "d4g-edge CMD: error: argument --FLAG: ..." and exit 2,
-# before any work. Each wraps the same check the API makes.
-
-
-def _whole(text: str, low: int, what: str) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """A count >= 1 (``--batch-size``, ``--threads``, ``--max-tiles``)."""
-    return _whole(text, 1, "a whole number >= 1")
-
-
-def hnsw_int(text: str) -> int:
-    """An HNSW parameter (``--M``, ``--ef``, ``--ef-construction``): >= 2, as IndexParams."""
-    return _whole(text, 2, "a whole number >= 2")
-
-
-def count_int(text: str) -> int:
-    """A count >= 0 (``--exact-threshold``: 0 = never search exactly)."""
-    return _whole(text, 0, "a whole number >= 0")
-
-
-def positive_metres(text: str) -> float:
-    """A finite length > 0 in metres (``--tile-size-m``, ``--stride-m``)."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected metres > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected metres > 0 (finite), got {text!r}")
-    return value
-
-
-def zoom_level(text: str) -> int:
-    """An XYZ zoom level 0..28 (``--zoom``)."""
-    value = _whole(text, 0, f"a zoom level 0..{MAX_ZOOM}")
-    if value > MAX_ZOOM:
-        raise argparse.ArgumentTypeError(f"expected a zoom level 0..{MAX_ZOOM}, got {value}")
-    return value
-
-
-def cell_degrees(text: str) -> float:
-    """A cell size in degrees (``--cell-deg``), see :func:`check_cell_deg`."""
-    try:
-        return check_cell_deg(float(text))
-    except (TypeError, ValueError, D4GEdgeError) as err:
-        raise argparse.ArgumentTypeError(f"expected degrees, got {text!r}: {err}") from None
-
-
-def shard_spec(text: str) -> tuple[int, int]:
-    """``i/n`` with 0 <= i < n (``--shard``), see :func:`d4g_edge.build.shards.parse_shard`."""
-    try:
-        return parse_shard(text)
-    except D4GEdgeError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+__all__ = ["DEFAULT_MAX_TILES", "build_index", "check_cell_deg", "embed_tiles", "parse_shard"]
 
 
 def check_cell_deg(value: float) -> float:
+    """``value`` as a float if it is a cell size the cell keys can hold, else BundleError."""
     lo, hi = CELL_DEG_RANGE
     if not (isinstance(value, int | float) and math.isfinite(value) and lo <= value <= hi):
         raise BundleError(f"the cell size must be {lo:g}..{hi:g} degrees, got {value!r}")
@@ -166,106 +86,6 @@ def count_tiles(source: TileSource, max_tiles: int = DEFAULT_MAX_TILES) -> int:
             f"the limit with --max-tiles {n} (max_tiles= in the API)"
         )
     return n
-
-
-def add_index_args(p) -> None:
-    """The flags shared by every command that writes a bundle (``--query``, HNSW, cells)."""
-    p.add_argument(
-        "--query",
-        "--ground",  # its first name: the query model was a ground model before drone bundles
-        dest="ground",
-        metavar="MODEL",
-        type=Path,
-        action="append",
-        help="query model to ship in the bundle, the one that encodes what the device sees "
-        "(.onnx and/or .pte; repeat for both); --ground is its older name",
-    )
-    p.add_argument("--M", type=hnsw_int, default=32, help="HNSW graph degree (default: 32)")
-    p.add_argument("--ef-construction", type=hnsw_int, default=200, help="HNSW build beam")
-    p.add_argument("--ef", type=hnsw_int, default=128, help="HNSW search beam (default: 128)")
-    p.add_argument(
-        "--exact-threshold",
-        type=count_int,
-        default=20_000,
-        help="search exactly below this many tiles (default: 20000)",
-    )
-    p.add_argument(
-        "--storage",
-        choices=STORAGES,
-        default="hnswlib",
-        help="hnswlib graph, or float16 vectors searched exactly (half the size; for bundles "
-        "below the exact threshold) (default: hnswlib)",
-    )
-    p.add_argument(
-        "--threads", type=positive_int, default=None, help="encoder threads (default: all cores)"
-    )
-    p.add_argument(
-        "--cells",
-        action="store_true",
-        help="one index per geographic cell, so a device loads only the cells near a prior",
-    )
-
-
-def add_build_args(p) -> None:
-    """The flags of every command that embeds tiles (``d4g-edge build-index``,
-    ``tools.build_index``): encoder, output, sharding, cells, plus :func:`add_index_args`."""
-    p.add_argument("--model", required=True, type=Path, help="satellite encoder (.onnx/.pte)")
-    p.add_argument("--out", required=True, type=Path, help="bundle (or shard) directory")
-    p.add_argument(
-        "--shard",
-        type=shard_spec,
-        default="0/1",
-        help="embed only shard i of n, 0 <= i < n (then: merge)",
-    )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted build")
-    p.add_argument(
-        "--batch-size", type=positive_int, default=32, help="tiles per encoder call (default: 32)"
-    )
-    p.add_argument(
-        "--max-tiles",
-        type=positive_int,
-        default=DEFAULT_MAX_TILES,
-        help="refuse a build of more tiles than this (a mistyped stride or CRS), counted before "
-        f"any work (default: {DEFAULT_MAX_TILES:,})",
-    )
-    p.add_argument(
-        "--cell-deg",
-        type=cell_degrees,
-        default=DEFAULT_CELL_DEG,
-        help="cell size (deg; default 0.01, ~1.1 km)",
-    )
-    add_index_args(p)
-
-
-def build_from_args(source: TileSource, args) -> Path:
-    """:func:`build_index` of ``source`` with the flags :func:`add_build_args` parsed."""
-    return build_index(
-        source,
-        args.model,
-        args.out,
-        ground=args.ground,
-        shard=args.shard if isinstance(args.shard, tuple) else parse_shard(args.shard),
-        resume=args.resume,
-        params=index_params(args),
-        batch_size=args.batch_size,
-        threads=args.threads,
-        cell_deg=args.cell_deg,
-        cells=args.cells,
-        max_tiles=getattr(args, "max_tiles", DEFAULT_MAX_TILES),
-    )
-
-
-def index_params(args) -> IndexParams:
-    try:
-        return IndexParams(
-            M=args.M,
-            ef_construction=args.ef_construction,
-            ef=args.ef,
-            exact_threshold=args.exact_threshold,
-            storage=args.storage,
-        )
-    except ValueError as err:
-        raise BundleError(str(err)) from None
 
 
 class _NoBar:

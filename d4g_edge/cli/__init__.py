@@ -1,11 +1,15 @@
 """The ``d4g-edge`` commands: an application layer over the SDK (nothing in the runtime core
 imports it).
 
-* :mod:`~d4g_edge.cli.app` — the parser and the subcommands (``localize``, ``info``,
-  ``build-index``, ``merge``, ``bench``, ``calibrate``, ``follow``);
-* :mod:`~d4g_edge.cli.follow` — ``d4g-edge follow``: a frame stream tracked into positions
-  (MAVLink ``GPS_INPUT`` for an autopilot);
-* :mod:`~d4g_edge.cli.bench` — ``d4g-edge bench``: latency and recall of a bundle;
+* :mod:`~d4g_edge.cli.app` — the top-level parser and ``main`` (a user's mistake: one
+  ``error:`` line, exit 2);
+* one module per subcommand: :mod:`~d4g_edge.cli.localize`, :mod:`~d4g_edge.cli.info`,
+  :mod:`~d4g_edge.cli.build_index` (``build-index``, ``merge``), :mod:`~d4g_edge.cli.bench`,
+  :mod:`~d4g_edge.cli.calibrate`, and the :mod:`~d4g_edge.cli.follow` package (a frame stream
+  tracked into positions, MAVLink ``GPS_INPUT`` for an autopilot);
+* :mod:`~d4g_edge.cli.args` — the one command-line builder (config dataclass -> flags) and
+  the flag validators, shared with the tooling's entry points;
+* :mod:`~d4g_edge.cli.output` — strict JSON and printable file names;
 * :mod:`~d4g_edge.cli.plot` — ``--plot``: a localization drawn over its candidates.
 
 Usage::

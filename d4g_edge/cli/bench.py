@@ -10,18 +10,43 @@ recall: there is nothing approximated to measure.
 
 Usage::
 
+    d4g-edge bench [--bundle DIR] [--queries 50] [--threads 1] [--json]
+
     from d4g_edge.cli.bench import bench
     report = bench(Localizer("bundles/town", threads=1), queries=100)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
+from d4g_edge.cli.args import positive_int
+from d4g_edge.cli.output import dumps
 from d4g_edge.localizer import Localizer
+
+
+def add_parser(sub, bundle_help: str) -> None:
+    bch = sub.add_parser("bench", help="encoder / search / end-to-end latency, HNSW recall")
+    bch.add_argument("--bundle", type=Path, default=None, help=bundle_help)
+    bch.add_argument(
+        "--queries", type=positive_int, default=50, help="timed queries, >= 1 (default: 50)"
+    )
+    bch.add_argument(
+        "--threads", type=positive_int, default=1, help="encoder threads, >= 1 (default: 1)"
+    )
+    bch.add_argument("--json", action="store_true", help="print the report as strict JSON")
+    bch.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = bench(Localizer(args.bundle, threads=args.threads), queries=args.queries)
+    print(dumps(report, indent=2) if args.json else format_report(report))
+    return 0
 
 
 def _pct(ms: list[float]) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""The one command-line builder: each step shows exactly the flags it reads."""
+"""The training steps' command lines (the one builder, d4g_edge.cli.args, plus the preset
+hyper-parameters of train.loop.cli): each step shows exactly the flags it reads."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from train import distill, evaluate, teacher
-from train.loop.cli import config_from_args, dataclass_parser
+from train.loop.cli import add_hparam_flags
 from train.presets import HParams, TeacherHParams
 from train.synth.__main__ import build_parser as synth_parser
 
@@ -73,3 +75,14 @@ def test_evaluate_and_synth_parse_into_their_configs() -> None:
         evaluate.build_parser().parse_args(["--embeddings", "e.npz", "--dataset", "cvusa"])
     args = synth_parser().parse_args(["--layout", "vigor", "--out", "d", "--vigor-layout", "alt"])
     assert args.vigor_layout == "alt" and args.out == Path("d")
+
+
+def test_hparam_flags_default_to_the_preset() -> None:
+    # one flag per hyper-parameter, typed from the dataclass, None unless given
+    parser = dataclass_parser(Demo)
+    add_hparam_flags(parser, HParams)
+    args = parser.parse_args(["--name", "a", "--lr", "0.5", "--epochs", "3", "--amp", "bf16"])
+    assert (args.lr, args.epochs, args.amp, args.seed) == (0.5, 3, "bf16", None)
+    assert {f.name for f in dataclasses.fields(HParams)} <= set(vars(args))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--name", "a", "--amp", "fp8"])

@@ -260,13 +260,13 @@ def _strict_json(line: str):
 def test_json_output_is_strict(paired, query, tmp_path, capsys):
     import dataclasses
 
-    from d4g_edge.cli.app import _dumps
+    from d4g_edge.cli.output import dumps
     from d4g_edge.localizer import Localizer
 
     path, _ = query
     fix = Localizer(paired["bundle"]).localize(path, top_k=2)
     bad = dataclasses.replace(fix, uncertainty_m=math.nan, score=math.inf)
-    record = _strict_json(_dumps({"image": "q", **bad.to_dict(), "error_m": -math.inf}))
+    record = _strict_json(dumps({"image": "q", **bad.to_dict(), "error_m": -math.inf}))
     assert record["uncertainty_m"] is None and record["score"] is None
     assert record["error_m"] is None and record["lat"] == fix.lat
     # and the real command line, two images: one strict JSON object per line
