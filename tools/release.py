@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.log import logger, setup_logging
 from train.loop import CheckpointError, load_encoder, save_checkpoint
 from train.loop.checkpoint import read_sidecar
-from train.loop.cli import config_from_args, dataclass_parser
 
 # A released copy must embed like its source: fp16 rounding of these weights moves unit
 # embeddings by ~1e-4 in cosine; anything near this bound means the cast broke something.

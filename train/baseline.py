@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.fileio import atomic_write
 from d4g_edge.log import logger, setup_logging
 from d4g_edge.polar import polar_transform
 from train.loop.arg_checks import check_output_file, user_message
-from train.loop.cli import config_from_args, dataclass_parser
 from train.metrics import RetrievalMetrics, evaluate_retrieval, evaluate_scores
 
 FEATURES = ("colour", "gradient")

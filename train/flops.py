@@ -42,10 +42,10 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.fileio import atomic_write
 from d4g_edge.log import logger, setup_logging
 from train.loop.arg_checks import check_output_file
-from train.loop.cli import config_from_args, dataclass_parser
 from train.models import create_model
 from train.presets import PRESETS, get_preset
 

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.config import EncoderConfig
 from d4g_edge.fileio import atomic_write_json
 from d4g_edge.geo import haversine_m, offset_latlon
@@ -48,7 +49,6 @@ from d4g_edge.preprocess import preprocess
 from train.datasets import CrossViewSplit, load, read_image
 from train.loop.arg_checks import FlagError, check_output_file, user_message
 from train.loop.checkpoint import CheckpointError
-from train.loop.cli import config_from_args, dataclass_parser
 from train.loop.distributed import DistInfo
 from train.loop.embed import embed_dataset
 from train.loop.evalsets import RetrievalSet

@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 
+from d4g_edge.cli.args import dataclass_parser
 from train.distill import DistillConfig
-from train.loop.cli import dataclass_parser
 from train.loop.rebuild import load_teacher
 from train.loop.runlog import LOG_FILE
 from train.teacher import main as teacher_main

@@ -23,15 +23,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-# the builder and the size flag live in the SDK; these names are kept importable from here
-from d4g_edge.cli.args import (  # noqa: F401
-    SizeError,
-    add_fields,
-    config_from_args,
-    dataclass_parser,
-    flag,
-    parse_size,
-)
+from d4g_edge.cli.args import add_fields, config_from_args, dataclass_parser, flag
 from train.presets import HParams, Preset, get_preset
 
 _HP_HELP = {

@@ -20,8 +20,8 @@ import functools
 import time
 from pathlib import Path
 
+from d4g_edge.cli.args import parse_size
 from d4g_edge.log import logger
-from train.loop.cli import parse_size
 
 from ._config import LAYOUTS, VIGOR_LAYOUTS, SynthConfig
 from ._output import OutputDirError, prepare_output, read_info, write_info

@@ -1,7 +1,7 @@
 """``python -m train.synth``: write a synthetic dataset in an official layout.
 
 The flags are generated from :class:`train.synth.SynthConfig` by the builder every step
-uses (:func:`train.loop.cli.dataclass_parser`), so the command line and the function cannot
+uses (:func:`d4g_edge.cli.args.dataclass_parser`), so the command line and the function cannot
 drift apart.
 
 Usage::
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import sys
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.log import logger, setup_logging
-from train.loop.cli import config_from_args, dataclass_parser
 
 from . import OutputDirError, SynthConfig, synthesize
 
