@@ -54,4 +54,7 @@ def test_report_names_the_search_and_what_recall_is_against(
     else:
         assert report["recall_against"] == against and f"vs {against}" in text
         assert 0.0 <= report["search_recall_at_1"] <= 1.0
+    # the old key names an HNSW recall: only where an HNSW graph was searched
+    hnsw = search.startswith("hnsw")
+    assert report["hnsw_recall_at_1"] == (report["search_recall_at_1"] if hnsw else None)
     assert report["rss_mb"] is None or report["rss_mb"] > 0
