@@ -6,7 +6,8 @@ log); every relative markdown link and image resolves to a file of the repositor
 the repository); every ``python -m MODULE`` of the repository's packages and every
 backticked repository path names a file that exists (files move; docs must follow); the
 README's test command is the one ``.ci/run`` runs; the README's layout map names every
-top-level folder git tracks.
+top-level folder git tracks; docs/export.md shows the export format table as
+``python -m export.formats`` prints it.
 """
 
 from __future__ import annotations
@@ -148,6 +149,15 @@ def test_readme_test_command_is_what_ci_runs():
     command = next(line for line in ci.splitlines() if "pytest" in line and "venv" in line)
     assert command.strip() in README.read_text(encoding="utf-8"), (
         f".ci/run runs {command.strip()!r}; the README's test command must be the same"
+    )
+
+
+def test_export_doc_shows_the_format_table():
+    # docs/export.md reads the one format table (export/formats.py), never a copy that drifts
+    from export.formats import markdown
+
+    assert markdown() in (ROOT / "docs" / "export.md").read_text(encoding="utf-8"), (
+        "docs/export.md's format table differs from `python -m export.formats`: paste its output"
     )
 
 
