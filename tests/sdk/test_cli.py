@@ -37,7 +37,10 @@ def test_localize_json_with_truth_sidecar(paired, query, capsys):
     )
     out = json.loads(capsys.readouterr().out)
     assert out["candidates"][0]["tile_id"] == tile.tile_id and len(out["candidates"]) == 3
-    assert out["error_m"] == pytest.approx(0.0, abs=1e-6) and out["heading_deg"] == 0.0
+    assert out["error_m"] == pytest.approx(0.0, abs=1e-6)
+    # the panorama faces north; the searched heading is refined between the rolls (issue 23's
+    # parabolic sub-step), so it lands near 0, not on it
+    assert min(out["heading_deg"], 360.0 - out["heading_deg"]) < 5.0
 
 
 def test_localize_table_prior_and_plot(paired, query, capsys, tmp_path):
