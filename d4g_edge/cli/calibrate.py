@@ -52,4 +52,15 @@ def run(args: argparse.Namespace) -> int:
             f"{report['coverage_cv']:.1%} by 5-fold cross-validation; "
             f"{report['ok_rate_of_right_cv']:.1%} of answers within 25 m are 'ok'"
         )
+        photos, ok = report.get("coverage_cv_photo"), report.get("ok_rate_of_right_cv_photo")
+        print(
+            f"photos ({report['rows_photo']} rows): groups {report['photo_groups']}"
+            + (f"; the radius holds the truth for {photos:.1%} (cross-validated)" if photos else "")
+            + (f"; {ok:.1%} of photos within 25 m are 'ok'" if ok is not None else "")
+        )
+        if report.get("heading_coverage_cv") is not None:
+            print(
+                "heading: 1.96 heading_sigma_deg holds the true heading of "
+                f"{report['heading_coverage_cv']:.1%} of right answers by cross-validation"
+            )
     return 0

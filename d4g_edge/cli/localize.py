@@ -4,12 +4,14 @@ One line per image (or one strict JSON line with ``--json``), with the error in 
 the truth is known: ``--truth LAT,LON`` for one image, else an ``IMAGE.json`` sidecar
 ``{"lat": .., "lon": ..}`` (a broken one is skipped with a warning). ``IMAGE.json``'s
 ``heading_deg`` (the device's compass, as in ``follow``'s sidecars) is used when ``--heading``
-is not given. Every image path is checked before the bundle is loaded.
+is not given, and its ``fov_deg`` (a phone photo's horizontal field of view) when ``--fov`` is
+not; without either, a ground bundle reads the photo's EXIF (:mod:`d4g_edge.ground_query`),
+else the image is a panorama. Every image path is checked before the bundle is loaded.
 
 Usage::
 
     d4g-edge localize IMAGE [IMAGE ...] [--bundle DIR] [--top-k K] [--prior LAT,LON,RADIUS_M]
-                      [--heading DEG] [--json] [--plot FILE.png]
+                      [--heading DEG] [--fov DEG] [--json] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import math
 from pathlib import Path
 
-from d4g_edge.cli.args import checked, flight, heading_deg, lat_lon, positive_int, prior
+from d4g_edge.cli.args import checked, flight, heading_deg, lat_lon, number, positive_int, prior
 from d4g_edge.cli.output import dumps, printable
 from d4g_edge.errors import D4GEdgeError, ImageError
 from d4g_edge.log import logger
@@ -62,6 +64,14 @@ def add_parser(sub, bundle_help: str) -> None:
         "sidecars), else searched",
     )
     loc.add_argument(
+        "--fov",
+        type=number(float, 0, 360, lo_open=True),
+        default=None,
+        help="horizontal field of view (deg) of a phone photo for a ground bundle (360: a "
+        "panorama), of the camera for a drone bundle; default: IMAGE.json's fov_deg, else the "
+        "photo's EXIF 35 mm-equivalent focal length (ground), else a panorama",
+    )
+    loc.add_argument(
         "--altitude",
         type=flight("altitude_m"),
         default=None,
@@ -97,13 +107,14 @@ def add_parser(sub, bundle_help: str) -> None:
     loc.set_defaults(handler=run)
 
 
-def _sidecar_heading(image: Path) -> float | None:
-    """``IMAGE.json``'s finite ``heading_deg`` (the device's compass, as in follow's sidecars),
-    else None; a broken sidecar is reported by :func:`_truth`."""
+def _sidecar_heading(image: Path, key: str = "heading_deg") -> float | None:
+    """``IMAGE.json``'s finite ``heading_deg`` (the device's compass, as in follow's sidecars;
+    ``key="fov_deg"``: the camera's field of view, range-checked by the localizer), else None;
+    a broken sidecar is reported by :func:`_truth`."""
     sidecar = image.with_name(image.name + ".json")
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else None
-        value = data.get("heading_deg") if isinstance(data, dict) else None
+        value = data.get(key) if isinstance(data, dict) else None
         heading = float(value) if isinstance(value, int | float) and value is not True else None
     except (OSError, ValueError, TypeError, RecursionError):
         return None
@@ -148,8 +159,9 @@ def _table_row(image: Path, fix, err: float | None) -> str:
     status = getattr(fix, "status", None)
     return (
         f"{printable(image)}: lat {_fmt(fix.lat, '.6f')} lon {_fmt(fix.lon, '.6f')}  score "
-        f"{_fmt(fix.score, '.3f')}  heading {_fmt(fix.heading_deg, '.0f')}°  "
-        f"±{_fmt(fix.uncertainty_m, '.0f')} m"
+        f"{_fmt(fix.score, '.3f')}  heading {_fmt(fix.heading_deg, '.0f')}°"
+        + (f" ±{sigma:.0f}°" if (sigma := getattr(fix, "heading_sigma_deg", None)) else "")
+        + f"  ±{_fmt(fix.uncertainty_m, '.0f')} m"
         + (f"  {status}" if status else "")
         + (f"  error {err:.1f} m" if err is not None else "")
     )
@@ -173,6 +185,7 @@ def _check_images(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from d4g_edge.geo import haversine_m
+    from d4g_edge.ground_query import exif_fov
     from d4g_edge.image import load_rgb
     from d4g_edge.localizer import Localizer
 
@@ -181,11 +194,15 @@ def run(args: argparse.Namespace) -> int:
     for i, image in enumerate(args.images):
         rgb = load_rgb(image)
         flight_values = {"altitude_m": args.altitude, "pitch_deg": args.pitch}
+        fov = args.fov if args.fov is not None else _sidecar_heading(image, "fov_deg")
+        if fov is None and loc.view != "drone":  # rgb no longer carries the file's EXIF
+            fov = exif_fov(image, rgb.shape)
         fix = loc.localize(
             rgb,
             top_k=args.top_k,
             prior=args.prior,
             heading=args.heading if args.heading is not None else _sidecar_heading(image),
+            fov_deg=fov,
             **{k: v for k, v in flight_values.items() if v is not None},
         )
         truth = _truth(args, image)

@@ -302,3 +302,91 @@ def test_calibration_frames_give_panorama_and_photo_rows_with_their_heading_erro
     # (half a step of the search)
     assert rows.error_m[1] == 0.0
     assert rows.heading_error_deg[1] <= 180.0 / loc.headings
+
+
+# ---- benchmarks.bench_photo --swap-query ---------------------------------------------------
+
+
+@needs_default
+def test_swap_query_copies_the_default_with_another_query_model(tmp_path):
+    """The copy verifies like any bundle (checksums, pairing), holds the new model's bytes
+    and no calibration (fitted for the old model)."""
+    from benchmarks.bench_photo import swap_query
+    from d4g_edge.bundle import Bundle
+    from d4g_edge.fileio import sha256_file
+
+    model = tmp_path / "other.onnx"
+    model.write_bytes(Bundle.load(DEFAULT_BUNDLE).query_path.read_bytes())
+    out = swap_query(DEFAULT_BUNDLE, model, tmp_path / "copy")
+    copy = Bundle.load(out)
+    assert sha256_file(copy.query_path) == sha256_file(model)
+    assert "calibration" not in copy.manifest
+    assert Localizer(out, threads=1).calibration is None
+    with pytest.raises(D4GEdgeError, match="exists"):
+        swap_query(DEFAULT_BUNDLE, model, out)
+
+
+# ---- the command line: d4g-edge localize --fov, follow's sidecars ---------------------------
+
+
+@needs_default
+def test_localize_cli_takes_the_fov_from_the_flag_then_the_sidecar(sample, tmp_path):
+    from tests.robustness.sdk_case import cli
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_cut(sample[0], WIDE_FOV, 100.0)).save(photo)
+    argv = ["localize", str(photo), "--heading", "100", "--json"]
+    assert json.loads(cli(argv, 60).stdout)["fov_deg"] == 360.0  # no sidecar, no EXIF
+    rec = json.loads(cli([*argv, "--fov", str(WIDE_FOV)], 60).stdout)
+    assert rec["fov_deg"] == WIDE_FOV
+    (tmp_path / "photo.png.json").write_text(json.dumps({"fov_deg": WIDE_FOV}))
+    rec = json.loads(cli(argv, 60).stdout)
+    assert rec["fov_deg"] == WIDE_FOV and rec["heading_deg"] == 100.0
+    assert json.loads(cli([*argv, "--fov", "360"], 60).stdout)["fov_deg"] == 360.0
+    for bad in ("0", "400", "nan", "wide"):
+        out = cli([*argv, "--fov", bad], 60)
+        assert out.kind == "typed", (bad, out.detail)
+
+
+def test_follow_sidecars_read_a_field_of_view(tmp_path):
+    from d4g_edge.cli.follow.errors import SidecarError
+    from d4g_edge.cli.follow.sidecars import read_sidecar
+
+    image = tmp_path / "f.jpg"
+    (tmp_path / "f.jpg.json").write_text('{"fov_deg": 68.5, "heading_deg": 10}')
+    assert read_sidecar(image).fov_deg == 68.5
+    for bad in ("0", "361", '"wide"', "NaN"):
+        (tmp_path / "f.jpg.json").write_text('{"fov_deg": ' + bad + ', "heading_deg": 10}')
+        meta = read_sidecar(image)
+        assert meta.fov_deg is None and meta.heading_deg == 10.0
+        assert len(meta.problems) == 1 and isinstance(meta.problems[0], SidecarError)
+
+
+@needs_default
+def test_follow_hands_a_phone_frames_fov_to_observe(sample, tmp_path, monkeypatch):
+    """The sidecar's fov_deg, else the frame's EXIF, reaches Localizer.observe (recorded by a
+    wrapper around the real method) for a ground bundle."""
+    from tests.robustness.sdk_case import cli
+
+    seen = []
+    real = Localizer.observe
+
+    def observe(self, image, **kw):
+        seen.append(kw.get("fov_deg"))
+        return real(self, image, **kw)
+
+    monkeypatch.setattr(Localizer, "observe", observe)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    photo = _cut(sample[0], 70.0, 100.0, size=(240, 320))
+    Image.fromarray(photo).save(frames / "f000.png")
+    (frames / "f000.png.json").write_text(json.dumps({"fov_deg": 70.0}))
+    _exif_jpeg(frames / "f001.jpg", photo, 26.0)
+    Image.fromarray(sample[0]).save(frames / "f002.png")  # a panorama: no field of view
+    argv = ["follow", str(frames), "--json", "--interval", "0.05", "--settle", "0.1"]
+    out = cli([*argv, "--idle-timeout", "1", "--max-frames", "3"], 120)
+    assert out.kind == "ok", out.detail
+    frame_w = 43.27 * 320 / math.hypot(320, 240)  # CIPA's 35 mm equivalent, as above
+    assert seen[0] == 70.0
+    assert seen[1] == pytest.approx(math.degrees(2 * math.atan(frame_w / 2 / 26.0)))
+    assert seen[2] is None

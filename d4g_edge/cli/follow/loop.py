@@ -28,6 +28,7 @@ from d4g_edge.cli.follow.sidecars import FrameMeta, read_sidecar
 from d4g_edge.cli.output import dumps
 from d4g_edge.cli.output import printable as show
 from d4g_edge.errors import ImageError, SearchError
+from d4g_edge.ground_query import exif_fov
 from d4g_edge.log import logger
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells
@@ -155,8 +156,11 @@ def _step(args, loc, tracker, pub, path, rgb, top_k, counts) -> dict | None:
     altitude = meta.altitude_m if meta.altitude_m is not None else args.altitude
     pitch = meta.pitch_deg if meta.pitch_deg is not None else args.pitch
     flight = {"altitude_m": altitude} if loc.view == "drone" else {}
+    fov = meta.fov_deg  # a phone frame's field of view: the sidecar's, else its EXIF's
     try:
-        obs = loc.observe(rgb, top_k=top_k, heading=known, **flight)
+        if fov is None and path is not None and loc.view != "drone":
+            fov = exif_fov(path, rgb.shape)
+        obs = loc.observe(rgb, top_k=top_k, heading=known, fov_deg=fov, **flight)
     except (ImageError, SearchError) as err:  # one bad frame must not stop the loop
         counts["skipped"] += 1
         logger.warning("skipping frame %s: %s", name, show(err))
@@ -176,7 +180,8 @@ def _step(args, loc, tracker, pub, path, rgb, top_k, counts) -> dict | None:
         return None
     usable = bool(fix.locked)  # a position source says "no fix" until frames agree
     if pub is not None:
-        sigma = None if known is not None else getattr(fix, "heading_sigma_deg", None)
+        # the frame's calibrated heading error (the track carries no heading of its own)
+        sigma = None if known is not None else obs.fix.heading_sigma_deg
         pub.send(
             fix.lat,
             fix.lon,

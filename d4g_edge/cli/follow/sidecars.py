@@ -3,8 +3,10 @@
 A sidecar (written *before* its image) may hold ``odometry`` (``[metres >= 0, heading_deg]``
 moved since the previous frame), ``heading_deg`` (where the frame's top / the panorama's
 centre points), ``altitude_m`` above ground and ``pitch_deg`` from nadir (drone bundles,
-:mod:`d4g_edge.drone`). A bad field (wrong type, NaN, inf, out of range) is dropped and
-reported; a bad file (not JSON, not an object, a directory, over 64 KiB) is refused whole.
+:mod:`d4g_edge.drone`) and ``fov_deg``, the camera's horizontal field of view (a phone photo
+for a ground bundle, :mod:`d4g_edge.ground_query`). A bad field (wrong type, NaN, inf, out of
+range) is dropped and reported; a bad file (not JSON, not an object, a directory, over
+64 KiB) is refused whole.
 
 Usage::
 
@@ -37,6 +39,7 @@ class FrameMeta:
     heading_deg: float | None = None
     altitude_m: float | None = None
     pitch_deg: float | None = None
+    fov_deg: float | None = None
     problems: tuple[SidecarError, ...] = ()
 
 
@@ -78,11 +81,22 @@ def flight_value(value, key: str) -> float:
     return x
 
 
+def fov_value(value) -> float:
+    """``fov_deg``: (0, 360] degrees, as :func:`d4g_edge.ground_query.check_fov` checks."""
+    from d4g_edge.ground_query import check_fov
+
+    try:
+        return check_fov(_finite(value, "fov_deg"))
+    except SearchError as err:
+        raise SidecarError(str(err)) from None
+
+
 _FIELDS = {
     "odometry": _odometry,
     "heading_deg": lambda v: _finite(v, "heading_deg") % 360.0,
     "altitude_m": lambda v: flight_value(v, "altitude_m"),
     "pitch_deg": lambda v: flight_value(v, "pitch_deg"),
+    "fov_deg": fov_value,
 }
 
 
