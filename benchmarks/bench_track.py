@@ -166,7 +166,7 @@ def town_bundle(args) -> tuple[Path, WorldTileSource]:
     return bundle, src
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("Usage")[0])
     p.add_argument("--ground", type=Path, required=True)
     p.add_argument("--satellite", type=Path, required=True)
@@ -196,12 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pano-size", default="128x512", help="rendered panorama HxW")
     p.add_argument("--vfov", type=float, default=180.0)
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)  # fmt: skip
-    setup_logging()
-    bundle, src = town_bundle(args)
-    loc = Localizer(bundle, threads=1)
-    tracker = Tracker.from_bundle(loc.bundle)
-    size = tuple(int(v) for v in args.pano_size.split("x"))
+    return p.parse_args(argv)  # fmt: skip
+
+
+def render_drives(args, src, size) -> list[tuple]:
+    """Each drive's frames, true positions and odometry (drive ``d`` on stream [seed, d])."""
     georef = src.world.georef
     drives = []
     for d in range(args.drives):
@@ -211,32 +210,35 @@ def main(argv: list[str] | None = None) -> int:
         truths = [tuple(float(v) for v in georef.metres_to_latlon(*pos)) for pos in path]
         drives.append((frames, truths, odometry(path, rng, args.odometry_noise)))
         logger.info("drive %d rendered", d)
-    results = [run_stream(loc, tracker, *dr, heading=0.0) for dr in drives]
-    if args.fit_drives:
-        fit = [r for rs in results[: args.fit_drives] for r in rs if r["locked"]]
-        excess = np.array([max(0.0, r["error_m"] - r["raw_radius_m"]) for r in fit])
-        tracker.margin_m = conformal_quantile(excess, tracker.coverage)
-        logger.info("track margin %.1f m from %d locked frames", tracker.margin_m, len(fit))
-        if args.write_calibration:
-            from dataclasses import replace
+    return drives
 
-            from d4g_edge.bundle import Bundle
 
-            cal = Calibration.from_bundle(Bundle.load(args.calibration))
-            track = {
-                **cal.track,
-                "margin_m": tracker.margin_m,
-                "fit_frames": len(fit),
-                "fit": f"bench_track seed {args.seed}, drives 0..{args.fit_drives - 1}",
-            }
-            write_calibration(args.calibration, replace(cal, track=track))
-            write_calibration(bundle, replace(cal, track=track))
-        results = results[: args.fit_drives] + [
-            run_stream(loc, tracker, *dr, heading=0.0) for dr in drives[args.fit_drives :]
-        ]
-    report_drives = results[args.fit_drives :]
-    flat = [r for rs in report_drives for r in rs]
-    # streams that must never lock
+def fit_margin(args, tracker, bundle: Path, fit_results: list[list[dict]]) -> None:
+    """The track margin from the fit drives' locked frames (the split-conformal quantile of
+    error minus the filter's radius), set on ``tracker`` and, with ``--write-calibration``,
+    stored in ``--calibration``'s fit and the town's bundle."""
+    fit = [r for rs in fit_results for r in rs if r["locked"]]
+    excess = np.array([max(0.0, r["error_m"] - r["raw_radius_m"]) for r in fit])
+    tracker.margin_m = conformal_quantile(excess, tracker.coverage)
+    logger.info("track margin %.1f m from %d locked frames", tracker.margin_m, len(fit))
+    if args.write_calibration:
+        from dataclasses import replace
+
+        from d4g_edge.bundle import Bundle
+
+        cal = Calibration.from_bundle(Bundle.load(args.calibration))
+        track = {
+            **cal.track,
+            "margin_m": tracker.margin_m,
+            "fit_frames": len(fit),
+            "fit": f"bench_track seed {args.seed}, drives 0..{args.fit_drives - 1}",
+        }
+        write_calibration(args.calibration, replace(cal, track=track))
+        write_calibration(bundle, replace(cal, track=track))
+
+
+def never_lock(args, loc, tracker, size) -> dict:
+    """Streams that must never lock (black, noise, a drive 1,000 km away): locked frames."""
     rng = np.random.default_rng([args.seed, 99])
     n = args.negative_frames
     far = WorldTileSource(args.seed + 1, "downtown", args.size_m, args.tile_size_m,
@@ -252,13 +254,33 @@ def main(argv: list[str] | None = None) -> int:
         odo = odometry(far_path, rng, args.odometry_noise)[:n]
         recs = run_stream(loc, tracker, frames, [None] * n, odo, heading=None)
         neg[name] = {"frames": n, "locked_frames": int(sum(r["locked"] for r in recs))}
+    return neg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    bundle, src = town_bundle(args)
+    loc = Localizer(bundle, threads=1)
+    tracker = Tracker.from_bundle(loc.bundle)
+    size = tuple(int(v) for v in args.pano_size.split("x"))
+    drives = render_drives(args, src, size)
+    results = [run_stream(loc, tracker, *dr, heading=0.0) for dr in drives]
+    if args.fit_drives:
+        fit_margin(args, tracker, bundle, results[: args.fit_drives])
+        # the reported drives run again, under the fitted margin
+        results = results[: args.fit_drives] + [
+            run_stream(loc, tracker, *dr, heading=0.0) for dr in drives[args.fit_drives :]
+        ]
+    report_drives = results[args.fit_drives :]
+    flat = [r for rs in report_drives for r in rs]
     report = {
         "town": src.describe(),
         "track_margin_m": tracker.margin_m,
         "drives": [drive_summary(rs) for rs in report_drives],
         "all_report_drives": drive_summary(flat),
         "horiz_accuracy_vs_error": accuracy_table(flat),
-        "never_lock": neg,
+        "never_lock": never_lock(args, loc, tracker, size),
     }
     print(json.dumps(report, indent=2))
     if args.json:
