@@ -98,15 +98,9 @@ class Bundle:
     # every bundled query model: its file (relative to root) -> the config the manifest records
     query_configs: Mapping[str, EncoderConfig] = field(default_factory=dict)
 
-    @property
-    def ground_path(self) -> Path | None:
-        """Old name of :attr:`query_path` (the query model is not always a ground model)."""
-        return self.query_path
-
-    @property
-    def ground_config(self) -> EncoderConfig | None:
-        """Old name of :attr:`query_config`."""
-        return self.query_config
+    # their names before drone bundles, when the query model was always a ground model
+    ground_path = property(lambda self: self.query_path, doc="Old name of :attr:`query_path`.")
+    ground_config = property(lambda self: self.query_config, doc="Old name of query_config.")
 
     @property
     def embed_dim(self) -> int:
@@ -328,29 +322,8 @@ def write_bundle(
         else:
             EmbeddingIndex.build(vectors, params, threads).save(tmp / INDEX_FILE)
         tiles.save(tmp / TILES_FILE)
-        models = {"satellite": dict(satellite)}
+        models = {"satellite": dict(satellite), **_copy_query_models(tmp, queries)}
         views = sorted({enc.config.view for enc in queries})
-        if len(views) > 1:
-            raise BundleError(
-                f"query models of different views {views} in one bundle: a drone student and a "
-                "ground student have different teachers, so each needs its own index"
-            )
-        for k, enc in enumerate(queries):
-            suffix = enc.path.suffix.lower()
-            if suffix not in QUERY_SUFFIXES:
-                raise BundleError(f"{enc.path}: a query model is .onnx or .pte, got {suffix!r}")
-            name = f"{enc.config.view}{suffix}"  # ground.onnx, drone.pte, ...
-            if (tmp / name).exists():
-                raise BundleError(f"two query models of one format ({name}); pass one of each")
-            shutil.copyfile(enc.path, tmp / name)
-            if enc.path.suffix.lower() == ".pte":
-                sidecar = enc.path.with_name(enc.path.name + ".json")
-                shutil.copyfile(sidecar, tmp / (name + ".json"))
-            entry = model_entry(enc.path, enc.config, enc.sha256, name)
-            if k == 0:
-                models[QUERY_KEYS[0]] = entry
-            else:
-                models.setdefault(QUERY_KEYS[1], []).append(entry)
         g = queries[0].config if queries else None
         manifest = {
             "schema": BUNDLE_SCHEMA,
@@ -375,6 +348,31 @@ def write_bundle(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _copy_query_models(tmp: Path, queries: list) -> dict[str, Any]:
+    """Copy the query models into the bundle folder ``tmp``, named after their view (ground.onnx,
+    drone.pte + its config sidecar); their ``models`` entries: the first is ``query``."""
+    views = sorted({enc.config.view for enc in queries})
+    if len(views) > 1:
+        raise BundleError(
+            f"query models of different views {views} in one bundle: a drone student and a "
+            "ground student have different teachers, so each needs its own index"
+        )
+    entries = []
+    for enc in queries:
+        suffix = enc.path.suffix.lower()
+        if suffix not in QUERY_SUFFIXES:
+            raise BundleError(f"{enc.path}: a query model is .onnx or .pte, got {suffix!r}")
+        name = f"{enc.config.view}{suffix}"
+        if (tmp / name).exists():
+            raise BundleError(f"two query models of one format ({name}); pass one of each")
+        shutil.copyfile(enc.path, tmp / name)
+        if suffix == ".pte":
+            shutil.copyfile(enc.path.with_name(enc.path.name + ".json"), tmp / (name + ".json"))
+        entries.append(model_entry(enc.path, enc.config, enc.sha256, name))
+    first, extra = QUERY_KEYS
+    return ({first: entries[0]} if entries else {}) | ({extra: entries[1:]} if entries[1:] else {})
 
 
 def _preprocessing(cfg: EncoderConfig) -> dict[str, Any]:
