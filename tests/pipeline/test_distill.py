@@ -230,16 +230,16 @@ def test_centring_removes_the_shared_direction_and_matches_in_numpy_and_torch():
 
 
 def test_evaluate_centres_the_teacher_side_for_a_centred_student():
-    from train.evaluate import _align_spaces
+    from train.evaluation.encoders import align_spaces
 
     q, r = np.eye(2, dtype=np.float32), np.array([[1, 1], [1, -1]], np.float32)
     centres = {"ground": [0, 0], "satellite": [1, 0]}
     student = {"encoder": {"kind": "student"}, "teacher_centres": centres}
     teacher = {"encoder": {"kind": "teacher"}}
-    q2, r2 = _align_spaces(q, r, student, teacher)
+    q2, r2 = align_spaces(q, r, student, teacher)
     assert (q2 == q).all()
     np.testing.assert_allclose(r2, [[0, 1], [0, -1]])
-    q3, r3 = _align_spaces(q, r, teacher, teacher)
+    q3, r3 = align_spaces(q, r, teacher, teacher)
     assert (q3 == q).all() and (r3 == r).all()
 
 
