@@ -48,16 +48,12 @@ def _breaks(rng, lo: float, hi: float, span: float) -> np.ndarray:
     return np.asarray(out)
 
 
-def generate_landcover(
-    rng: np.random.Generator, style: TownStyle, n: int, res_m: float
-) -> LandCover:
-    size = n * res_m
-    east, north = _coords(n, res_m)
-    px = 1.0 / res_m
-    # water and the shore ramp (land rises away from water, water is flat at 0 m)
+def _water(rng, style: TownStyle, east, north, n: int, size: float, px: float):
+    """(land, shore, ramp): where the land is, metres from the water's edge (approx.), and the
+    shore ramp (land rises away from water, water is flat at 0 m)."""
     land = np.ones((n, n), dtype=bool)
     ramp = np.ones((n, n), dtype=np.float32)
-    shore = np.full((n, n), np.inf, dtype=np.float32)  # metres from the water's edge (approx.)
+    shore = np.full((n, n), np.inf, dtype=np.float32)
     if style.water == "coast":
         a = rng.uniform(0, 2 * np.pi)
         nx, ny = np.cos(a), np.sin(a)
@@ -73,11 +69,13 @@ def generate_landcover(
         land = f > thr
         shore = np.abs(f - thr) * 300.0
         ramp = np.clip((f - thr) / 0.25, 0.0, 1.0)
-    relief = fbm(rng, (n, n), 300 * px, 4)
-    terrain = (0.4 + style.relief_m * (relief + 1.0) / 2.0 * ramp).astype(np.float32)
-    terrain[~land] = 0.0
+    return land, shore, ramp
 
-    # fields: irregular rectangles at a random angle, boundaries warped
+
+def _fields(rng, style: TownStyle, east, north, n: int, size: float, px: float):
+    """(cell, n_cells, urban, mat): each pixel's field, the field count, how built-up each
+    pixel is and its material. Fields are irregular rectangles at a random angle, boundaries
+    warped; each gets a cover type by the style's fractions."""
     phi = rng.uniform(0, np.pi)
     warp = 8.0 * fbm(rng, (n, n), 60 * px, 2)
     fu = (east * np.cos(phi) + north * np.sin(phi)) + warp
@@ -99,9 +97,12 @@ def generate_landcover(
     ctype[r < p_forest + p_crop + p_paved] = PAVED
     ctype[r < p_forest + p_crop] = CROP
     ctype[r < p_forest] = FOREST
-    mat = ctype[cell]
+    return cell, n_cells, urban, ctype[cell]
 
-    # colours
+
+def _colours(rng, east, north, cell, n_cells: int, mat, n: int, px: float):
+    """(rgb, fine): summer colours per material (crop fields with rows) and the fine noise
+    that also shades the sand and the water."""
     fine = fbm(rng, (n, n), 6 * px, 3)
     grain = rng.normal(0.0, 1.0, size=(n, n)).astype(np.float32)
     # mostly a brightness change per field, with a little hue so neighbours differ
@@ -127,6 +128,22 @@ def generate_landcover(
         rows = np.sin(2 * np.pi * (e * np.cos(theta) + nn * np.sin(theta)) / period)
         rgb[sel] = colour * (1.0 + amp * rows)[:, None]
     rgb *= (1.0 + 0.12 * fine + 0.04 * grain)[..., None]
+    return rgb, fine
+
+
+def generate_landcover(
+    rng: np.random.Generator, style: TownStyle, n: int, res_m: float
+) -> LandCover:
+    size = n * res_m
+    east, north = _coords(n, res_m)
+    px = 1.0 / res_m
+    # the draws from rng keep their order: water, relief, fields, colours
+    land, shore, ramp = _water(rng, style, east, north, n, size, px)
+    relief = fbm(rng, (n, n), 300 * px, 4)
+    terrain = (0.4 + style.relief_m * (relief + 1.0) / 2.0 * ramp).astype(np.float32)
+    terrain[~land] = 0.0
+    cell, n_cells, urban, mat = _fields(rng, style, east, north, n, size, px)
+    rgb, fine = _colours(rng, east, north, cell, n_cells, mat, n, px)
 
     beach = land & (shore < (35.0 if style.water == "coast" else 5.0))
     mat[beach] = SAND
