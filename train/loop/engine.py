@@ -118,35 +118,117 @@ def _param_groups(models: dict[str, nn.Module], weight_decay: float) -> list[dic
     ]
 
 
+@dataclass
+class _Optim:
+    """The optimizer side of a run: AdamW over the models' parameter groups, its warm-up +
+    cosine schedule, the autocast dtype (None: fp32) and the fp16 gradient scaler."""
+
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None
+    grad_clip: float
+
+    @classmethod
+    def create(
+        cls, models: dict[str, nn.Module], hp: HParams, steps: int, device: torch.device
+    ) -> _Optim:
+        opt = torch.optim.AdamW(_param_groups(models, hp.weight_decay), lr=hp.lr)
+        total, warm = hp.epochs * steps, max(1, round(hp.warmup_epochs * steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm))
+        dtype = amp_dtype(hp.amp, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+        return cls(opt, sched, scaler, dtype, hp.grad_clip)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Backward, unscale, clip, optimizer and scheduler step."""
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in self.opt.param_groups for p in g["params"]], self.grad_clip
+        )
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+
+    def lr(self) -> float:
+        return self.sched.get_last_lr()[0]
+
+
+def _wrap(models: dict[str, nn.Module], info: DistInfo) -> dict[str, nn.Module]:
+    """Each model in DistributedDataParallel under torchrun, as it is otherwise."""
+    if not info.enabled:
+        return dict(models)
+    ids = None if info.device.type == "cpu" else [info.device.index]
+    return {k: nn.parallel.DistributedDataParallel(m, device_ids=ids) for k, m in models.items()}
+
+
+def _train_epoch(
+    task: Task,
+    wrapped: dict[str, nn.Module],
+    optim: _Optim,
+    hp: HParams,
+    epoch: int,
+    steps: int,
+    info: DistInfo,
+) -> dict:
+    """One pass over the task's training batches; the epoch's record (mean loss and logs)."""
+    task.on_epoch_start(epoch, wrapped)
+    for m in wrapped.values():
+        m.train()
+    t0, n, loss_sum, extra = time.time(), 0, 0.0, {}
+    bar = tqdm(
+        task.train_batches(epoch),
+        total=steps,
+        desc=f"epoch {epoch}/{hp.epochs}",
+        disable=not info.is_main,
+        leave=False,
+    )
+    dtype = optim.dtype
+    for batch in bar:
+        with torch.autocast(
+            info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
+            loss, logs = task.training_step(batch, wrapped)
+        optim.step(loss)
+        n, loss_sum = n + 1, loss_sum + float(loss.detach())
+        for k, v in logs.items():
+            extra[k] = extra.get(k, 0.0) + v
+        bar.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{optim.lr():.2e}")
+    if n == 0:
+        raise RuntimeError(
+            f"epoch {epoch} had no training batches: the training split is smaller than "
+            f"one batch ({hp.batch_size}); lower --batch-size"
+        )
+    record = {
+        "epoch": epoch,
+        "loss": loss_sum / n,
+        "lr": optim.lr(),
+        "train_s": round(time.time() - t0, 2),
+    }
+    record.update({k: v / n for k, v in extra.items()})
+    return record
+
+
 def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
     """Train ``task`` for ``cfg.hp.epochs``; returns the best evaluation record."""
     hp, run_dir = cfg.hp, Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(hp.seed + info.rank)
     models = {k: m.to(info.device) for k, m in task.modules().items()}
-    wrapped = {
-        k: nn.parallel.DistributedDataParallel(
-            m, device_ids=None if info.device.type == "cpu" else [info.device.index]
-        )
-        if info.enabled
-        else m
-        for k, m in models.items()
-    }
-    opt = torch.optim.AdamW(_param_groups(models, hp.weight_decay), lr=hp.lr)
+    wrapped = _wrap(models, info)
     steps = task.steps_per_epoch()
-    total, warm = hp.epochs * steps, max(1, round(hp.warmup_epochs * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm))
-    dtype = amp_dtype(hp.amp, info.device)
-    scaler = torch.amp.GradScaler(info.device.type, enabled=dtype is torch.float16)
+    optim = _Optim.create(models, hp, steps, info.device)
     log = RunLog(run_dir) if info.is_main else None
 
     start, best = 1, {"epoch": 0, task.monitor: -math.inf}
     state_path = run_dir / STATE_FILE
     # everything with a state_dict() that a resumed run must restore
     stateful = {
-        "optimizer": opt,
-        "scheduler": sched,
-        "scaler": scaler,
+        "optimizer": optim.opt,
+        "scheduler": optim.sched,
+        "scaler": optim.scaler,
         "task": task,
         **{f"model_{k}": m for k, m in models.items()},
     }
@@ -160,47 +242,7 @@ def fit(task: Task, cfg: LoopConfig, info: DistInfo) -> dict:
             log.truncate_after(start - 1)
 
     for epoch in range(start, hp.epochs + 1):
-        task.on_epoch_start(epoch, wrapped)
-        for m in wrapped.values():
-            m.train()
-        t0, n, loss_sum, extra = time.time(), 0, 0.0, {}
-        bar = tqdm(
-            task.train_batches(epoch),
-            total=steps,
-            desc=f"epoch {epoch}/{hp.epochs}",
-            disable=not info.is_main,
-            leave=False,
-        )
-        for batch in bar:
-            with torch.autocast(
-                info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
-                loss, logs = task.training_step(batch, wrapped)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in opt.param_groups for p in g["params"]], hp.grad_clip
-            )
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            n, loss_sum = n + 1, loss_sum + float(loss.detach())
-            for k, v in logs.items():
-                extra[k] = extra.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-        if n == 0:
-            raise RuntimeError(
-                f"epoch {epoch} had no training batches: the training split is smaller than "
-                f"one batch ({hp.batch_size}); lower --batch-size"
-            )
-        record = {
-            "epoch": epoch,
-            "loss": loss_sum / n,
-            "lr": sched.get_last_lr()[0],
-            "train_s": round(time.time() - t0, 2),
-        }
-        record.update({k: v / n for k, v in extra.items()})
+        record = _train_epoch(task, wrapped, optim, hp, epoch, steps, info)
         if epoch % hp.eval_every == 0 or epoch == hp.epochs:
             for m in wrapped.values():
                 m.eval()
