@@ -28,9 +28,11 @@ receiver reports ``hAcc`` and says "no fix":
 
 Groups: :data:`GROUPS` for panoramas (heading given, searched, under a prior) and
 :data:`PHOTO_GROUPS`, the same three for photos (``fov_deg`` < 360). A calibration without
-photo groups (fitted before them, or on too few frames) judges a photo by the panorama group
-of its kind (``p_within_25m``, radius) and never calls it ``ok`` or ``not_in_map`` by
-``p_in_map`` (both fitted on panoramas): ``uncertain``, with a reason to refit.
+photo groups (fitted before them, or on too few frames) judges every photo by the
+``heading_unknown`` group (``p_within_25m`` and radius, capped by a prior's disc): the widest
+promise a panorama gets, since a photo's error is not smaller, and never calls it ``ok`` or
+``not_in_map`` by ``p_in_map`` (both fitted on panoramas): ``uncertain``, with a reason to
+refit.
 
 The fit is a JSON file in the bundle (``calibration-<sha>.json``, named in the manifest's
 ``calibration`` entry and listed with its SHA-256 under ``files`` like every file), written
@@ -274,11 +276,14 @@ class Calibration:
         return np.where(photo, np.char.add(PHOTO_PREFIX, g), g).astype(str)
 
     def _fitted(self, groups: np.ndarray) -> np.ndarray:
-        """The fitted group that judges each group: a photo group falls back to the panorama
-        group of its kind in a calibration without photo groups."""
+        """The fitted group that judges each group: in a calibration without photo groups,
+        ``heading_unknown`` judges every photo (measured on the bundled default's old fit:
+        its heading_known radius held 65 % of FoV-90 photos with their heading given, its
+        heading_unknown radius 98 %; benchmarks.bench_photo)."""
         if self.has_photo_groups:
             return groups
-        return np.char.replace(np.asarray(groups, str), PHOTO_PREFIX, "")
+        g = np.asarray(groups, str)
+        return np.where(np.char.startswith(g, PHOTO_PREFIX), "heading_unknown", g)
 
     def p_within(
         self, f: np.ndarray, prior: bool | np.ndarray = False, photo: bool | np.ndarray = False

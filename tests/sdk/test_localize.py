@@ -35,7 +35,8 @@ def test_finds_the_tile_a_panorama_was_made_from(loc, paired, k):
     assert fix.to_dict()["candidates"][0]["tile_id"] == tile.tile_id
 
 
-@pytest.mark.parametrize("steps", [1, 3, 6])  # the query's heading: steps * 45 degrees
+# the query's heading: steps * 45 degrees, on the searched grid (90, 180, 270: every N % 4 == 0)
+@pytest.mark.parametrize("steps", [2, 4, 6])
 def test_unknown_heading_is_recovered(loc, paired, steps):
     tile = paired["tiles"][25]
     pano = pano_of_tile(tile.read())
@@ -44,7 +45,8 @@ def test_unknown_heading_is_recovered(loc, paired, steps):
     query = np.ascontiguousarray(np.roll(pano, -shift, axis=1))
     fix = loc.localize(query)  # heading unknown: DEFAULT_HEADINGS rolls in one batch
     # the best roll is the true heading; the parabolic refinement moves it by < half a step
-    assert abs(fix.heading_deg - steps * 45.0) < 180.0 / localizer_mod.DEFAULT_HEADINGS
+    off = (fix.heading_deg - steps * 45.0 + 180.0) % 360.0 - 180.0  # on the circle
+    assert abs(off) < 180.0 / localizer_mod.DEFAULT_HEADINGS
     assert fix.candidates[0].tile_id == tile.tile_id and fix.score > 0.999
     known = loc.localize(query, heading=steps * 45.0)
     assert known.score == pytest.approx(fix.score, abs=1e-6)
@@ -160,7 +162,8 @@ def test_embed_defaults_to_an_unknown_heading_like_localize(loc, paired):
     np.testing.assert_allclose(rolls[0], loc.embed(pano, heading=0.0)[0], atol=1e-6)
     east = loc.embed(pano, heading=90.0)  # the centre column looks east: rolled to north-up
     assert east.shape == (1, loc.bundle.embed_dim)
-    np.testing.assert_allclose(east[0], rolls[2], atol=1e-6)  # headings 0, 45, 90, ...
+    # rows in heading_grid's order: 0, 360 / N, ...; 90 degrees is row N / 4
+    np.testing.assert_allclose(east[0], rolls[localizer_mod.DEFAULT_HEADINGS // 4], atol=1e-6)
 
 
 def test_module_localize_passes_backend_and_threads(paired):

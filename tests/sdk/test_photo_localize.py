@@ -179,10 +179,12 @@ def test_a_calibration_without_photo_groups_never_calls_a_photo_ok(sample):
     for heading in (0.0, None):
         fix = loc.localize(photo, heading=heading, fov_deg=WIDE_FOV)
         assert fix.status == "uncertain" and "d4g-edge calibrate" in fix.reason
-        # the documented stand-in: the panorama group of the same kind gives the radius
-        group = "heading_known" if heading is not None else "heading_unknown"
+        # the documented stand-in: the heading_unknown group's model and radius
+        f = loc.observe(photo, heading=heading, fov_deg=WIDE_FOV).features
+        p = old.groups["heading_unknown"].within.predict(f[None])[0]
+        assert fix.p_within_25m == pytest.approx(p)
         assert fix.uncertainty_m == pytest.approx(
-            float(old.radius(np.array([fix.p_within_25m]), group)[0])
+            float(old.radius(np.array([p]), "heading_unknown")[0])
         )
         assert np.isfinite(fix.uncertainty_m) and fix.uncertainty_m > 0
         assert fix.heading_sigma_deg is None  # no heading fit in the old file
@@ -238,11 +240,13 @@ def test_photo_groups_and_heading_errors_are_fitted_and_keep_their_promise():
     assert again == cal
     old = _without_photo_fits(cal)
     assert not old.has_photo_groups and old.heading == {}
-    # ... and judges a photo that its panorama group would call ok as uncertain, same radius
+    # ... and judges a photo that a panorama group would call ok as uncertain, with the
+    # heading_unknown group's radius
     x = next(x for x in f2[right] if old.judge(x)[0].status == "ok")
-    pano_v, photo_v = old.judge(x)[0], old.judge(x, photo=True)[0]
-    assert photo_v.status == "uncertain"
-    assert photo_v.uncertainty_m == pano_v.uncertainty_m and photo_v.reason == trust.NO_PHOTO_FIT
+    photo_v = old.judge(x, photo=True)[0]
+    assert photo_v.status == "uncertain" and photo_v.reason == trust.NO_PHOTO_FIT
+    p = old.groups["heading_unknown"].within.predict(x[None])
+    assert photo_v.uncertainty_m == pytest.approx(old.radius(p, "heading_unknown")[0])
     # half the photo groups is not a calibration
     broken = cal.to_dict()
     del broken["groups"]["photo_prior"]
