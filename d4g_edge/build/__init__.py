@@ -5,6 +5,7 @@ needs none of this.
 
 * :mod:`~d4g_edge.build.builder` — ``build_index``: tiles -> embeddings -> bundle (resumable,
   sharded);
+* :mod:`~d4g_edge.build.parts` — a build's work folder (state and parts, for ``resume``);
 * :mod:`~d4g_edge.build.shards` — shard files and ``merge_shards``;
 * :mod:`~d4g_edge.build.tiles` — tile sources (XYZ folders, world-file and GeoTIFF rasters);
 * :mod:`~d4g_edge.build.calibrate` — fits a bundle's answer calibration (``trust.json``).

@@ -2,11 +2,12 @@
 
 Tiles come from any tile source (:mod:`d4g_edge.build.tiles`, or ``train.tile_sources`` for
 datasets and the procedural world). Work is saved in parts of ``part_size`` tiles under
-``<out>.parts/``, so ``resume=True`` continues an interrupted build; ``shard=(i, n)`` embeds
-every n-th tile starting at i and writes a *shard* (embeddings + tile rows, no graph) that
-:func:`merge_shards` joins into one bundle, so a country is embedded on many machines by any
-scheduler. A progress bar shows when tqdm is installed; it starts before the first tile is
-read and is cleared if the build fails, so an ``error:`` line is the last thing printed.
+``<out>.parts/`` (:mod:`d4g_edge.build.parts`), so ``resume=True`` continues an interrupted
+build; ``shard=(i, n)`` embeds every n-th tile starting at i and writes a *shard* (embeddings
++ tile rows, no graph) that :func:`merge_shards` joins into one bundle, so a country is
+embedded on many machines by any scheduler. A progress bar shows when tqdm is installed; it
+starts before the first tile is read and is cleared if the build fails, so an ``error:`` line
+is the last thing printed.
 
 Every argument is checked before any tile is embedded: the tile count against ``max_tiles``
 (counted, never listed: a raster at a 0.1 mm stride is refused at once, with its count),
@@ -25,9 +26,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
-import json
 import math
 import shutil
 import time
@@ -37,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from d4g_edge.build.parts import PART_FORMAT, load_part, open_work, save_part
 from d4g_edge.build.shards import check_out, open_grounds, parse_shard, write_shard
 from d4g_edge.build.tiles.base import TileSource
 from d4g_edge.build.tiles.nodata import MAX_NODATA_FRACTION, NoDataTile
 from d4g_edge.bundle import check_pairing, model_entry, write_bundle
 from d4g_edge.errors import BundleError, TileSourceError
-from d4g_edge.fileio import atomic_write, atomic_write_json
 from d4g_edge.geo import offset_latlon
 from d4g_edge.image import load_rgb
 from d4g_edge.index import IndexParams
@@ -113,9 +112,6 @@ def _progress(total: int, desc: str) -> Iterator:
         bar.close()
 
 
-PART_FORMAT = 2  # parts hold the tile columns and the count of nodata tiles skipped
-
-
 def embed_tiles(
     source: TileSource,
     satellite: Any,
@@ -143,56 +139,27 @@ def embed_tiles(
         "part_format": PART_FORMAT,
         "centres": None if centres is None else centres.tolist(),
     }
-    state_file = work / "state.json"
-    if work.exists() and resume:
-        try:
-            old = json.loads(state_file.read_text()) if state_file.is_file() else None
-        except (OSError, ValueError):
-            old = None
-        if old != state:
-            raise BundleError(
-                f"cannot resume from {work}: it was started with {old}, this build "
-                f"is {state}; drop --resume to start over"
-            )
-    elif work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(state_file, state)
+    open_work(work, state, resume)
     i, n = shard
     count = len(range(i, len(source), n))
     if not count:
         raise TileSourceError(f"shard {i}/{n} of {state['source']} holds no tiles")
-    started, done_before, skipped = time.perf_counter(), 0, 0
-    parts = []
+    started, done_before, parts = time.perf_counter(), 0, []
     tiles = itertools.islice(iter(source), i, None, n)
     with _progress(count, "embedding tiles") as bar:
         for p, start in enumerate(range(0, count, part_size)):
             path = work / f"part-{p:06d}.npz"
             chunk = list(itertools.islice(tiles, part_size))
-            if path.is_file():
+            if path.is_file():  # finished before the build was interrupted: kept as it is
                 done_before += len(chunk)
                 bar.update(len(chunk))
             else:
-                vecs, kept, empty = [], [], 0
-                for b in range(0, len(chunk), batch_size):
-                    imgs, batch = [], chunk[b : b + batch_size]
-                    for t in batch:
-                        try:
-                            imgs.append(t.read())
-                            kept.append(t)
-                        except NoDataTile as why:
-                            logger.debug("%s", why)
-                            empty += 1
-                    if imgs:
-                        vecs.append(_embed_batch(satellite, imgs, centres, batch_size))
-                    bar.update(len(batch))
-                dim = satellite.config.embed_dim
-                vectors = np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)
-                _save_part(path, vectors, _table(kept, centres, cell_deg), empty)
+                vectors, kept, empty = _embed_chunk(satellite, chunk, centres, batch_size, bar)
+                save_part(path, vectors, _table(kept, centres, cell_deg), empty)
                 if isinstance(bar, _NoBar):
                     logger.info("embedded %d / %d tiles", start + len(chunk), count)
             parts.append(path)
-    loaded = [_load_part(p) for p in parts]
+    loaded = [load_part(p) for p in parts]
     skipped = sum(k for _, _, k in loaded)
     logger.info(
         "embedded %d tiles in %.1f s (%d resumed)",
@@ -200,6 +167,35 @@ def embed_tiles(
         time.perf_counter() - started,
         done_before,
     )
+    _check_skipped(skipped, count, shard, state["source"])
+    return np.concatenate([v for v, _, _ in loaded]), TileTable.concat([t for _, t, _ in loaded])
+
+
+def _embed_chunk(
+    satellite: Any, chunk: list, centres: np.ndarray | None, batch_size: int, bar
+) -> tuple[np.ndarray, list, int]:
+    """(embeddings, tiles kept, nodata tiles skipped) of one part's tiles, read and embedded
+    ``batch_size`` at a time; the bar advances by every tile read, kept or not."""
+    vecs, kept, empty = [], [], 0
+    for b in range(0, len(chunk), batch_size):
+        imgs, batch = [], chunk[b : b + batch_size]
+        for t in batch:
+            try:
+                imgs.append(t.read())
+                kept.append(t)
+            except NoDataTile as why:
+                logger.debug("%s", why)
+                empty += 1
+        if imgs:
+            vecs.append(_embed_batch(satellite, imgs, centres, batch_size))
+        bar.update(len(batch))
+    if not vecs:  # every tile of the part was nodata: an empty part, of the right width
+        return np.zeros((0, satellite.config.embed_dim), np.float32), kept, empty
+    return np.concatenate(vecs), kept, empty
+
+
+def _check_skipped(skipped: int, count: int, shard: tuple[int, int], described: dict) -> None:
+    """Log the nodata tiles skipped; refuse a build where every tile was nodata."""
     if skipped:
         logger.info(
             "skipped %d of %d tiles: more than %.0f %% nodata (d4g_edge.build.tiles.nodata)",
@@ -208,7 +204,8 @@ def embed_tiles(
             100 * MAX_NODATA_FRACTION,
         )
     if skipped == count:
-        what = f"all {count} tiles of {state['source'].get('path', 'the source')}"
+        i, n = shard
+        what = f"all {count} tiles of {described.get('path', 'the source')}"
         if n == 1:
             raise TileSourceError(
                 f"{what} are more than {MAX_NODATA_FRACTION:.0%} nodata: nothing to index; "
@@ -216,7 +213,6 @@ def embed_tiles(
             )
         # one shard of a country can be all sea: an empty shard, which merge accepts
         logger.warning("shard %d/%d: %s are nodata; the shard is empty", i, n, what)
-    return np.concatenate([v for v, _, _ in loaded]), TileTable.concat([t for _, t, _ in loaded])
 
 
 def grid_stride(source: TileSource) -> float | None:
@@ -288,28 +284,6 @@ def _table(chunk, centres: np.ndarray | None, cell_deg: float) -> TileTable:
         )
         ids, side = np.repeat(ids, c), np.repeat(side, c)
     return TileTable.from_rows(ids, lat, lon, side, cell_deg)
-
-
-def _save_part(path: Path, vectors: np.ndarray, table: TileTable, skipped: int) -> None:
-    buf = io.BytesIO()
-    columns = {f"tile_{f}": getattr(table, f) for f in _TABLE_FIELDS}
-    np.savez(buf, vectors=vectors, skipped=np.int64(skipped), **columns)
-    atomic_write(path, buf.getvalue())
-
-
-def _load_part(path: Path) -> tuple[np.ndarray, TileTable, int]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            table = TileTable(*(data[f"tile_{f}"] for f in _TABLE_FIELDS))
-            return data["vectors"], table, int(data["skipped"])
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise BundleError(
-            f"{path} (a finished part of this build) cannot be read ({err}); drop --resume to "
-            "start over"
-        ) from None
-
-
-_TABLE_FIELDS = ("tile_id", "lat", "lon", "footprint_m", "cell")
 
 
 def build_index(
