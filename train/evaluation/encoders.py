@@ -58,7 +58,7 @@ def evaluate_encoders(
     loaded once. ``centre_only`` / ``centre_step`` override an off-centre satellite encoder's
     grid of reference centres; ``save_to`` also writes the embeddings file. On a drone split
     (University-1652) both of the benchmark's directions are scored with ``ks``
-    (:func:`_evaluate_drone`); a ground split reports the cut-offs training validates with.
+    (:func:`_evaluate_drone`); a ground split's recall is reported at ``ks`` too.
     """
     from train.loop.distributed import init_distributed
     from train.loop.evalsets import RetrievalSet
@@ -89,7 +89,7 @@ def evaluate_encoders(
         _save(save_to, split, q, r)
     if qv == "drone":
         return _evaluate_drone(split, q, r, encoders, inputs, sidecars, ks)
-    return evalset.score(q, r)
+    return evalset.score(q, r, ks=ks)
 
 
 def _load_encoders(paths: dict[str, Path]) -> tuple[dict, dict, dict]:

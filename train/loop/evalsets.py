@@ -18,6 +18,7 @@ from train.datasets import CrossViewSplit, ViewDataset
 from train.loop.distributed import DistInfo
 from train.loop.embed import embed_dataset
 from train.metrics import (
+    DEFAULT_KS,
     RetrievalMetrics,
     class_retrieval_metrics,
     evaluate_retrieval,
@@ -68,10 +69,14 @@ class RetrievalSet:
         )
         return q, r
 
-    def score(self, query: np.ndarray, reference: np.ndarray) -> RetrievalMetrics:
+    def score(
+        self, query: np.ndarray, reference: np.ndarray, *, ks: tuple[int, ...] = DEFAULT_KS
+    ) -> RetrievalMetrics:
+        """Recall at the ``ks`` cut-offs (training validates with the default), R@1 %, the
+        hit rate and metre errors of the split's queries against its references."""
         s = self.split
         if self.centres is not None:
-            return self._score_centres(query, reference)
+            return self._score_centres(query, reference, ks)
         return evaluate_retrieval(
             query,
             reference,
@@ -80,6 +85,7 @@ class RetrievalSet:
             semi_positive_ids=s.semi_positive_ids,
             query_latlon=s.query_latlon,
             reference_latlon=s.reference_latlon,
+            ks=ks,
         )
 
     def scores(self, query: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -96,7 +102,9 @@ class RetrievalSet:
     ) -> dict[str, float]:
         return self.scores(*self.embed(ground, satellite, info, batch_size))
 
-    def _score_centres(self, query: np.ndarray, reference: np.ndarray) -> RetrievalMetrics:
+    def _score_centres(
+        self, query: np.ndarray, reference: np.ndarray, ks: tuple[int, ...]
+    ) -> RetrievalMetrics:
         s, c = self.split, len(self.centres)
         per_centre = reference.reshape(s.num_references, c, -1)
 
@@ -114,6 +122,7 @@ class RetrievalSet:
             semi_positive_ids=s.semi_positive_ids,
             query_latlon=s.query_latlon,
             reference_latlon=s.reference_latlon,
+            ks=ks,
         )
         if s.query_latlon is None or s.reference_latlon is None:
             return metrics
