@@ -158,8 +158,42 @@ class OnnxEncoder(Encoder):
         return self.session.run(None, {self._input: x})[0]
 
 
+# ExecuTorch runs XNNPACK (and its optimized kernels) on ONE thread pool per process, which
+# torch.set_num_threads does not reach. Resizing it replaces the pool, and an XNNPACK delegate
+# keeps the pool it was loaded with, so every ExecuTorch call of the SDK holds this lock, and a
+# program loaded before the latest resize is reloaded before it runs (see _pool_generation).
+_EXECUTORCH_LOCK = threading.Lock()
+_pool_generation = 0  # bumped by each resize
+
+
+def set_executorch_threads(threads: int) -> None:
+    """Size ExecuTorch's process-wide thread pool (the one XNNPACK runs on) to ``threads``.
+
+    ``executorch.runtime`` (1.5) has no thread setting; its pybindings' experimental
+    ``_unsafe_reset_threadpool`` is the one way. It is unsafe because it replaces the pool
+    under whatever holds it: here it runs under the lock every ExecuTorch call of the SDK
+    takes, only when the size changes, and the SDK's encoders loaded on the old pool reload
+    their program before they next run. The last size set wins for the whole process.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise EncoderError(f"threads must be a whole number >= 1, got {threads!r}")
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError as err:
+        raise EncoderError(f"sizing ExecuTorch's thread pool needs executorch ({err})") from None
+    global _pool_generation
+    with _EXECUTORCH_LOCK:
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+            _pool_generation += 1
+
+
 class ExecuTorchEncoder(Encoder):
-    """A ``.pte`` program run by the ExecuTorch runtime (imports torch; serialised by a lock)."""
+    """A ``.pte`` program run by the ExecuTorch runtime (imports torch; every ExecuTorch call
+    of the process is serialised by one lock, as they share one thread pool anyway).
+
+    ``threads`` sizes ExecuTorch's thread pool (:func:`set_executorch_threads`), which is
+    process-wide: the last encoder opened with ``threads`` sets it for all of them."""
 
     backend = "executorch"
 
@@ -183,21 +217,30 @@ class ExecuTorchEncoder(Encoder):
                 "executorch, or use backend='onnxruntime' with a .onnx artifact"
             ) from None
         if threads:
-            torch.set_num_threads(int(threads))
-        self._torch = torch
-        try:
-            self._method = Runtime.get().load_program(path).load_method("forward")
-        except Exception as err:
-            raise EncoderError(f"ExecuTorch cannot load {path}: {err}") from None
-        self._lock = threading.Lock()  # an ExecuTorch Method is not re-entrant
+            set_executorch_threads(int(threads))  # before loading: the delegate keeps the pool
+        self._torch, self._runtime = torch, Runtime.get()
+        with _EXECUTORCH_LOCK:  # no resize between loading and noting the pool's generation
+            self._load()
         self._per_item = False
+
+    def _load(self) -> None:
+        """(Re)load the program on the current thread pool (called holding the lock)."""
+        try:
+            self._method = self._runtime.load_program(self.path).load_method("forward")
+        except Exception as err:
+            raise EncoderError(f"ExecuTorch cannot load {self.path}: {err}") from None
+        self._generation = _pool_generation
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self._per_item and x.shape[0] > 1:
             return np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])])
         try:
-            with self._lock:
+            with _EXECUTORCH_LOCK:  # an ExecuTorch Method is not re-entrant
+                if self._generation != _pool_generation:  # resized since: its pool is gone
+                    self._load()
                 out = self._method.execute([self._torch.from_numpy(x)])
+        except EncoderError:
+            raise
         except Exception as err:
             if x.shape[0] == 1:
                 raise EncoderError(f"ExecuTorch failed to run {self.path.name}: {err}") from None

@@ -177,9 +177,8 @@ def lower(module, enc: EncoderConfig):
 def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``x (N, 3, H, W) -> embeddings (N, D)`` as the device runs ``path`` (it needs its
     ``.pte.json`` sidecar): ``d4g_edge.runtime.open_encoder``, one image at a time
-    (:data:`MAX_BATCH`), on an XNNPACK thread pool of ``threads``."""
-    if threads:
-        set_threads(threads)
+    (:data:`MAX_BATCH`), on an XNNPACK thread pool of ``threads`` (which the SDK sizes:
+    :func:`d4g_edge.runtime.set_executorch_threads`)."""
     return _in_batches(device_runner(path, threads))
 
 
@@ -189,15 +188,6 @@ def _in_batches(run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray
     return lambda x: np.concatenate(
         [run(x[i : i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
     )
-
-
-def set_threads(threads: int) -> None:
-    """Size XNNPACK's thread pool. It is process-wide and ``torch.set_num_threads`` (which
-    the SDK's ``threads`` sets) does not reach it: without this a 1-thread benchmark row of a
-    2-core machine ran on 2 threads."""
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-    _unsafe_reset_threadpool(int(threads))
 
 
 def embedded_config(path: Path) -> str:
