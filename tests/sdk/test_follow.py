@@ -237,27 +237,54 @@ def test_a_frame_that_vanishes_before_it_is_read_is_not_retried(paired, tmp_path
     assert watcher.retry(path) is False
 
 
+def _until(sign, done: threading.Event, timeout_s: float = 60.0) -> bool:
+    """Poll ``sign()``: True once it holds, False if ``done`` is set or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not done.is_set() and time.monotonic() < deadline:
+        if sign():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.parametrize("comes_back", [False, True])
-def test_a_removed_folder_is_waited_for(paired, tmp_path, warnings_log, comes_back):
+def test_a_removed_folder_is_waited_for(paired, tmp_path, warnings_log, listener, comes_back):
     frames = tmp_path / "frames"
     _frames(paired, frames, keys=(30,))
     spare = tmp_path / "spare"
     _frames(paired, spare, keys=(40,))
+    # Each step waits for a sign from follow, not a fixed time (on a loaded machine the CLI
+    # starts late, and a folder removed before follow watched it is "missing", not "gone"):
+    # the folder goes once the first frame's fix is published (follow is watching it), and
+    # comes back once follow has warned that it cannot list it. The idle timeout, counted from
+    # the first frame, leaves room for a slow frame between those steps.
+    done, missed = threading.Event(), []
+
+    def first_fix() -> bool:  # follow sends one GPS_INPUT per frame, none before
+        return listener.recv_match(type="GPS_INPUT", blocking=True, timeout=0.2) is not None
 
     def remove_and_maybe_restore():
-        time.sleep(0.8)
+        if not _until(first_fix, done):
+            missed.append("no GPS_INPUT for the first frame")
+            return
         shutil.rmtree(frames)
         if comes_back:
-            time.sleep(0.4)
+            if not _until(lambda: any("cannot be listed" in w for w in warnings_log), done):
+                missed.append("no warning that the folder cannot be listed")
+                return
             shutil.copytree(spare, frames)
 
     t = threading.Thread(target=remove_and_maybe_restore)
     t.start()
     try:
-        out, records = _follow(paired, frames, "--idle-timeout", "2")
+        out, records = _follow(
+            paired, frames, "--idle-timeout", "5", "--mavlink", listener.url, timeout_s=120
+        )
     finally:
+        done.set()
         t.join()
     assert out.kind == "ok", out.detail
+    assert not missed, missed
     assert len(records) == (2 if comes_back else 1)
     assert sum("cannot be listed" in w for w in warnings_log) == 1
 
