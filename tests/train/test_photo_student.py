@@ -195,3 +195,22 @@ def test_photo_eval_cli(world, tmp_path):
         for mode, m in modes.items():
             assert results["onnx"][fov][mode]["recall@10"] == m["recall@10"], (fov, mode)
             assert results["onnx"][fov][mode]["median_m"] == pytest.approx(m["median_m"])
+
+
+def test_photo_mix_interpolates_weights(world, tmp_path):
+    from train.photo_mix import interpolate
+
+    old, cfg, _ = load_encoder(world["ground"])
+    new = create_model("student", "fastervit_edge", embed_dim=EMBED, input_size=PANO)
+    new_path = tmp_path / "new.pt"
+    save_checkpoint(new_path, new, cfg)
+    ends = [load_encoder(interpolate(world["ground"], new_path, a, tmp_path / f"{a}.pt"))[0]
+            for a in (0.0, 0.25, 1.0)]  # fmt: skip
+    for mixed, ref in ((ends[0], old), (ends[2], new)):
+        assert all(torch.equal(v, ref.state_dict()[k]) for k, v in mixed.state_dict().items())
+    key = "proj.weight"
+    want = 0.75 * old.state_dict()[key] + 0.25 * new.state_dict()[key]
+    assert torch.allclose(ends[1].state_dict()[key], want)
+    assert load_encoder(tmp_path / "0.25.pt")[2]["interpolated"]["alpha"] == 0.25
+    with pytest.raises(ValueError, match="different encoders"):
+        interpolate(world["ground"], world["satellite"], 0.5, tmp_path / "x.pt")
