@@ -33,14 +33,8 @@ shows back to the drone; the three are a :class:`d4g_edge.drone.Flight`. See
 :mod:`d4g_edge.drone`.
 
 Trust (:mod:`d4g_edge.trust`). Every answer carries ``status`` (``"ok"``, ``"uncertain"``,
-``"not_in_map"``), ``p_within_25m`` (the calibrated probability that it lies within 25 m of
-the truth) and ``uncertainty_m``, the radius that holds the true position with probability
-``coverage`` (0.95), fitted on held-out geotagged queries (``d4g-edge calibrate``) and stored
-in the bundle. Degenerate images (tiny, constant, noise) and places the bundle does not show
-are ``not_in_map`` with ``uncertainty_m`` None: no fix. These do not depend on ``top_k``: the
-features behind them always come from the best ``TRUST_K`` tiles. A bundle without a fit
-answers ``uncertain`` with the score-weighted spread of the top tiles as an uncalibrated
-``uncertainty_m``.
+``"not_in_map"``), ``p_within_25m`` and ``uncertainty_m``; :mod:`d4g_edge.results` says what
+each promises, and why they do not depend on ``top_k``.
 
 Usage::
 
@@ -57,7 +51,7 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -71,62 +65,25 @@ from d4g_edge.geo import haversine_m
 from d4g_edge.ground_query import (  # noqa: F401  (DEFAULT_HEADINGS ...: their public home)
     DEFAULT_HEADINGS,
     PHOTO_HEADINGS,
-    exif_fov,
-    ground_inputs,
     heading_grid,
     refine_heading,
 )
-from d4g_edge.image import ImageInput, load_rgb
+from d4g_edge.image import ImageInput
 from d4g_edge.log import logger
-from d4g_edge.preprocess import preprocess
+from d4g_edge.queries import count, finite, per_image, query_inputs
+from d4g_edge.results import (  # noqa: F401  (Candidate: imported from here too)
+    Candidate,
+    Localization,
+    Observation,
+    candidates,
+    judged,
+    uncalibrated,
+)
+from d4g_edge.retrieval import prior_rows, search_tiles
 from d4g_edge.runtime import Encoder
 
 BUNDLE_ENV = "D4G_EDGE_BUNDLE"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "_default"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    tile_id: int
-    lat: float
-    lon: float
-    score: float
-    distance_m: float  # from the best candidate
-
-
-@dataclass(frozen=True)
-class Localization:
-    lat: float
-    lon: float
-    score: float
-    heading_deg: float | None
-    uncertainty_m: float | None  # radius holding the truth with probability `coverage`
-    candidates: tuple[Candidate, ...]
-    status: str = "uncertain"  # "ok", "uncertain" or "not_in_map" (see d4g_edge.trust)
-    p_within_25m: float | None = None  # calibrated P(error <= 25 m); None without a fit
-    p_in_map: float | None = None  # calibrated P(the place is in the bundle)
-    coverage: float | None = None  # the probability uncertainty_m is fitted to
-    heading_known: bool = False  # given by the caller (else estimated by the search)
-    reason: str | None = None  # why not "ok"
-    # 1-sigma of heading_deg, calibrated on right answers (d4g_edge.trust); None when the
-    # heading was given, or the calibration has no heading fit
-    heading_sigma_deg: float | None = None
-    fov_deg: float | None = None  # ground bundles: the field of view read (360: a panorama)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One frame's retrieval: top rows and scores (best heading's), that heading, and the
-    single-frame answer with its status."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    heading_deg: float
-    fix: Localization
-    features: np.ndarray | None = None  # d4g_edge.trust.FEATURES; None for a degenerate image
 
 
 def default_bundle_path() -> Path:
@@ -181,8 +138,8 @@ class Localizer:
             # region: of a cell-sharded bundle, load only the cells near it (d4g_edge.cells)
             bundle = Bundle.load(path, verify=verify, region=region)
         self.bundle = bundle
-        self.temperature = _finite(temperature, "temperature", positive=True)
-        self.headings = DEFAULT_HEADINGS if headings is None else _count(headings, "headings")
+        self.temperature = finite(temperature, "temperature", positive=True)
+        self.headings = DEFAULT_HEADINGS if headings is None else count(headings, "headings")
         self.photo_headings = PHOTO_HEADINGS if headings is None else self.headings
         self.calibration = trust.Calibration.from_bundle(bundle)
         if self.calibration is None:
@@ -198,68 +155,21 @@ class Localizer:
 
     # ---- queries ------------------------------------------------------------------------
 
-    def _candidates(self, prior) -> np.ndarray | None:
-        if prior is None:
-            return None
-        try:
-            lat, lon, radius = (float(v) for v in prior)
-        except (TypeError, ValueError):
-            raise SearchError(f"prior must be (lat, lon, radius_m), got {prior!r}") from None
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180 and radius > 0):
-            raise SearchError(f"prior {prior!r} is not (lat in -90..90, lon, radius_m > 0)")
-        rows = self.bundle.tiles.within(lat, lon, radius)
-        if rows.size == 0:
-            t = self.bundle.tiles
-            d = float(haversine_m(lat, lon, t.lat, t.lon).min())
-            raise SearchError(
-                f"no tile lies within {radius:.0f} m of ({lat:.6f}, {lon:.6f}); "
-                f"the nearest is {d:.0f} m away: widen the radius"
-            )
-        return rows
-
     def _queries(
         self, image, heading, flight: Flight | None = None, fov=None, grid=None
     ) -> tuple[np.ndarray, np.ndarray, str | None, float | None]:
-        """(R, 3, H, W) inputs (R rolls, or R quarter turns of a drone frame), their
-        headings, why the image cannot show a place (None when it can), and the field of
-        view it was read as (ground bundles; 360: a panorama). ``flight`` (altitude, pitch,
-        field of view) is a drone frame's; ``fov`` a ground photo's; ``grid``: the headings
-        to search instead of :func:`heading_grid` (a benchmark's union of several)."""
-        heading = _heading(heading)
-        flight = flight or Flight()
-        if self.view == "drone":
-            return (*self._drone_queries(image, heading, flight), None)
-        if flight.altitude_m is not None or flight.pitch_deg is not None:
-            raise SearchError(
-                "altitude_m / pitch_deg describe drone frames; this bundle's query model "
-                f"takes {self.view} panoramas"
-            )
-        rgb = load_rgb(image)
-        problem = trust.image_problem(rgb)  # of a photo itself, not of its canvas
-        if fov is None:
-            fov = exif_fov(image, rgb.shape)
-        x, hs, fov = ground_inputs(
-            rgb,
-            self.encoder.config,
-            heading=heading,
-            fov=fov,
+        """:func:`d4g_edge.queries.query_inputs` with this localizer's encoder and headings."""
+        return query_inputs(
+            image,
+            heading,
+            flight,
+            fov,
+            grid,
+            config=self.encoder.config,
             headings=self.headings,
             photo_headings=self.photo_headings,
-            grid=grid,
+            tile_m=lambda: self._tile_m,
         )
-        return x, hs, problem, fov
-
-    def _drone_queries(self, image, heading, flight: Flight) -> tuple[np.ndarray, np.ndarray]:
-        rgb = load_rgb(image)
-        problem = trust.image_problem(rgb)
-        if flight.altitude_m is not None:
-            rgb = drone.crop_to_footprint(
-                rgb, flight.altitude_m, self._tile_m, flight.camera_fov_deg
-            )
-        x = preprocess(rgb, self.encoder.config)
-        turns = drone.QUARTER_TURNS if heading is None else (drone.north_up_turns(float(heading)),)
-        xs = np.concatenate([drone.turned(x, k) for k in turns])
-        return xs, np.array([drone.heading_of_turn(k) for k in turns]), problem
 
     @cached_property
     def _tile_m(self) -> float:
@@ -324,21 +234,21 @@ class Localizer:
         return self._observe([image], top_k, prior, heading, altitude_m, pitch_deg, fov_deg)[0]
 
     def _observe(self, images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg):
-        top_k = _count(top_k, "top_k")
+        top_k = count(top_k, "top_k")
         n = len(images)
-        headings = _per_image(heading, n, "headings")
-        fovs = _per_image(fov_deg, n, "fields of view")
+        headings = per_image(heading, n, "headings")
+        fovs = per_image(fov_deg, n, "fields of view")
         ground = self.view != "drone"  # a ground photo's fov_deg is not a drone camera's
         flights = [
             Flight(a, p, None if ground else f)
             for a, p, f in zip(
-                _per_image(altitude_m, n, "altitudes"),
-                _per_image(pitch_deg, n, "pitches"),
+                per_image(altitude_m, n, "altitudes"),
+                per_image(pitch_deg, n, "pitches"),
                 fovs,
                 strict=True,
             )
         ]
-        cand = self._candidates(prior)
+        cand = prior_rows(self.bundle, prior)
         batches = [
             self._queries(img, h, f, fov if ground else None)
             for img, h, f, fov in zip(images, headings, flights, fovs, strict=True)
@@ -395,20 +305,6 @@ class Localizer:
         )
         return obs.ids, obs.scores, obs.heading_deg
 
-    def _search(self, z: np.ndarray, k: int, cand) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` index rows per query, one per tile: a bundle of an off-centre encoder has
-        a row per (tile, centre), and a tile counts once, at its best centre."""
-        c = self.bundle.centres_per_tile
-        if c == 1:
-            return self.bundle.index.search(z, k=k, candidates=cand)
-        size = len(self.bundle.tiles) if cand is None else len(cand)
-        ids, scores = self.bundle.index.search(z, k=min(k * c, size), candidates=cand)
-        tile_id = self.bundle.tiles.tile_id
-        keep = [np.sort(np.unique(tile_id[row], return_index=True)[1])[:k] for row in ids]
-        k = min(len(rows) for rows in keep)  # as search: fewer when fewer tiles
-        rows = np.stack([r[:k] for r in keep])
-        return np.take_along_axis(ids, rows, 1), np.take_along_axis(scores, rows, 1)
-
     def embed(
         self,
         image: ImageInput,
@@ -434,6 +330,10 @@ class Localizer:
         x = self._queries(image, heading, flight, fov_deg if ground else None)[0]
         return self.encoder.embed_tensor(x)
 
+    def _search(self, z: np.ndarray, k: int, cand) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`d4g_edge.retrieval.search_tiles` in this localizer's bundle."""
+        return search_tiles(self.bundle, z, k, cand)
+
     @cached_property
     def _far_m(self) -> float:
         """Two tile strides: a tile farther than this from the best one is another place."""
@@ -448,12 +348,7 @@ class Localizer:
         # the tiles show where the camera looks; the drone is behind that point
         lat, lon = drone.camera_to_drone(lat, lon, flight, heading)
         dist = haversine_m(lat[0], lon[0], lat, lon)
-        cands = tuple(
-            Candidate(int(t.tile_id[i]), float(a), float(o), float(s), float(d))
-            for i, a, o, s, d in zip(
-                ids[:top_k], lat[:top_k], lon[:top_k], scores[:top_k], dist[:top_k], strict=True
-            )
-        )
+        cands = candidates(t.tile_id, ids, lat, lon, scores, dist, top_k)
         base = Localization(
             float(lat[0]), float(lon[0]), float(scores[0]), float(heading), None, cands
         )
@@ -461,64 +356,10 @@ class Localizer:
             return replace(base, status="not_in_map", reason=problem), None
         step = 360.0 / len(heading_scores) if heading_scores is not None else 45.0
         f = trust.features(scores, dist, self._far_m, heading_scores, step)
-        cal = self.calibration
-        if cal is None:  # the score-weighted spread of the top-k, plus half the grid step
-            w = np.exp((scores[:top_k] - scores[0]) / self.temperature)
-            spread2 = float((w * dist[:top_k] ** 2).sum() / w.sum())
-            half = self.bundle.grid_step_m / 2
-            fix = replace(
-                base,
-                uncertainty_m=float(np.sqrt(spread2 + half**2)),
-                reason="the bundle has no calibration (d4g-edge calibrate)",
-            )
-            return fix, f
-        cap = None
-        if prior is not None:
-            p_lat, p_lon, p_radius = (float(v) for v in prior)
-            cap = float(haversine_m(lat[0], lon[0], p_lat, p_lon)) + p_radius
-        v = cal.judge(f[None], cap, photo=photo_query)[0]
-        fix = replace(
-            base,
-            uncertainty_m=v.uncertainty_m,
-            status=v.status,
-            p_within_25m=v.p_within_25m,
-            p_in_map=v.p_in_map,
-            coverage=cal.coverage,
-            reason=v.reason,
-            heading_sigma_deg=v.heading_sigma_deg,
-        )
-        return fix, f
-
-
-def _per_image(value, n: int, what: str) -> list:
-    """A per-image list of a scalar-or-sequence keyword (a string is one value, not a list)."""
-    many = isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
-    values = list(value) if many else [value] * n
-    if len(values) != n:
-        raise SearchError(f"{len(values)} {what} for {n} images")
-    return values
-
-
-def _finite(value, what: str, positive: bool = False) -> float:
-    """``value`` as a finite float (> 0 when ``positive``), else a typed error."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SearchError(f"{what} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or (positive and v <= 0):
-        raise SearchError(f"{what} must be a finite number{' > 0' if positive else ''}, got {v}")
-    return v
-
-
-def _heading(value) -> float | None:
-    """A heading in degrees (None: unknown, searched)."""
-    return None if value is None else _finite(value, "heading (degrees clockwise from north)")
-
-
-def _count(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise SearchError(f"{what} must be an integer >= 1, got {value!r}")
-    return int(value)
+        if self.calibration is None:
+            grid_step = self.bundle.grid_step_m
+            return uncalibrated(base, scores, dist, top_k, self.temperature, grid_step), f
+        return judged(base, f, self.calibration, prior, photo_query), f
 
 
 _DEFAULT: dict[tuple[str, str, int | None], Localizer] = {}

@@ -1,0 +1,115 @@
+"""What :class:`d4g_edge.localizer.Localizer` answers: a :class:`Localization` (position,
+heading, the trust verdict of :mod:`d4g_edge.trust`) with its :class:`Candidate` tiles, and
+a tracker's :class:`Observation`; and how the verdict is put on an answer, calibrated
+(:func:`judged`) or not (:func:`uncalibrated`).
+
+Trust (:mod:`d4g_edge.trust`). Every answer carries ``status`` (``"ok"``, ``"uncertain"``,
+``"not_in_map"``), ``p_within_25m`` (the calibrated probability that it lies within 25 m of
+the truth) and ``uncertainty_m``, the radius that holds the true position with probability
+``coverage`` (0.95), fitted on held-out geotagged queries (``d4g-edge calibrate``) and stored
+in the bundle. Degenerate images (tiny, constant, noise) and places the bundle does not show
+are ``not_in_map`` with ``uncertainty_m`` None: no fix. These do not depend on ``top_k``: the
+features behind them always come from the best ``TRUST_K`` tiles. A bundle without a fit
+answers ``uncertain`` with the score-weighted spread of the top tiles as an uncalibrated
+``uncertainty_m``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from d4g_edge.calibration import Calibration
+from d4g_edge.geo import haversine_m
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tile_id: int
+    lat: float
+    lon: float
+    score: float
+    distance_m: float  # from the best candidate
+
+
+@dataclass(frozen=True)
+class Localization:
+    lat: float
+    lon: float
+    score: float
+    heading_deg: float | None
+    uncertainty_m: float | None  # radius holding the truth with probability `coverage`
+    candidates: tuple[Candidate, ...]
+    status: str = "uncertain"  # "ok", "uncertain" or "not_in_map" (see d4g_edge.trust)
+    p_within_25m: float | None = None  # calibrated P(error <= 25 m); None without a fit
+    p_in_map: float | None = None  # calibrated P(the place is in the bundle)
+    coverage: float | None = None  # the probability uncertainty_m is fitted to
+    heading_known: bool = False  # given by the caller (else estimated by the search)
+    reason: str | None = None  # why not "ok"
+    # 1-sigma of heading_deg, calibrated on right answers (d4g_edge.trust); None when the
+    # heading was given, or the calibration has no heading fit
+    heading_sigma_deg: float | None = None
+    fov_deg: float | None = None  # ground bundles: the field of view read (360: a panorama)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One frame's retrieval: top rows and scores (best heading's), that heading, and the
+    single-frame answer with its status."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    heading_deg: float
+    fix: Localization
+    features: np.ndarray | None = None  # d4g_edge.trust.FEATURES; None for a degenerate image
+
+
+def candidates(tile_id, ids, lat, lon, scores, dist, top_k: int) -> tuple[Candidate, ...]:
+    """The top ``top_k`` rows as candidates (``lat`` / ``lon`` / ``dist`` per row)."""
+    return tuple(
+        Candidate(int(tile_id[i]), float(a), float(o), float(s), float(d))
+        for i, a, o, s, d in zip(
+            ids[:top_k], lat[:top_k], lon[:top_k], scores[:top_k], dist[:top_k], strict=True
+        )
+    )
+
+
+def uncalibrated(
+    base: Localization, scores, dist, top_k: int, temperature: float, grid_step_m: float
+) -> Localization:
+    """``base`` of a bundle without a calibration: ``uncertain`` with the score-weighted spread
+    of the top-k, plus half the grid step, as its radius."""
+    w = np.exp((scores[:top_k] - scores[0]) / temperature)
+    spread2 = float((w * dist[:top_k] ** 2).sum() / w.sum())
+    half = grid_step_m / 2
+    return replace(
+        base,
+        uncertainty_m=float(np.sqrt(spread2 + half**2)),
+        reason="the bundle has no calibration (d4g-edge calibrate)",
+    )
+
+
+def judged(
+    base: Localization, f: np.ndarray, cal: Calibration, prior, photo_query: bool
+) -> Localization:
+    """``base`` with the calibration's verdict on its features ``f``; a ``prior``'s disc
+    (lat, lon, radius_m) caps the radius."""
+    cap = None
+    if prior is not None:
+        p_lat, p_lon, p_radius = (float(v) for v in prior)
+        cap = float(haversine_m(base.lat, base.lon, p_lat, p_lon)) + p_radius
+    v = cal.judge(f[None], cap, photo=photo_query)[0]
+    return replace(
+        base,
+        uncertainty_m=v.uncertainty_m,
+        status=v.status,
+        p_within_25m=v.p_within_25m,
+        p_in_map=v.p_in_map,
+        coverage=cal.coverage,
+        reason=v.reason,
+        heading_sigma_deg=v.heading_sigma_deg,
+    )

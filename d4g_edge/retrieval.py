@@ -1,0 +1,57 @@
+"""The bundle's tiles a query is searched among: a position prior's disc as candidate rows
+(:func:`prior_rows`) and the index's top rows, one per tile (:func:`search_tiles`), for
+:class:`d4g_edge.localizer.Localizer`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from d4g_edge.errors import SearchError
+from d4g_edge.geo import haversine_m
+
+if TYPE_CHECKING:
+    from d4g_edge.bundle import Bundle
+
+
+def prior_rows(bundle: Bundle, prior) -> np.ndarray | None:
+    """The bundle's rows within a ``prior`` (lat, lon, radius_m); None without a prior."""
+    if prior is None:
+        return None
+    lat, lon, radius = prior_disc(prior)
+    rows = bundle.tiles.within(lat, lon, radius)
+    if rows.size == 0:
+        t = bundle.tiles
+        d = float(haversine_m(lat, lon, t.lat, t.lon).min())
+        raise SearchError(
+            f"no tile lies within {radius:.0f} m of ({lat:.6f}, {lon:.6f}); "
+            f"the nearest is {d:.0f} m away: widen the radius"
+        )
+    return rows
+
+
+def search_tiles(bundle: Bundle, z: np.ndarray, k: int, cand) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` index rows per query, one per tile: a bundle of an off-centre encoder has
+    a row per (tile, centre), and a tile counts once, at its best centre."""
+    c = bundle.centres_per_tile
+    if c == 1:
+        return bundle.index.search(z, k=k, candidates=cand)
+    size = len(bundle.tiles) if cand is None else len(cand)
+    ids, scores = bundle.index.search(z, k=min(k * c, size), candidates=cand)
+    tile_id = bundle.tiles.tile_id
+    keep = [np.sort(np.unique(tile_id[row], return_index=True)[1])[:k] for row in ids]
+    k = min(len(rows) for rows in keep)  # as search: fewer when fewer tiles
+    rows = np.stack([r[:k] for r in keep])
+    return np.take_along_axis(ids, rows, 1), np.take_along_axis(scores, rows, 1)
+
+
+def prior_disc(prior) -> tuple[float, float, float]:
+    """A position prior as (lat, lon, radius_m), checked."""
+    try:
+        lat, lon, radius = (float(v) for v in prior)
+    except (TypeError, ValueError):
+        raise SearchError(f"prior must be (lat, lon, radius_m), got {prior!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180 and radius > 0):
+        raise SearchError(f"prior {prior!r} is not (lat in -90..90, lon, radius_m > 0)")
+    return lat, lon, radius
