@@ -22,13 +22,13 @@ PhoneLook`), placed back at the true heading with pitch 0 and the FoV up to 5 % 
   {true, wrong} against the place's own satellite embedding (and, ``--heading-batch``, the
   wrong ones against every tile of the batch) must pick the true one.
 
-Frozen embeddings are computed once (``OUT/teacher_cache``); each epoch is checkpointed
-(``last.pt``) and written as ``student_ground.pt`` (the last is kept: no selection on test
-data; the per-epoch validation is :mod:`train.photo_eval` on a test subset).
+Frozen embeddings are computed once (``OUT/teacher_cache``); every epoch is checkpointed
+(``last.pt``) and kept as ``student_ground.pt`` (validated by :mod:`train.photo_eval`).
 
-Usage::
+Usage (the released weights/edge-s-vigor-photo: 12 epochs, then 0.9 of the way from the old
+student by :mod:`train.photo_mix`, which keeps panorama R@1 within a point)::
 
-    python -m train.photo_student --data data/vigor --out runs/photo_student --epochs 6 [--resume]
+    python -m train.photo_student --data data/vigor --out runs/photo_student [--resume]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from train.presets import PRESETS, HParams, Preset
 from train.synth._phone import PhoneLook
 
 # Fine-tuning: 1/20 of distillation's rate (2e-4 cost 13 points of panorama R@1 in an epoch)
-PHOTO_HP = HParams(epochs=6, batch_size=32, lr=1e-4, warmup_epochs=0.3, workers=1)
+PHOTO_HP = HParams(epochs=12, batch_size=32, lr=1e-4, warmup_epochs=0.3, workers=1)
 TEMPERATURE = 0.07  # CLIP / Sample4Geo's initial temperature (the project's teachers start there)
 PHOTO_BAND_DEG = 50.0  # panorama rows kept for photos: the +-32.5 band at pitch +-10, roll +-3
 MIN_WRONG_DEG = 10.0  # nearest wrong heading trained against (N = 72 steps 5 degrees)
@@ -97,9 +97,9 @@ class PhotoStudentConfig:
         default=True, metadata={"help": "wrong headings vs all batch tiles"}
     )
     w_distill: float = field(default=1.0, metadata={"help": "weight of the distillation loss"})
-    w_pano: float = field(default=4.0, metadata={"help": "its factor on panorama views"})
-    w_nce: float = field(default=0.1, metadata={"help": "weight of the InfoNCE loss"})
-    w_heading: float = field(default=0.2, metadata={"help": "weight of the heading loss"})
+    w_pano: float = field(default=16.0, metadata={"help": "its factor on panorama views"})
+    w_nce: float = field(default=0.2, metadata={"help": "weight of the InfoNCE loss"})
+    w_heading: float = field(default=0.3, metadata={"help": "weight of the heading loss"})
     val_queries: int = field(default=100, metadata={"help": "test queries validated per epoch"})
     val_unknown: int = field(default=30, metadata={"help": "of those, searched over 24 headings"})
     cache: Path | None = field(
