@@ -21,10 +21,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.log import logger, setup_logging
 from train.loop.arg_checks import user_message
 from train.loop.checkpoint import CheckpointError, save_checkpoint
-from train.loop.cli import config_from_args, dataclass_parser
 from train.loop.rebuild import load_encoder
 
 
