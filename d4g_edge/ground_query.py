@@ -97,6 +97,10 @@ def exif_fov(image, shape: tuple[int, ...] | None = None) -> float | None:
         image = bytes(image)
     if not isinstance(image, str | os.PathLike | bytes | Image.Image):
         return None
+    # a panorama's shape is known before its file is opened again for EXIF: every panorama
+    # given as a path (the common query) skips that second open
+    if shape is not None and _panorama_shaped(shape):
+        return None
     fov = photo.horizontal_fov_from_exif(image)
     if fov is None:
         return None
@@ -106,10 +110,12 @@ def exif_fov(image, shape: tuple[int, ...] | None = None) -> float | None:
         else:
             with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as img:
                 shape = img.size
+    return None if _panorama_shaped(shape) else fov
+
+
+def _panorama_shaped(shape) -> bool:
     # the aspect ratio, whichever side is up (EXIF orientation swaps them)
-    if max(shape[:2]) >= PANORAMA_ASPECT * min(shape[:2]):
-        return None
-    return fov
+    return max(shape[:2]) >= PANORAMA_ASPECT * min(shape[:2])
 
 
 def check_fov(value) -> float | None:
