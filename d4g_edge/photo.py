@@ -153,6 +153,15 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+def _pose(fov_deg, heading_deg, pitch_deg, roll_deg, projection):
+    """A camera's checked (fov, heading, pitch, roll, projection), as both directions take it."""
+    fov = _number(fov_deg, "fov_deg", 0.0, 360.0, lo_open=True)
+    pitch = _number(pitch_deg, "pitch_deg", -90.0, 90.0)
+    roll = _number(roll_deg, "roll_deg", -180.0, 180.0)
+    heading = _number(heading_deg, "heading_deg", -1e6, 1e6)
+    return fov, heading, pitch, roll, _projection(projection, fov)
+
+
 def pano_to_pinhole(
     pano: np.ndarray,
     *,
@@ -167,12 +176,8 @@ def pano_to_pinhole(
     """The photo (uint8 ``size``) a camera at the panorama's centre takes (module docstring);
     bilinear; pixels whose ray leaves ``vfov_band`` are :data:`FILL_RGB`."""
     pano = _rgb(pano, "panorama")
-    fov = _number(fov_deg, "fov_deg", 0.0, 360.0, lo_open=True)
-    pitch = _number(pitch_deg, "pitch_deg", -90.0, 90.0)
-    roll = _number(roll_deg, "roll_deg", -180.0, 180.0)
-    heading = _number(heading_deg, "heading_deg", -1e6, 1e6)
+    fov, heading, pitch, roll, proj = _pose(fov_deg, heading_deg, pitch_deg, roll_deg, projection)
     (lo, hi), (h, w) = _band(vfov_band), _size(size, "size")
-    proj = _projection(projection, fov)
     f = _focal(w, fov, proj)
     x = (np.arange(w, dtype=np.float64) + 0.5 - w / 2.0) / f
     y = (h / 2.0 - np.arange(h, dtype=np.float64) - 0.5) / f
@@ -209,12 +214,8 @@ def photo_to_pano(
     of ``out_size`` covering ``vfov_band``; returns (uint8 canvas, :data:`FILL_RGB` where the
     photo does not reach, bool mask of the pixels it does)."""
     photo = _rgb(photo, "photo")
-    fov = _number(fov_deg, "fov_deg", 0.0, 360.0, lo_open=True)
-    pitch = _number(pitch_deg, "pitch_deg", -90.0, 90.0)
-    roll = _number(roll_deg, "roll_deg", -180.0, 180.0)
-    heading = _number(heading_deg, "heading_deg", -1e6, 1e6)
+    fov, heading, pitch, roll, proj = _pose(fov_deg, heading_deg, pitch_deg, roll_deg, projection)
     (lo, hi), (oh, ow) = _band(vfov_band), _size(out_size, "out_size")
-    proj = _projection(projection, fov)
     h, w = photo.shape[:2]
     f = _focal(w, fov, proj)
     az = np.radians((np.arange(ow, dtype=np.float64) + 0.5) * 360.0 / ow - 180.0)[None, :]
