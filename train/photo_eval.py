@@ -43,6 +43,7 @@ from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.config import EncoderConfig
 from d4g_edge.fileio import atomic_write_json
 from d4g_edge.geo import haversine_m, offset_latlon
+from d4g_edge.ground_query import circular_error
 from d4g_edge.log import logger, setup_logging
 from d4g_edge.photo import canvas_for, pano_to_pinhole, photo_to_pano
 from d4g_edge.preprocess import preprocess
@@ -183,10 +184,6 @@ def summarize(rank, error_m, heading_err=None) -> dict[str, float]:
     return out
 
 
-def angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
-
-
 @torch.no_grad()
 def encode(model: nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
     rows = [
@@ -247,7 +244,7 @@ def evaluate_models(
                 for n in headings:
                     idx = np.arange(0, rolls, rolls // n)
                     res = gallery.score(q[sel], emb[:, idx], cand[idx])
-                    _append(out, f"unknown{n}", res, angle_diff(res["heading"], truth[q[sel]]))
+                    _append(out, f"unknown{n}", res, circular_error(res["heading"], truth[q[sel]]))
     for modes in (modes for f in acc.values() for modes in f.values()):
         for mode, v in modes.items():
             modes[mode] = summarize(**{k: np.concatenate(x) for k, x in v.items() if x})
