@@ -43,7 +43,7 @@ from d4g_edge.cli.args import config_from_args, dataclass_parser
 from d4g_edge.config import EncoderConfig
 from d4g_edge.fileio import atomic_write_json
 from d4g_edge.geo import haversine_m, offset_latlon
-from d4g_edge.ground_query import circular_error
+from d4g_edge.ground_query import circular_error, roll_shift
 from d4g_edge.log import logger, setup_logging
 from d4g_edge.photo import canvas_for, pano_to_pinhole, photo_to_pano
 from d4g_edge.preprocess import preprocess
@@ -94,11 +94,6 @@ class PhotoEvalConfig:
     backend: str = field(
         default="torch", metadata={"choices": ("torch", "onnx"), "help": "ground inference"}
     )
-
-
-def roll_shift(heading_deg: float, width: int) -> int:
-    """Columns that roll a view centred on ``heading_deg`` north-up (as d4g_edge.Localizer)."""
-    return round(heading_deg / 360.0 * width) % width
 
 
 def photo_shape(fov: float, pano_width: int) -> tuple[int, int]:
