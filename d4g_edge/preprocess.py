@@ -14,6 +14,8 @@ Usage::
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from PIL import Image
 
@@ -55,13 +57,33 @@ def preprocess(
     outside the tile are the normalisation mean (as a uint8 colour), as in training.
     """
     spec = cfg.input(view)
-    x = resize_rgb(crop_rows(rgb, spec.crop_rows), spec.size).astype(np.float32) / 255.0
-    if spec.polar is not None:
-        east, north = (float(v) * spec.size[1] for v in centre)
-        if east or north:
-            # the fill is the mean as the nearest uint8 colour, as training fills its uint8 tiles
-            fill = np.round(np.asarray(cfg.mean) * 255.0).astype(np.float32) / 255.0
-            x = shift_tile(x, east, north, fill)
-        x = polar_transform(x, *spec.polar)
+    u8 = resize_rgb(crop_rows(rgb, spec.crop_rows), spec.size)
+    if spec.polar is None:
+        # (u8 / 255 - mean) / std depends on one byte per channel: a 256-entry table per
+        # channel gathers straight into the NCHW output, bit for bit the float32 arithmetic
+        # of the polar path below without its full-size temporaries (the localize() fast
+        # path). mode="clip": a byte is always a valid index, and "raise" buffers the output
+        lut = _normalize_table(tuple(cfg.mean), tuple(cfg.std))
+        out = np.empty((1, 3, *u8.shape[:2]), np.float32)
+        for c in range(3):
+            np.take(lut[c], u8[..., c], out=out[0, c], mode="clip")
+        return out
+    x = u8.astype(np.float32) / 255.0
+    east, north = (float(v) * spec.size[1] for v in centre)
+    if east or north:
+        # the fill is the mean as the nearest uint8 colour, as training fills its uint8 tiles
+        fill = np.round(np.asarray(cfg.mean) * 255.0).astype(np.float32) / 255.0
+        x = shift_tile(x, east, north, fill)
+    x = polar_transform(x, *spec.polar)
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+@lru_cache(maxsize=8)
+def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: ``(v / 255 - mean) / std`` for every byte ``v``, per channel, with
+    the same float32 operations as the polar path of :func:`preprocess`."""
+    v = np.arange(256, dtype=np.float32)[None, :] / 255.0
+    table = (v - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+    table.setflags(write=False)
+    return table
