@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._phone_walk import walk_photos
 from d4g_edge.build.builder import build_index
 from d4g_edge.build.calibrate import write_calibration
 from d4g_edge.geo import haversine_m
@@ -85,12 +86,14 @@ def odometry(path, rng, noise: float) -> list:
     return odo
 
 
-def run_stream(loc, tracker, frames, truths, odo, heading) -> list[dict]:
-    """Each frame through observe + track; truths: (lat, lon) per frame or None."""
+def run_stream(loc, tracker, frames, truths, odo, heading, fov_deg=None) -> list[dict]:
+    """Each frame through observe + track; truths: (lat, lon) per frame or None; heading:
+    one for every frame (None: searched) or a list, one per frame (a phone's compass)."""
     tracker.reset()
     recs = []
-    for frame, truth, o in zip(frames, truths, odo, strict=True):
-        obs = loc.observe(frame, top_k=100, heading=heading)
+    headings = heading if isinstance(heading, list) else [heading] * len(frames)
+    for frame, truth, o, h in zip(frames, truths, odo, headings, strict=True):
+        obs = loc.observe(frame, top_k=100, heading=h, fov_deg=fov_deg)
         fix = tracker.track(obs, odometry=o)
         rec = {
             "single_status": obs.fix.status,
@@ -195,6 +198,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--odometry-noise", type=float, default=0.1, help="relative distance noise")
     p.add_argument("--pano-size", default="128x512", help="rendered panorama HxW")
     p.add_argument("--vfov", type=float, default=180.0)
+    p.add_argument("--walks", type=int, default=0, help="phone walks (photos, issue 23)")
+    p.add_argument("--walk-step-m", type=float, default=5.0)
+    p.add_argument("--phone-fov", type=float, default=70.0, help="the phone's horizontal FoV")
+    p.add_argument("--compass-sigma", type=float, default=10.0, help="compass error, degrees")
     p.add_argument("--json", default=None)
     return p.parse_args(argv)  # fmt: skip
 
@@ -211,6 +218,29 @@ def render_drives(args, src, size) -> list[tuple]:
         drives.append((frames, truths, odometry(path, rng, args.odometry_noise)))
         logger.info("drive %d rendered", d)
     return drives
+
+
+def phone_walks(args, loc, tracker, src, size) -> dict:
+    """Walks of ``--walks`` pedestrians taking phone photos (:mod:`benchmarks._phone_walk`),
+    tracked with the compass heading and with the heading searched: summaries per kind."""
+    georef = src.world.georef
+    recs = {"compass heading": [], "heading searched": []}
+    for w in range(args.walks):
+        rng = np.random.default_rng([args.seed, 500 + w])
+        path = drive(src.world, args.frames, args.walk_step_m, rng, args.tile_size_m / 2)
+        panos = render_drive(src.world, path, rng, size, args.vfov)
+        photos, compass = walk_photos(panos, path, rng, args.phone_fov, args.compass_sigma)
+        truths = [tuple(float(v) for v in georef.metres_to_latlon(*pos)) for pos in path]
+        odo = odometry(path, rng, args.odometry_noise)
+        for name, heading in (("compass heading", compass), ("heading searched", None)):
+            recs[name] += run_stream(loc, tracker, photos, truths, odo, heading, args.phone_fov)
+        logger.info("phone walk %d done", w)
+    return {
+        "walks": args.walks,
+        "fov_deg": args.phone_fov,
+        "compass_sigma_deg": args.compass_sigma,
+        **{name: drive_summary(r) for name, r in recs.items()},
+    }
 
 
 def fit_margin(args, tracker, bundle: Path, fit_results: list[list[dict]]) -> None:
@@ -282,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         "horiz_accuracy_vs_error": accuracy_table(flat),
         "never_lock": never_lock(args, loc, tracker, size),
     }
+    if args.walks:
+        report["phone_walks"] = phone_walks(args, loc, tracker, src, size)
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
