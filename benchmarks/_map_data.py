@@ -9,27 +9,33 @@ in its world, and larger maps modelled on them.
 * :class:`RowModel`: a generative model of a map fitted on real rows on the fine grid of
   polar centres (every ``spacing`` metres): per principal component, its variance and a
   spatial correlation (a Gaussian random field with the component's measured neighbour
-  correlation), and per component the variance of a real query around its true row, scaled
-  so that exact search finds the modelled queries' tiles as often as the real ones'
-  (:meth:`RowModel.calibrated`). It draws maps of any size with 25 consecutive rows per tile
-  (5 x 5 blocks of the grid), and queries at random positions, so recall and R@1 can be
-  measured at 10^6 and 10^7 rows.
+  correlation), and two models of a query around its true row: ``gaussian`` (independent
+  noise per component with the real residuals' spread) and ``real-residuals`` (the real
+  queries' residual vectors, resampled), each scaled so that exact search finds the
+  modelled queries' tiles as often as the real ones' (:meth:`RowModel.calibrated`). It
+  draws maps of any size with 25 consecutive rows per tile (5 x 5 blocks of the grid), band
+  by band (``benchmarks._row_fields``; a 10^7-row map goes to a float16 memory map on
+  disk), and queries at random positions, so recall and R@1 can be measured at 10^6 and
+  10^7 rows.
 
 Usage::
 
     rows = bundle_rows("runs/world10")
     q = world_queries("runs/world10", 300)
-    model = RowModel.fit(rows, q); big = model.draw(1_000_000, seed=0)
+    model = RowModel.fit(rows, q)
+    v, tile_of_row, side, make_q = model.draw(1_000_000, seed=0, out="runs/rows.npy")
+    q, true_tile, where = make_q(300, 1)
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._row_fields import Grid, draw_rows, exact_scan, neighbour_rho, sigma_for
 from d4g_edge.bundle import Bundle
 from d4g_edge.geo import haversine_m
 from d4g_edge.log import logger
@@ -143,31 +149,29 @@ class RowModel:
     mean: np.ndarray  # (D,)
     basis: np.ndarray  # (D, D) principal directions, columns
     std: np.ndarray  # (D,) per component
-    smooth: np.ndarray  # (D,) Gaussian-filter sigma in grid steps (0: white)
+    smooth: np.ndarray  # (D,) sigma by the continuous formula (0: white); see sigmas()
     query_mean: np.ndarray  # (D,) mean of (query - its row) in the basis
-    query_std: np.ndarray  # (D,)
+    query_std: np.ndarray  # (D,) (calibrated) spread of gaussian queries
     per_tile: int = 25
     km2_per_row: float = 0.0  # the real map's area per row
+    rho: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (D,) measured
+    residuals: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (Q, D) basis
+    residual_scale: float = 1.0  # calibrated scale of the real residuals
+    sigma_rule: str = "continuous"  # how rho becomes a Gaussian sigma (files before: this)
 
     @classmethod
-    def fit(cls, rows: Rows, queries: dict) -> RowModel:
+    def fit(cls, rows: Rows, queries: dict, calibrate_m: int = 1000) -> RowModel:
         x = rows.vectors.astype(np.float64)
         mean = x.mean(0)
         _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
         basis = vt.T
         c = (x - mean) @ basis
         r, col = grid_of(rows)
-        grid = np.full((r.max() + 1, col.max() + 1, c.shape[1]), np.nan)
+        grid = np.full((r.max() + 1, col.max() + 1, c.shape[1]), np.nan, np.float32)
         grid[r, col] = c
-        rho = []
-        for a, b in ((grid[1:], grid[:-1]), (grid[:, 1:], grid[:, :-1])):
-            ok = np.isfinite(a[..., 0]) & np.isfinite(b[..., 0])
-            rho.append(
-                (a[ok] * b[ok]).mean(0) / np.sqrt((a[ok] ** 2).mean(0) * (b[ok] ** 2).mean(0))
-            )
-        rho = np.clip(np.mean(rho, 0), 1e-6, 0.999)
-        # a white field smoothed by a Gaussian of sigma s has neighbour correlation
-        # exp(-1 / (4 s^2)): invert it; below 0.05 the component is white
+        rho = np.clip(neighbour_rho(grid), 1e-6, 0.999)
+        del grid
+        # the continuous formula, kept for files fitted before; sigmas() uses the exact one
         smooth = np.where(rho > 0.05, np.sqrt(-1.0 / (4.0 * np.log(rho))), 0.0)
         # queries: each one's residual from the row at its nearest grid position
         q = queries["query"].astype(np.float64)
@@ -184,31 +188,54 @@ class RowModel:
             np.round(rho[:5], 3),
         )
         std, per_row = sv / np.sqrt(len(x)), rows.area_km2 / len(x)
-        model = cls(mean, basis, std, smooth, res.mean(0), res.std(0), rows.per_tile, per_row)
+        model = cls(
+            mean, basis, std, smooth, res.mean(0), res.std(0), rows.per_tile, per_row,
+            rho, res.astype(np.float32), 1.0, "discrete",
+        )  # fmt: skip
         best = np.argmax(q.astype(np.float32) @ rows.vectors.T, axis=1)
         truth = truth_tiles(rows, queries["query_latlon"])
-        return model.calibrated(float(np.mean(rows.tile_of_row[best] == truth)), len(x), len(q))
+        target = float(np.mean(rows.tile_of_row[best] == truth))
+        model = model.calibrated(target, len(x), calibrate_m, "gaussian")
+        return model.calibrated(target, len(x), calibrate_m, "real-residuals")
 
-    def calibrated(self, target: float, n: int, m: int) -> RowModel:
-        """This model with its query residuals scaled so that, at the real map's size, exact
-        search finds a query's true tile as often as on the real map (``target``).
+    def sigmas(self) -> np.ndarray:
+        """Each component's Gaussian sigma in grid steps (0: white). "discrete": the sigma
+        whose kernel on the grid has the measured neighbour correlation; "continuous": the
+        formula rho = exp(-1 / (4 sigma^2)) of the first fits, which undershoots the weakly
+        correlated components (their calibration was made with it)."""
+        if self.sigma_rule == "continuous":
+            return np.asarray(self.smooth, np.float64)
+        return np.array([sigma_for(float(r)) if r > 0.05 else 0.0 for r in self.rho])
+
+    def calibrated(self, target: float, n: int, m: int, query_model: str) -> RowModel:
+        """This model with the queries' residuals of ``query_model`` scaled so that, at the
+        real map's size, exact search finds a query's true tile as often as on the real map
+        (``target``).
 
         Real rows are more alike than independent residuals make them (a town repeats
-        itself): with the measured residuals a modelled query finds its tile 9 times in 10,
-        a real one on the world map 1 time in 6, and how close the rows that compete for the
-        first place are is what decides whether a compressed index still finds the best. The
-        scale is found by bisection (R@1 falls as the residuals grow)."""
-        lo, hi = 0.5, 4.0
-        for _ in range(7):
+        itself): with the measured per-component spread a gaussian query finds its tile 9
+        times in 10, a real one on the world map 1 time in 6, and how close the rows that
+        compete for the first place are is what decides whether a compressed index still
+        finds the best. The scale is found by bisection (R@1 falls as the residuals grow),
+        on one drawn map."""
+        rows, norms, grid = self._draw(n, 11)
+        lo, hi = 0.25, 4.0
+        for _ in range(8):
             mid = (lo + hi) / 2
-            trial = replace(self, query_std=self.query_std * mid)
-            v, tile_of_row, _, make_q = trial.draw(n, seed=11)
-            q, tile, _ = make_q(m, 12)
-            got = float(np.mean(tile_of_row[np.argmax(q @ v.T, axis=1)] == tile))
+            q, tile, _ = self._scaled(query_model, mid).queries(
+                rows, norms, grid, m, 12, query_model
+            )
+            got = float(np.mean(grid_tile_of_row(grid, exact_scan(rows, q)[1]) == tile))
+            logger.info("row model: %s queries x %.3f: exact R@1 %.3f", query_model, mid, got)
             lo, hi = (mid, hi) if got > target else (lo, mid)
         scale = (lo + hi) / 2
-        logger.info("row model: query residuals x %.2f (real exact R@1 %.3f)", scale, target)
-        return replace(self, query_std=self.query_std * scale)
+        logger.info("row model: %s x %.3f (real exact R@1 %.3f)", query_model, scale, target)
+        return self._scaled(query_model, scale)
+
+    def _scaled(self, query_model: str, scale: float) -> RowModel:
+        if query_model == "gaussian":
+            return replace(self, query_std=self.query_std * scale)
+        return replace(self, residual_scale=self.residual_scale * scale)
 
     def save(self, path: str | Path) -> None:
         np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
@@ -218,47 +245,71 @@ class RowModel:
         with np.load(path) as f:
             d = {k: f[k] for k in f.files}
         d["per_tile"], d["km2_per_row"] = int(d["per_tile"]), float(d["km2_per_row"])
+        if "rho" not in d:  # a file fitted before: its rho is its smoothing's, by its formula
+            s = d["smooth"]
+            d["rho"] = np.where(s > 0, np.exp(-1.0 / (4.0 * np.maximum(s, 1e-9) ** 2)), 0.0)
+        for k, cast in (("residual_scale", float), ("sigma_rule", str)):
+            if k in d:
+                d[k] = cast(d[k])
         return cls(**d)
 
-    def draw(self, n: int, seed: int = 0):
-        """(rows (n', D) float32, tile_of_row, grid (side, side), a query sampler) for about
-        ``n`` rows: a square grid of 5 x 5 blocks, rows ordered tile by tile."""
-        from scipy import ndimage
+    def grid(self, n: int) -> Grid:
+        return Grid.for_rows(n, self.per_tile)
 
-        b = round(float(np.sqrt(self.per_tile)))
-        tiles_side = max(1, round(float(np.sqrt(n / self.per_tile))))
-        side = tiles_side * b
-        rng = np.random.default_rng(seed)
+    def _draw(self, n: int, seed: int, out: str | Path | None = None, band_rows=None):
+        grid = self.grid(n)
         dim = len(self.mean)
-        # component-major fields: each is written (and filtered) contiguously
-        coef = np.empty((dim, side, side), np.float32)
-        for j in range(dim):  # the white components (most of them) need no filter
-            f = rng.standard_normal((side, side), dtype=np.float32)
-            if self.smooth[j] > 0:
-                f = ndimage.gaussian_filter(f, float(self.smooth[j]), mode="wrap")
-                f /= max(float(f.std()), 1e-12)
-            f *= self.std[j]
-            coef[j] = f
-        # tile-major rows, one band of tiles at a time: tile (ti, tj) holds its b x b block
-        rows = np.empty((side * side, dim), np.float32)
-        mean, basis_t = self.mean.astype(np.float32), self.basis.T.astype(np.float32)
-        band = tiles_side * b * b
-        for ti in range(tiles_side):
-            c = coef[:, ti * b : (ti + 1) * b, :].reshape(dim, b, tiles_side, b)
-            c = c.transpose(2, 1, 3, 0).reshape(band, dim)
-            x = mean + c @ basis_t
-            rows[ti * band : (ti + 1) * band] = x / np.linalg.norm(x, axis=1, keepdims=True)
-        tile_of_row = np.repeat(np.arange(tiles_side**2), self.per_tile)
+        if out is None:
+            rows = np.empty((grid.count, dim), np.float32)
+        else:  # float16 on disk, as a float16 bundle keeps them
+            rows = np.lib.format.open_memmap(out, "w+", np.float16, (grid.count, dim))
+        norms = np.empty(grid.count, np.float32)
+        draw_rows(
+            self.mean, self.basis, self.std, self.sigmas(), grid, seed, rows, norms, band_rows
+        )
+        if out is not None:
+            rows.flush()
+        return rows, norms, grid
 
-        def queries(m: int, qseed: int):
-            """(queries, true tile, true grid position) at random grid positions."""
-            r = np.random.default_rng(qseed)
-            gi, gj = r.integers(0, side, m), r.integers(0, side, m)
-            c = coef[:, gi, gj].T.astype(np.float64)
-            c += self.query_mean + r.standard_normal((m, dim)) * self.query_std
+    def draw(self, n: int, seed: int = 0, out=None, query_model="gaussian", band_rows=None):
+        """(rows (n', D) unit float32, or float16 memory-mapped at ``out``, tile_of_row,
+        grid side, a query sampler (m, seed) -> (queries, true tile, grid position)) for
+        about ``n`` rows: a square grid of 5 x 5 blocks, rows ordered tile by tile, drawn
+        band by band (:func:`benchmarks._row_fields.draw_rows`)."""
+        rows, norms, grid = self._draw(n, seed, out, band_rows)
+        tile_of_row = np.repeat(np.arange(grid.tiles_side**2), self.per_tile)
+
+        def sampler(m: int, qseed: int):
+            return self.queries(rows, norms, grid, m, qseed, query_model)
+
+        return rows, tile_of_row, grid.side, sampler
+
+    def queries(self, rows, norms, grid: Grid, m: int, seed: int, query_model: str):
+        """(queries, true tile, grid position) at ``m`` random grid positions of a drawn map.
+
+        * ``gaussian``: the row's coefficients plus, per component, independent Gaussian
+          noise with the real residuals' mean and (calibrated) spread;
+        * ``real-residuals``: the unit row plus one of the real queries' residual vectors
+          (query - its true row, drawn with replacement), times the calibrated scale: the
+          residual keeps the real one's direction, across components."""
+        r = np.random.default_rng(seed)
+        gi, gj = r.integers(0, grid.side, m), r.integers(0, grid.side, m)
+        at = grid.row_of(gi, gj)
+        x = np.asarray(rows[at], np.float64)
+        if query_model == "gaussian":
+            c = (x * norms[at, None] - self.mean) @ self.basis
+            c += self.query_mean + r.standard_normal((m, len(self.mean))) * self.query_std
             q = self.mean + c @ self.basis.T
-            q /= np.linalg.norm(q, axis=1, keepdims=True)
-            tile = (gi // b) * tiles_side + gj // b
-            return q.astype(np.float32), tile, np.stack([gi, gj], 1)
+        elif query_model == "real-residuals":
+            if not len(self.residuals):
+                raise ValueError("this row model has no real residuals: fit it again")
+            pick = r.integers(0, len(self.residuals), m)
+            q = x + self.residual_scale * (self.residuals[pick].astype(np.float64) @ self.basis.T)
+        else:
+            raise ValueError(f"query model must be gaussian or real-residuals, got {query_model}")
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        return q.astype(np.float32), grid.tile_of(gi, gj), np.stack([gi, gj], 1)
 
-        return rows, tile_of_row, side, queries
+
+def grid_tile_of_row(grid: Grid, row: np.ndarray) -> np.ndarray:
+    return np.asarray(row) // (grid.block**2)

@@ -14,14 +14,24 @@ Rows (one of):
   queries are panoramas rendered in that world (``--queries FILE`` caches them), or a
   VIGOR-layout dataset's test panoramas (``--vigor-data DIR``, for the bundled default);
 * ``--model N [N ...] --bundle DIR``: N rows modelled on that bundle's rows and queries
-  (:class:`benchmarks._map_data.RowModel`), e.g. 10^6 and 10^7.
+  (:class:`benchmarks._map_data.RowModel`), e.g. 10^6 and 10^7, drawn band by band to a
+  float16 memory map under ``--work``; queries by ``--query-model`` (``real-residuals``:
+  a row plus a real query's residual vector; ``gaussian``: independent noise per
+  component; both calibrated to the real map's exact R@1; ``real-residuals:1``: the real
+  residuals as measured).
+
+The reference is an exact float32 scan that streams the rows (all queries in one pass).
+Where the rows as float32 exceed ``--max-ram-gb`` (10^7 x 512 x 4 = 20 GB), only the
+compressed kinds that can be built chunk by chunk from the memory map are built
+(``benchmarks._map_stream.STREAMED``); the others (exact float32, hnswlib, faiss, usearch,
+the float16 re-rank store) are skipped and listed as such.
 
 Usage::
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_map --bundle runs/world10 \\
         --queries runs/world10_queries.npz --json runs/bench_map.json
     python -m benchmarks.bench_map --bundle runs/world10 --queries ... --model 1000000 \\
-        --kinds "pca-int8 ivf" "hnswlib M16"
+        --kinds "pca-int8 ivf" "hnswlib M16" --query-model real-residuals gaussian
 """
 
 from __future__ import annotations
@@ -39,13 +49,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._map_data import (
-    RowModel,
     bundle_rows,
     truth_tiles,
     vigor_queries,
     world_queries,
 )
 from benchmarks._map_kinds import KINDS
+from benchmarks._map_stream import STREAMED, build_streamed, load_or_fit, modelled_map
+from benchmarks._row_fields import exact_scan
 from d4g_edge.log import logger, setup_logging
 
 E2E_TILES = 10  # end-to-end: rows for this many tiles are asked for, as train.evaluate
@@ -77,7 +88,7 @@ def measure(spec: dict) -> dict:
         ms.append((time.perf_counter() - t) * 1e3)
         top1.append(int(ids[0, 0]))
     rss_search = _rss_mb() - base
-    rows = np.load(work / "rows.npy", mmap_mode="r")
+    rows = np.load(spec["rows"], mmap_mode="r")  # float32, or float16 for modelled maps
     got = np.einsum("qd,qd->q", q, np.asarray(rows[np.asarray(top1)], np.float32))
     exact = np.load(work / "exact_best.npy")
     out = {
@@ -128,28 +139,49 @@ def _child(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _exact_best(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
-    best = np.full(len(q), -np.inf, np.float32)
-    for s in range(0, len(rows), 262_144):
-        best = np.maximum(best, (q @ rows[s : s + 262_144].T).max(1))
-    return best
+def _rows_on_disk(work: Path, rows: np.ndarray) -> Path:
+    path = work / "rows.npy"
+    work.mkdir(parents=True, exist_ok=True)
+    if not (isinstance(rows, np.memmap) and Path(rows.filename).resolve() == path.resolve()):
+        np.save(path, rows)
+    return path
 
 
-def run_set(name, rows, tile_of_row, q, truth, area_km2, per_tile, args, row_latlon=None, qll=None):
-    """Build every kind on ``rows`` and measure each in a fresh process."""
-    work = args.work / name
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    np.save(work / "rows.npy", rows)
-    np.save(work / "queries.npy", q)
-    np.save(work / "exact_best.npy", _exact_best(rows, q))
+def _reference(sub: Path, rows, tile_of_row, name, q, truth, latlon) -> dict:
+    """Write one query set's files for the children; its exact float32 reference by a scan
+    that streams the rows (every query in one pass)."""
+    shutil.rmtree(sub, ignore_errors=True)
+    sub.mkdir(parents=True)
+    np.save(sub / "queries.npy", q)
+    t = time.perf_counter()
+    best, at = exact_scan(rows, q)
+    ref = {"set": name, "kind": "exact float32 scan", "rows": len(rows), "queries": len(q)}
+    ref["scan_s"] = time.perf_counter() - t
+    np.save(sub / "exact_best.npy", best)
     if truth is not None:
-        np.save(work / "truth_tile.npy", truth)
-        np.save(work / "tile_of_row.npy", tile_of_row)
-    if row_latlon is not None:
-        np.save(work / "row_latlon.npy", row_latlon)
-        np.save(work / "query_latlon.npy", qll)
-    results = []
+        np.save(sub / "truth_tile.npy", truth)
+        np.save(sub / "tile_of_row.npy", tile_of_row)
+        ref["r_at_1"] = 100.0 * float(np.mean(tile_of_row[at] == truth))
+    if latlon is not None:
+        np.save(sub / "row_latlon.npy", latlon[0])
+        np.save(sub / "query_latlon.npy", latlon[1])
+    logger.info("%s reference: %s", name, json.dumps(ref))
+    return ref
+
+
+def run_set(work, rows, tile_of_row, qsets, area_km2, per_tile, args):
+    """Build every kind on ``rows`` once and measure it in a fresh process per query set.
+
+    ``rows``: float32 in memory, or the float16 memory map ``work/rows.npy`` of a modelled
+    map; ``qsets``: (name, queries, true tiles, (rows', queries' positions) or None for
+    the within-25 m column). Kinds whose build takes the rows as float32 in memory are
+    skipped when that exceeds ``--max-ram-gb``; the compressed kinds of
+    ``_map_stream.STREAMED`` are then built chunk by chunk from the memory map instead."""
+    rows_path = _rows_on_disk(work, rows)
+    subs = [work / name.replace(" ", "_") for name, *_ in qsets]
+    refs = [_reference(sub, rows, tile_of_row, *qs) for sub, qs in zip(subs, qsets, strict=True)]
+    in_ram = len(rows) * rows.shape[1] * 4 <= args.max_ram_gb * 1e9
+    rows32, results = None, []
     for kname in args.kinds:
         kind = KINDS[kname]
         try:
@@ -158,34 +190,43 @@ def run_set(name, rows, tile_of_row, q, truth, area_km2, per_tile, args, row_lat
         except ImportError:
             logger.warning("%s: %s is not installed, skipped", kname, kind.needs)
             continue
-        folder = work / kname.replace(" ", "_").replace("+", "_")
-        folder.mkdir()
+        if not in_ram and kname not in STREAMED:
+            gb = len(rows) * rows.shape[1] * 4 / 1e9
+            logger.warning(
+                "%s: skipped at %d rows: its build takes the rows as float32 in memory "
+                "(%.1f GB > --max-ram-gb %.1f)", kname, len(rows), gb, args.max_ram_gb,
+            )  # fmt: skip
+            for ref in refs:
+                ref.setdefault("skipped", []).append(kname)
+            continue
+        folder = work / "index" / kname.replace(" ", "_").replace("+", "_")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         t = time.perf_counter()
-        kind.build(rows, folder)
+        if in_ram:
+            rows32 = np.asarray(rows, np.float32) if rows32 is None else rows32
+            kind.build(rows32, folder)
+        else:
+            build_streamed(STREAMED[kname], rows, folder)
         build_s = time.perf_counter() - t
         size = sum(p.stat().st_size for p in folder.iterdir())
-        spec = {
-            "kind": kname,
-            "work": str(work),
-            "folder": str(folder),
-            "dim": rows.shape[1],
-            "count": len(rows),
-            "k": args.k,
-            "per_tile": per_tile,
-            "latlon": row_latlon is not None,
-        }
-        r = {"set": name, "kind": kname, "library": kind.library, "what": kind.what}
-        r |= {"rows": len(rows), "area_km2": area_km2, "bytes": size, "build_s": build_s}
-        r["mb_per_km2"] = size / 1e6 / area_km2
-        r |= _child(spec)
-        logger.info("%s %s: %s", name, kname, json.dumps(r))
-        results.append(r)
+        for sub, (name, _, _, latlon) in zip(subs, qsets, strict=True):
+            spec = {"kind": kname, "work": str(sub), "rows": str(rows_path)}
+            spec |= {"folder": str(folder), "dim": rows.shape[1], "count": len(rows)}
+            spec |= {"k": args.k, "per_tile": per_tile, "latlon": latlon is not None}
+            r = {"set": name, "kind": kname, "library": kind.library, "what": kind.what}
+            r |= {"rows": len(rows), "area_km2": area_km2, "bytes": size, "build_s": build_s}
+            r["streamed_build"] = not in_ram
+            r["mb_per_km2"] = size / 1e6 / area_km2
+            r |= _child(spec)
+            logger.info("%s %s: %s", name, kname, json.dumps(r))
+            results.append(r)
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-    return results
+    return results, refs
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], refs: list[dict] = ()) -> str:
     head = (
         f"{'rows':>9} {'kind':24} {'MB/km2':>7} {'MB':>8} {'build s':>8} {'open ms':>8} "
         f"{'RSS MB':>7} {'p50 ms':>7} {'p90 ms':>7} {'R@1 vs f32':>10} {'R@1 %':>6} {'<=25m %':>7}"
@@ -197,6 +238,16 @@ def table(results: list[dict]) -> str:
             f"{r['build_s']:8.1f} {r['open_s'] * 1e3:8.1f} {r['rss_after_search_mb']:7.1f} "
             f"{r['p50_ms']:7.3f} {r['p90_ms']:7.3f} {r['recall_at_1']:10.3f} "
             f"{r.get('r_at_1', float('nan')):6.2f} {r.get('within_25m', float('nan')):7.2f}"
+        )
+    for r in refs:
+        lines.append(
+            f"{r['set']}: exact float32 scan of {r['rows']} rows, {r['queries']} queries in one "
+            f"pass: {r['scan_s']:.1f} s; R@1 {r.get('r_at_1', float('nan')):.2f} %"
+            + (
+                f"; skipped (too large as float32): {', '.join(r['skipped'])}"
+                if "skipped" in r
+                else ""
+            )
         )
     return "\n".join(lines)
 
@@ -213,6 +264,23 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=int, nargs="*", default=[], help="also N modelled rows")
     p.add_argument("--model-queries", type=int, default=300)
+    p.add_argument(
+        "--query-model",
+        nargs="+",
+        default=["real-residuals"],
+        help="modelled queries: real-residuals (a real query's residual vector), gaussian "
+        "(independent noise per component), each scaled to the real map's exact R@1, or "
+        "real-residuals:S (residuals times S; 1: as measured); several: one set each",
+    )
+    p.add_argument(
+        "--max-ram-gb",
+        type=float,
+        default=8.0,
+        help="modelled rows larger than this as float32 are only built by the streamed kinds",
+    )
+    p.add_argument(
+        "--reuse-rows", action="store_true", help="reuse a modelled map drawn by an earlier run"
+    )
     p.add_argument("--model-file", type=Path, help="the fitted model (.npz): reused if present")
     p.add_argument("--no-real", action="store_true", help="only the modelled sets")
     p.add_argument("--kinds", nargs="+", default=sorted(KINDS), choices=sorted(KINDS))
@@ -247,44 +315,27 @@ def main(argv: list[str] | None = None) -> int:
         queries = world_queries(args.bundle, args.n_queries)
         if args.queries is not None:
             np.savez(args.queries, **queries)
-    results = []
+    results, refs = [], []
     if not args.no_real:
         truth = truth_tiles(rows, queries["query_latlon"])
-        results += run_set(
-            "real",
-            rows.vectors,
-            rows.tile_of_row,
-            queries["query"],
-            truth,
-            rows.area_km2,
-            rows.per_tile,
-            args,
-            rows.latlon,
-            queries["query_latlon"],
-        )
+        qs = [("real", queries["query"], truth, (rows.latlon, queries["query_latlon"]))]
+        res, ref = run_set(args.work, rows.vectors, rows.tile_of_row, qs, rows.area_km2,
+                           rows.per_tile, args)  # fmt: skip
+        results, refs = results + res, refs + ref
     if args.model:
-        if args.model_file is not None and args.model_file.is_file():
-            model = RowModel.load(args.model_file)
-        else:
-            model = RowModel.fit(rows, queries)
-            if args.model_file is not None:
-                model.save(args.model_file)
-        km2_per_row = model.km2_per_row
+        model = load_or_fit(args, rows, queries)
         for n in args.model:
-            v, tile_of_row, _, make_q = model.draw(n, seed=n)
-            q, tile, _ = make_q(args.model_queries, n + 1)
-            results += run_set(
-                f"model{len(v)}",
-                v,
-                tile_of_row,
-                q,
-                tile,
-                len(v) * km2_per_row,
-                model.per_tile,
-                args,
-            )
+            work = args.work / f"model{model.grid(n).count}"
+            v, tile_of_row, make_q, draw = modelled_map(model, n, work, args.reuse_rows)
+            qs = [
+                (f"{work.name} {qm}", *make_q(args.model_queries, n + 1, qm)[:2], None)
+                for qm in args.query_model
+            ]
+            res, ref = run_set(work, v, tile_of_row, qs, len(v) * model.km2_per_row,
+                               model.per_tile, args)  # fmt: skip
+            results, refs = results + res, refs + [r | draw for r in ref]
             del v
-    print(table(results))
+    print(table(results, refs))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -294,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": platform.processor(),
                     "cores": os.cpu_count(),
                     "results": results,
+                    "references": refs,
                 },
                 indent=2,
             )

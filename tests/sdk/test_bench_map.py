@@ -83,3 +83,35 @@ def test_bench_map_measures_each_kind_against_exact_search(tmp_path, tiny_models
     qq, tiles, where = make_q(5, 2)
     assert qq.shape == (5, EMBED_DIM) and (tiles == (where[:, 0] // 5) * 4 + where[:, 1] // 5).all()
     assert "exact float32" in bench_map.table(out)
+
+
+def test_bench_map_large_modelled_maps_build_only_the_streamed_kinds(tmp_path, tiny_models):
+    """Past --max-ram-gb only the kinds built chunk by chunk from the float16 memory map
+    are built (the others are listed as skipped), and a drawn map is reused on request."""
+    bundle, *_ = _grid_map(tmp_path, tiny_models)
+    kinds = ["exact float32", "pca-int8 flat", "hnswlib M16"]
+    argv = ["--bundle", str(bundle), "--queries", str(tmp_path / "q.npz"), "--no-real"]
+    argv += ["--model", "1600", "--model-queries", "20", "--model-file", str(tmp_path / "m.npz")]
+    argv += ["--query-model", "real-residuals", "gaussian", "real-residuals:1"]
+    argv += ["--max-ram-gb", "1e-6"]
+    argv += ["--kinds", *kinds, "--work", str(tmp_path / "work"), "--k", "3"]
+    runs = []
+    for extra in ([], ["--reuse-rows"]):
+        assert bench_map.main([*argv, *extra, "--json", str(tmp_path / "out.json")]) == 0
+        runs.append(json.loads((tmp_path / "out.json").read_text()))
+    for out in runs:
+        assert [(r["set"], r["kind"]) for r in out["results"]] == [
+            ("model1600 real-residuals", "pca-int8 flat"),
+            ("model1600 gaussian", "pca-int8 flat"),
+            ("model1600 real-residuals:1", "pca-int8 flat"),
+        ]
+        assert all(r["streamed_build"] and 0 < r["recall_at_1"] <= 1 for r in out["results"])
+        refs = out["references"]
+        assert [r["skipped"] for r in refs] == [["exact float32", "hnswlib M16"]] * 3
+        assert all(0 <= r["r_at_1"] <= 100 and r["queries"] == 20 for r in refs)
+    assert "reused" not in runs[0]["references"][0] and runs[1]["references"][0]["reused"]
+    # the same map and queries: the same exact reference and the same index
+    for a, b in zip(runs[0]["references"], runs[1]["references"], strict=True):
+        assert a["r_at_1"] == b["r_at_1"]
+    rows = np.load(tmp_path / "work" / "model1600" / "rows.npy", mmap_mode="r")
+    assert rows.dtype == np.float16 and rows.shape == (1600, EMBED_DIM)
