@@ -51,17 +51,15 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from d4g_edge import drone, ground_query, trust
+from d4g_edge import ground_query, trust
 from d4g_edge.bundle import Bundle
 from d4g_edge.drone import Flight
 from d4g_edge.errors import NoDefaultBundleError, SearchError
-from d4g_edge.geo import haversine_m
 from d4g_edge.ground_query import (  # noqa: F401  (DEFAULT_HEADINGS ...: their public home)
     DEFAULT_HEADINGS,
     PHOTO_HEADINGS,
@@ -75,6 +73,7 @@ from d4g_edge.results import (  # noqa: F401  (Candidate: imported from here too
     Candidate,
     Localization,
     Observation,
+    answer,
     candidates,
     judged,
     uncalibrated,
@@ -253,7 +252,8 @@ class Localizer:
             self._queries(img, h, f, fov if ground else None)
             for img, h, f, fov in zip(images, headings, flights, fovs, strict=True)
         ]
-        z = self.encoder.embed_tensor(np.concatenate([b[0] for b in batches]))
+        xs = [b[0] for b in batches]  # one image (the common call): no concatenated copy
+        z = self.encoder.embed_tensor(xs[0] if len(xs) == 1 else np.concatenate(xs))
         # every roll's best score picks the heading; only the best roll's rows are kept
         ids, scores = self._search(z, max(top_k, trust.TRUST_K), cand)
         out, row = [], 0
@@ -274,11 +274,24 @@ class Localizer:
         if searched and ground and ground_query.REFINE_HEADING:
             h = (h + refine_heading(scores[:, 0], best) * 360.0 / len(hs)) % 360.0
         heading_scores = scores[:, 0] if searched else None
-        photo_query = ground and fov is not None and fov < 360.0
-        fix, f = self._result(
-            ids[best], scores[best], h, flight, heading_scores, problem, prior, top_k, photo_query
+        fix, f = answer(
+            self.bundle.tiles,
+            ids[best],
+            scores[best],
+            h,
+            flight,
+            heading_scores,
+            problem,
+            prior,
+            top_k,
+            photo_query=ground and fov is not None and fov < 360.0,
+            heading_known=h_in is not None,
+            fov_deg=fov,
+            far_m=self._far_m,
+            calibration=self.calibration,
+            temperature=self.temperature,
+            grid_step_m=self._grid_step_m if self.calibration is None else 0.0,
         )
-        fix = replace(fix, heading_known=h_in is not None, fov_deg=fov)
         return Observation(ids[best][:top_k], scores[best][:top_k], float(h), fix, f)
 
     def retrieve(
@@ -340,26 +353,10 @@ class Localizer:
         step = self.bundle.stride_m or float(np.nanmedian(self.bundle.tiles.footprint_m)) / 2
         return 2.0 * float(step) if np.isfinite(step) and step > 0 else 50.0
 
-    def _result(
-        self, ids, scores, heading, flight, heading_scores, problem, prior, top_k, photo_query
-    ) -> tuple[Localization, np.ndarray | None]:
-        t = self.bundle.tiles
-        lat, lon = t.lat[ids], t.lon[ids]
-        # the tiles show where the camera looks; the drone is behind that point
-        lat, lon = drone.camera_to_drone(lat, lon, flight, heading)
-        dist = haversine_m(lat[0], lon[0], lat, lon)
-        cands = candidates(t.tile_id, ids, lat, lon, scores, dist, top_k)
-        base = Localization(
-            float(lat[0]), float(lon[0]), float(scores[0]), float(heading), None, cands
-        )
-        if problem is not None:
-            return replace(base, status="not_in_map", reason=problem), None
-        step = 360.0 / len(heading_scores) if heading_scores is not None else 45.0
-        f = trust.features(scores, dist, self._far_m, heading_scores, step)
-        if self.calibration is None:
-            grid_step = self.bundle.grid_step_m
-            return uncalibrated(base, scores, dist, top_k, self.temperature, grid_step), f
-        return judged(base, f, self.calibration, prior, photo_query), f
+    @cached_property
+    def _grid_step_m(self) -> float:
+        """The bundle's answer resolution (:attr:`Bundle.grid_step_m`), read once."""
+        return self.bundle.grid_step_m
 
 
 _DEFAULT: dict[tuple[str, str, int | None], Localizer] = {}

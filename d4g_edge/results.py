@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from d4g_edge import drone
 from d4g_edge.calibration import Calibration
 from d4g_edge.geo import haversine_m
+from d4g_edge.trust_features import features
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,65 @@ class Observation:
     features: np.ndarray | None = None  # d4g_edge.trust.FEATURES; None for a degenerate image
 
 
+def answer(
+    tiles,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    heading: float,
+    flight,
+    heading_scores: np.ndarray | None,
+    problem: str | None,
+    prior,
+    top_k: int,
+    *,
+    photo_query: bool,
+    heading_known: bool,
+    fov_deg: float | None,
+    far_m: float,
+    calibration: Calibration | None,
+    temperature: float,
+    grid_step_m: float,
+) -> tuple[Localization, np.ndarray | None]:
+    """One image's :class:`Localization` and trust features from its best roll's rows
+    (``ids``, best first, one per tile, at least ``TRUST_K`` when the bundle has them) and
+    ``scores`` in ``tiles``; ``problem``: why the image cannot show a place (then
+    ``not_in_map``, no features). The answer is built once, with every field, rather than
+    copied field by field (it runs on every query)."""
+    # the tiles show where the camera looks; the drone is behind that point
+    lat, lon = drone.camera_to_drone(tiles.lat[ids], tiles.lon[ids], flight, heading)
+    dist = haversine_m(lat[0], lon[0], lat, lon)
+    fields = {
+        "lat": float(lat[0]),
+        "lon": float(lon[0]),
+        "score": float(scores[0]),
+        "heading_deg": float(heading),
+        "uncertainty_m": None,
+        "candidates": candidates(tiles.tile_id, ids, lat, lon, scores, dist, top_k),
+        "heading_known": heading_known,
+        "fov_deg": fov_deg,
+    }
+    if problem is not None:
+        return Localization(**fields, status="not_in_map", reason=problem), None
+    step = 360.0 / len(heading_scores) if heading_scores is not None else 45.0
+    f = features(scores, dist, far_m, heading_scores, step)
+    if calibration is None:
+        fields |= _spread(scores, dist, top_k, temperature, grid_step_m)
+    else:
+        fields |= _verdict(fields["lat"], fields["lon"], f, calibration, prior, photo_query)
+    return Localization(**fields), f
+
+
 def candidates(tile_id, ids, lat, lon, scores, dist, top_k: int) -> tuple[Candidate, ...]:
     """The top ``top_k`` rows as candidates (``lat`` / ``lon`` / ``dist`` per row)."""
+    # tolist(): the same Python floats and ints as float() / int() of each element
     return tuple(
-        Candidate(int(tile_id[i]), float(a), float(o), float(s), float(d))
-        for i, a, o, s, d in zip(
-            ids[:top_k], lat[:top_k], lon[:top_k], scores[:top_k], dist[:top_k], strict=True
+        map(
+            Candidate,
+            tile_id[ids[:top_k]].tolist(),
+            lat[:top_k].tolist(),
+            lon[:top_k].tolist(),
+            scores[:top_k].tolist(),
+            dist[:top_k].tolist(),
         )
     )
 
@@ -83,14 +138,17 @@ def uncalibrated(
 ) -> Localization:
     """``base`` of a bundle without a calibration: ``uncertain`` with the score-weighted spread
     of the top-k, plus half the grid step, as its radius."""
+    return replace(base, **_spread(scores, dist, top_k, temperature, grid_step_m))
+
+
+def _spread(scores, dist, top_k: int, temperature: float, grid_step_m: float) -> dict:
     w = np.exp((scores[:top_k] - scores[0]) / temperature)
     spread2 = float((w * dist[:top_k] ** 2).sum() / w.sum())
     half = grid_step_m / 2
-    return replace(
-        base,
-        uncertainty_m=float(np.sqrt(spread2 + half**2)),
-        reason="the bundle has no calibration (d4g-edge calibrate)",
-    )
+    return {
+        "uncertainty_m": float(np.sqrt(spread2 + half**2)),
+        "reason": "the bundle has no calibration (d4g-edge calibrate)",
+    }
 
 
 def judged(
@@ -98,18 +156,21 @@ def judged(
 ) -> Localization:
     """``base`` with the calibration's verdict on its features ``f``; a ``prior``'s disc
     (lat, lon, radius_m) caps the radius."""
+    return replace(base, **_verdict(base.lat, base.lon, f, cal, prior, photo_query))
+
+
+def _verdict(lat: float, lon: float, f, cal: Calibration, prior, photo_query: bool) -> dict:
     cap = None
     if prior is not None:
         p_lat, p_lon, p_radius = (float(v) for v in prior)
-        cap = float(haversine_m(base.lat, base.lon, p_lat, p_lon)) + p_radius
+        cap = float(haversine_m(lat, lon, p_lat, p_lon)) + p_radius
     v = cal.judge(f[None], cap, photo=photo_query)[0]
-    return replace(
-        base,
-        uncertainty_m=v.uncertainty_m,
-        status=v.status,
-        p_within_25m=v.p_within_25m,
-        p_in_map=v.p_in_map,
-        coverage=cal.coverage,
-        reason=v.reason,
-        heading_sigma_deg=v.heading_sigma_deg,
-    )
+    return {
+        "uncertainty_m": v.uncertainty_m,
+        "status": v.status,
+        "p_within_25m": v.p_within_25m,
+        "p_in_map": v.p_in_map,
+        "coverage": cal.coverage,
+        "reason": v.reason,
+        "heading_sigma_deg": v.heading_sigma_deg,
+    }

@@ -12,6 +12,7 @@ from PIL import Image
 
 from d4g_edge.config import EncoderConfig
 from d4g_edge.preprocess import preprocess
+from d4g_edge.retrieval import first_of_each
 
 
 def _ground(size=(64, 256), crop_rows=None, mean=None, std=None) -> EncoderConfig:
@@ -67,3 +68,29 @@ def test_preprocess_is_the_float32_arithmetic_bit_for_bit(shape, cfg):
     wide = np.repeat(rgb, 2, axis=1)[:, ::2]
     assert not wide.flags.c_contiguous
     assert np.array_equal(preprocess(wide, cfg), want)
+
+
+def _plain_first_of_each(tiles: np.ndarray, k: int) -> np.ndarray:
+    """np.unique's first index of each value, in column order, the first k; as few as the
+    row with the fewest distinct values has."""
+    keep = [np.sort(np.unique(row, return_index=True)[1])[:k] for row in tiles]
+    k = min(len(r) for r in keep)
+    return np.stack([r[:k] for r in keep])
+
+
+@pytest.mark.parametrize("tiles_n, centres", [(477, 25), (40, 25), (3, 25), (5000, 1)])
+def test_first_of_each_matches_unique(tiles_n, centres):
+    rng = np.random.default_rng(tiles_n)
+    rows = []
+    for q in range(7):
+        # ranked rows as a search returns them: the centres of a few good tiles first, and
+        # rows whose 32nd tile comes early, late (past the first prefixes) or never
+        good = rng.integers(0, tiles_n, 3 + 10 * q)
+        head = np.repeat(good, rng.integers(1, centres + 1, good.size))
+        tail = rng.permutation(tiles_n * centres) // centres
+        rows.append(np.concatenate([head, tail])[: min(800, tiles_n * centres)])
+    tiles = np.stack(rows)
+    for k in (1, 5, 32, 100):
+        assert np.array_equal(first_of_each(tiles, k), _plain_first_of_each(tiles, k))
+        for row in tiles:  # one query alone, as localize() asks
+            assert np.array_equal(first_of_each(row[None], k), _plain_first_of_each(row[None], k))
