@@ -183,4 +183,4 @@ def ground_inputs(
         hs = heading_grid(n) if grid is None else np.asarray(grid, np.float64)
     shifts = [roll_shift(h, x.shape[3]) for h in hs]
     rolls = [np.roll(x, k, axis=3) if k else x for k in shifts]  # no copy for north-up
-    return np.concatenate(rolls), hs, fov
+    return (rolls[0] if len(rolls) == 1 else np.concatenate(rolls)), hs, fov  # one: no copy
