@@ -1,7 +1,8 @@
 """The localize() fast path computes what the plain arithmetic computes, bit for bit.
 
 Each fast form (a lookup table for the normalisation, the one-row-per-tile dedup, ...) is
-checked here against the straightforward numpy it replaced, written out in the test.
+checked here against the straightforward numpy it replaced, written out in the test; and
+``d4g-edge bench`` times end to end on a picture that takes the whole path.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from d4g_edge.cli.bench import query_image
 from d4g_edge.config import EncoderConfig
 from d4g_edge.preprocess import preprocess
 from d4g_edge.retrieval import first_of_each
+from d4g_edge.trust_features import image_problem
 
 
 def _ground(size=(64, 256), crop_rows=None, mean=None, std=None) -> EncoderConfig:
@@ -94,3 +97,12 @@ def test_first_of_each_matches_unique(tiles_n, centres):
         assert np.array_equal(first_of_each(tiles, k), _plain_first_of_each(tiles, k))
         for row in tiles:  # one query alone, as localize() asks
             assert np.array_equal(first_of_each(row[None], k), _plain_first_of_each(row[None], k))
+
+
+@pytest.mark.parametrize("hw", [(64, 256), (128, 128), (16, 16), (40, 160)])
+def test_bench_times_a_picture_localize_takes_all_the_way(hw):
+    # noise would be refused as not_in_map before the trust features: a faster, untypical path
+    img = query_image(*hw)
+    assert img.shape == (*hw, 3) and img.dtype == np.uint8
+    assert image_problem(img) is None
+    assert np.array_equal(query_image(*hw), img)  # the same picture on every run
