@@ -15,7 +15,7 @@ from d4g_edge.cli.bench import query_image
 from d4g_edge.config import EncoderConfig
 from d4g_edge.preprocess import preprocess
 from d4g_edge.retrieval import first_of_each
-from d4g_edge.trust_features import image_problem
+from d4g_edge.trust_features import _every, image_problem
 
 
 def _ground(size=(64, 256), crop_rows=None, mean=None, std=None) -> EncoderConfig:
@@ -106,3 +106,43 @@ def test_bench_times_a_picture_localize_takes_all_the_way(hw):
     assert img.shape == (*hw, 3) and img.dtype == np.uint8
     assert image_problem(img) is None
     assert np.array_equal(query_image(*hw), img)  # the same picture on every run
+
+
+def _plain_luma_stats(rgb: np.ndarray) -> tuple[float, float]:
+    """Luminance std and adjacent-pixel correlation of ~16k strided pixels, plainly."""
+    h, w = rgb.shape[:2]
+    step = max(1, int(np.sqrt(h * w / 16_384)))
+    y = rgb[::step, ::step].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    a, b = y[:, :-1].ravel(), y[:, 1:].ravel()
+    a, b = a - a.mean(), b - b.mean()
+    return float(y.std()), float(a @ b) / float(np.sqrt((a @ a) * (b @ b)))
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (128, 512), (301, 1200), (2000, 3000)])
+def test_image_problem_reads_the_plain_statistics(shape):
+    rng = np.random.default_rng(shape[0])
+    noise = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    smooth = 8 * max(1, int(np.sqrt(shape[0] * shape[1] / 16_384)))  # 8 of its samples
+    small = rng.integers(0, 256, (shape[0] // smooth, shape[1] // smooth, 3), dtype=np.uint8)
+    photo = np.asarray(Image.fromarray(small).resize(shape[::-1], Image.BILINEAR))
+    flat = np.full((*shape, 3), 120, np.uint8)
+    flat[::7, ::5] = 121  # nearly constant
+    for rgb in (noise, photo, flat, photo[:, ::-1]):  # the last one not C-contiguous
+        std, corr = _plain_luma_stats(rgb)
+        got = image_problem(rgb)
+        if std < 2.0:
+            assert got == f"image is constant (luminance std {std:.2f} < 2.0)"
+        elif corr < 0.25:
+            assert got == f"image looks like noise (adjacent-pixel correlation {corr:.2f})"
+        else:
+            assert got is None
+    assert image_problem(noise) is not None and image_problem(photo) is None
+    assert image_problem(flat) is not None
+
+
+def test_pixel_gather_is_the_strided_view():
+    rgb = np.random.default_rng(3).integers(0, 256, (37, 101, 3), dtype=np.uint8)
+    for img in (rgb, rgb[:, ::-1], rgb[3:, 2:]):
+        for step in (1, 2, 3, 7):
+            got = _every(img, step)
+            assert got.dtype == np.uint8 and np.array_equal(got, img[::step, ::step])
