@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d4g_edge.cli.bench import query_image
+from d4g_edge.bundle import model_entry, write_bundle
+from d4g_edge.cli.bench import bench, format_report, query_image
 from d4g_edge.config import EncoderConfig
+from d4g_edge.localizer import Localizer
 from d4g_edge.preprocess import preprocess
 from d4g_edge.retrieval import first_of_each
+from d4g_edge.runtime import open_encoder
+from d4g_edge.tiletable import TileTable
 from d4g_edge.trust_features import _every, image_problem
+from tests.sdk._models import EMBED_DIM
 
 
 def _ground(size=(64, 256), crop_rows=None, mean=None, std=None) -> EncoderConfig:
@@ -146,3 +151,22 @@ def test_pixel_gather_is_the_strided_view():
         for step in (1, 2, 3, 7):
             got = _every(img, step)
             assert got.dtype == np.uint8 and np.array_equal(got, img[::step, ::step])
+
+
+def test_bench_reports_the_calling_threads_cpu_time(tmp_path, tiny_models):
+    n = 300
+    v = np.random.default_rng(0).normal(size=(n, EMBED_DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    table = TileTable.from_rows(
+        np.arange(n), 40.0 + np.arange(n) * 1e-4, np.full(n, -88.0), np.full(n, 50.0)
+    )
+    sat = open_encoder(tiny_models["satellite"])
+    entry = model_entry(sat.path, sat.config, sat.sha256)
+    write_bundle(tmp_path / "b", v, table, entry, query=open_encoder(tiny_models["ground"]))
+    report = bench(Localizer(tmp_path / "b", threads=1), queries=20)
+    for key in ("encoder", "search_only", "end_to_end", "end_to_end_unknown_heading"):
+        wall, cpu = report[key]["p50_ms"], report[key]["cpu_p50_ms"]
+        assert 0 < cpu <= wall * 1.05 + 0.05  # one thread: never more CPU than wall time
+    e2e, enc = report["end_to_end"]["cpu_p50_ms"], report["encoder"]["cpu_p50_ms"]
+    assert report["end_to_end_over_encoder_cpu"] == pytest.approx(e2e / enc)
+    assert "cpu p50" in format_report(report)
