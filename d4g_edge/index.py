@@ -14,7 +14,9 @@ cosine scores move by under 1e-3.
 ``storage="pca-int8"`` (:mod:`d4g_edge.compressed`) keeps ``pca_dims`` principal components
 of the rows as int8 codes in one memory-mapped file (64 bytes a row instead of 1,024), with
 optional k-means lists searched coarse to fine and an optional float16 store for an exact
-re-rank; the SDK's bundled default uses it (0.9 MB instead of 12.2 MB).
+re-rank; the SDK's bundled default uses it (0.9 MB instead of 12.2 MB). ``storage="pca-bits"``
+(:mod:`d4g_edge.bitindex`) codes each row in ``row_bytes`` bytes as the residual of its
+coarse list with bits allocated per component (:mod:`d4g_edge.codes`).
 
 Usage::
 
@@ -68,6 +70,10 @@ class EmbeddingIndex:
             from d4g_edge.compressed import CompressedIndex  # imports this module
 
             return CompressedIndex.build(vectors, params)
+        if params.storage == "pca-bits":
+            from d4g_edge.bitindex import BitIndex  # imports this module's parameters
+
+            return BitIndex.build(vectors, params)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
             raise BundleError(
@@ -107,6 +113,10 @@ class EmbeddingIndex:
             from d4g_edge.compressed import CompressedIndex
 
             return CompressedIndex.load(path, dim, count, params)
+        if params.storage == "pca-bits":
+            from d4g_edge.bitindex import BitIndex
+
+            return BitIndex.load(path, dim, count, params)
         if params.storage == "float16":
             try:
                 vectors = np.load(path, allow_pickle=False)

@@ -30,15 +30,17 @@ class IndexParams:
     ef: int = 128  # search beam; >= k; recall up, latency up
     exact_threshold: int = 20_000
     space: str = "cosine"
-    # "hnswlib", "float16" (no graph, exact search; see the module doc) or "pca-int8" (a PCA
-    # rotation + int8 codes, memory-mapped, coarse to fine: d4g_edge.compressed)
+    # "hnswlib", "float16" (no graph, exact search; see the module doc), "pca-int8" (a PCA
+    # rotation + int8 codes, memory-mapped, coarse to fine: d4g_edge.compressed) or
+    # "pca-bits" (residuals of coarse lists, bits allocated per component: d4g_edge.bitindex)
     storage: str = "hnswlib"
-    # pca-int8 only (absent from the manifests of the other kinds):
-    pca_dims: int = 64  # components kept = bytes per row
+    # pca-int8 and pca-bits (absent from the manifests of the other kinds):
+    pca_dims: int = 64  # pca-int8 only: components kept = bytes per row
     lists: int = 0  # coarse k-means lists; 1: none (a flat scan); 0: auto (1 below 32,768 rows)
     group_rows: int = 0  # > 0: the coarse lists are runs of this many rows (a tile's centres)
     probe: int = 16  # lists whose rows are scored with their codes
-    refine: int = 0  # > 0: also store float16 rows and re-rank this many candidates exactly
+    refine: int = 0  # pca-int8 only, > 0: also store float16 rows, re-rank this many exactly
+    row_bytes: int = 72  # pca-bits only: code bytes per row (the bits are allocated to fit)
 
     def __post_init__(self) -> None:
         for name in ("M", "ef_construction", "ef"):
@@ -64,12 +66,22 @@ class IndexParams:
                 )
         if self.lists and self.group_rows:
             raise IndexParamsError("give lists (k-means) or group_rows (runs of rows), not both")
+        if not 1 <= int(self.row_bytes) <= MAX_ROW_BYTES:
+            raise IndexParamsError(
+                f"index parameter row_bytes must be in 1..{MAX_ROW_BYTES}, got {self.row_bytes}"
+            )
+        if self.storage == "pca-bits" and (self.refine or self.pca_dims != 64):
+            raise IndexParamsError(
+                "pca-bits allocates its components by row_bytes and keeps no float16 store: "
+                f"leave pca_dims (64) and refine (0), got {self.pca_dims} and {self.refine}"
+            )
 
     def to_dict(self) -> dict:
+        """The manifest's ``index``: each kind names only the fields it uses (the kinds
+        before pca-bits keep the manifests they had)."""
         d = asdict(self)
-        if self.storage != "pca-int8":  # today's kinds keep today's manifest
-            for name in _COMPRESSED_FIELDS:
-                d.pop(name)
+        for name in set(_COMPRESSED_FIELDS) - set(_KIND_FIELDS.get(self.storage, ())):
+            d.pop(name)
         return d
 
     @classmethod
@@ -77,8 +89,13 @@ class IndexParams:
         return cls(**data)
 
 
-STORAGES = ("hnswlib", "float16", "pca-int8")
-_COMPRESSED_FIELDS = ("pca_dims", "lists", "group_rows", "probe", "refine")
+STORAGES = ("hnswlib", "float16", "pca-int8", "pca-bits")
+MAX_ROW_BYTES = 1024  # pca-bits: 256 components x 16 bits is 512 bytes; more only pads
+_COMPRESSED_FIELDS = ("pca_dims", "lists", "group_rows", "probe", "refine", "row_bytes")
+_KIND_FIELDS = {
+    "pca-int8": ("pca_dims", "lists", "group_rows", "probe", "refine"),
+    "pca-bits": ("lists", "group_rows", "probe", "row_bytes"),
+}
 
 
 def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,297 @@
+"""The ``pca-bits`` index kind: :class:`d4g_edge.codes.BitCodec` residual codes in coarse lists.
+
+``IndexParams(storage="pca-bits", row_bytes=72)``: the rows are split into coarse lists
+(k-means on the leading components, ``4 sqrt(rows)`` from 32,768 rows, or runs of
+``group_rows`` rows, or one list), each row is coded as its PCA coordinates minus its list's
+centroid with :mod:`d4g_edge.codes`' per-component bit allocation, ``row_bytes`` bytes a
+row. A search scores the centroids (``u . centroid``), then the codes of the best ``probe``
+lists; a search restricted to candidate rows, or an index of at most ``probe`` lists, scans
+codes. The file is :mod:`d4g_edge._mmfile`'s (memory-mapped), its shaping parameters in its
+header, checked against the manifest's.
+
+Usage::
+
+    from d4g_edge.index import EmbeddingIndex, IndexParams
+    p = IndexParams(storage="pca-bits", row_bytes=72)
+    index = EmbeddingIndex.build(vectors, p)        # a BitIndex
+    index.save("index.bin"); index = EmbeddingIndex.load("index.bin", 512, n, p)
+    ids, scores = index.search(queries, k=5)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from d4g_edge._mmfile import map_arrays, write_arrays
+from d4g_edge.codes import MAX_BITS, BitCodec, fit_codec
+from d4g_edge.compressed import CompressedIndex, _nearest, _ranges, _unit
+from d4g_edge.errors import BundleContentError, BundleError, SearchError
+from d4g_edge.fileio import temp_path
+from d4g_edge.index_params import IndexParams, topk
+
+FORMAT = "d4g-edge/pca-bits/1"
+AUTO_LISTS_FROM = 32_768  # as pca-int8: lists=0 (auto) is 4 sqrt(rows) from here, else one
+_FIT_ROWS = 65_536  # rows the rotation is learned on (at least 32 a list for the k-means)
+_CLIP_ROWS = 8_192  # residual rows the quantizer ranges and errors are measured on
+_KMEANS_DIMS = 64  # leading components the lists are clustered on
+_MAX_DIMS = 256  # leading components the bits are allocated among
+_CHUNK = 65_536
+
+
+class BitIndex(CompressedIndex):
+    """The ``pca-bits`` index behind the :class:`~d4g_edge.index.EmbeddingIndex` interface:
+    :class:`~d4g_edge.compressed.CompressedIndex`'s lists, ids and restricted search, with
+    :class:`BitCodec` residual codes. ``codes`` is (``row_bytes``, rows) uint8, byte planes:
+    a list's rows are one contiguous run in each plane, so a search copies runs (no gather)
+    and unpacks them with shifts over contiguous memory."""
+
+    def __init__(self, params, codec: BitCodec, codes, centroids, offsets, ids=None) -> None:
+        super().__init__(params, codec, codes, centroids, offsets, ids, None)
+        self.count = int(codes.shape[1])
+        self._cents = np.asarray(centroids, np.float32)  # (lists, r): small, scored each query
+
+    # ---- build / save / load ------------------------------------------------------------
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, params: IndexParams) -> BitIndex:
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
+            raise BundleError(
+                f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
+            )
+        n, dim = vectors.shape
+        lists = 1 if params.group_rows else _lists(params, n)
+        rng = np.random.default_rng(0)
+        take = np.sort(rng.choice(n, min(n, max(_FIT_ROWS, 32 * lists)), replace=False))
+        xs = _unit(vectors[take])
+        mean = xs.mean(0, dtype=np.float64).astype(np.float32)
+        var, basis = _pca(xs - mean, min(dim, _MAX_DIMS))
+        fit_y = (xs - mean) @ basis
+        cents = _kmeans(fit_y[:, :_KMEANS_DIMS], lists, rng) if lists > 1 else None
+        assign = np.empty(n, np.int64)
+        sums = np.zeros((n // params.group_rows + 1 if params.group_rows else lists, len(var)))
+        for s in range(0, n, _CHUNK):  # pass 1: every row's list and the lists' means
+            y = (_unit(vectors[s : s + _CHUNK]) - mean) @ basis
+            a = _assign(y, s, params.group_rows, cents)
+            assign[s : s + len(y)] = a
+            np.add.at(sums, a, y)
+        counts = np.bincount(assign, minlength=len(sums))[: len(sums)]
+        sums, counts = sums[counts > 0], counts[counts > 0]
+        if not params.group_rows:  # renumber the non-empty k-means lists
+            assign = np.cumsum(np.bincount(assign, minlength=lists) > 0)[assign] - 1
+        centroids = (sums / counts[:, None]).astype(np.float16)
+        fit_a = assign[take]
+        fit_res = fit_y - centroids[fit_a].astype(np.float32)
+        sample = rng.choice(len(take), min(len(take), _CLIP_ROWS), replace=False)
+        bits, step, lo = fit_codec(fit_res[sample], var, params.row_bytes)
+        keep = np.flatnonzero(bits)
+        if keep.size == 0:
+            raise BundleError(f"row_bytes={params.row_bytes} codes no component; give more")
+        codec = BitCodec(
+            mean, np.ascontiguousarray(basis[:, keep]), bits[keep], step[keep], lo[keep]
+        )
+        centroids = np.ascontiguousarray(centroids[:, keep])
+        codes = np.empty((params.row_bytes, n), np.uint8)
+        for s in range(0, n, _CHUNK):  # pass 2: the residual codes
+            y = codec.project(vectors[s : s + _CHUNK])
+            y -= centroids[assign[s : s + len(y)]].astype(np.float32)
+            codes[:, s : s + len(y)] = codec.pack(codec.quantize(y), params.row_bytes).T
+        order = np.argsort(assign, kind="stable")
+        offsets = np.searchsorted(assign[order], np.arange(len(centroids) + 1)).astype(np.int64)
+        if (order == np.arange(n)).all():  # runs of rows, one list: positions are rows
+            return cls(params, codec, codes, centroids, offsets, None)
+        return cls(params, codec, codes[:, order], centroids, offsets, order.astype(np.int32))
+
+    def save(self, path: str | Path) -> Path:
+        path, c = Path(path), self.codec
+        arrays = {"mean": c.mean, "basis": c.basis, "bits": c.bits, "step": c.step, "lo": c.lo}
+        arrays |= {"codes": self.codes, "centroids": self.centroids, "offsets": self.offsets}
+        if self.ids is not None:
+            arrays["ids"] = self.ids
+        tmp = temp_path(path)
+        try:
+            write_arrays(tmp, arrays, {"format": FORMAT, "params": file_params(self.params)})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> BitIndex:
+        header, arrays = map_arrays(path)
+        if header.get("format") != FORMAT:
+            raise BundleContentError(
+                f"{path}: index format {header.get('format')!r}, expected {FORMAT!r}; "
+                "the manifest's index.storage does not match the file: rebuild the bundle"
+            )
+        if header.get("params") != file_params(params):
+            raise BundleContentError(
+                f"{path} was built with {header.get('params')}, the manifest says "
+                f"{file_params(params)}; rebuild the bundle"
+            )
+        bits = arrays.get("bits")
+        r = len(bits) if bits is not None and bits.ndim == 1 else -1
+        lists = len(arrays["offsets"]) - 1 if "offsets" in arrays else -1
+        want = {
+            "mean": ((int(dim),), np.float32),
+            "basis": ((int(dim), r), np.float32),
+            "bits": ((r,), np.uint8),
+            "step": ((r,), np.float32),
+            "lo": ((r,), np.float32),
+            "codes": ((params.row_bytes, int(count)), np.uint8),
+            "centroids": ((lists, r), np.float16),
+            "offsets": ((lists + 1,), np.int64),
+        }
+        if "ids" in arrays:
+            want["ids"] = ((int(count),), np.int32)
+        _check_arrays(path, arrays, want)
+        small = {k: np.array(arrays[k]) for k in ("mean", "basis", "bits", "step", "lo")}
+        codec = BitCodec(**small)
+        if not all(np.isfinite(small[k]).all() for k in ("mean", "basis", "step", "lo")):
+            raise BundleContentError(f"{path}: the codec holds NaN/inf; rebuild the bundle")
+        if r < 1 or not ((bits >= 1) & (bits <= MAX_BITS)).all() or (small["step"] <= 0).any():
+            raise BundleContentError(f"{path}: bad bit allocation or steps; rebuild the bundle")
+        if codec.layout()[1] > params.row_bytes:
+            raise BundleContentError(f"{path}: the bits do not fit row_bytes; rebuild")
+        off = np.array(arrays["offsets"])
+        if lists < 1 or off[0] != 0 or off[-1] != count or (np.diff(off) < 0).any():
+            raise BundleContentError(f"{path}: list offsets do not cover {count} rows; rebuild")
+        return cls(params, codec, arrays["codes"], arrays["centroids"], off, arrays.get("ids"))
+
+    # ---- the EmbeddingIndex interface ---------------------------------------------------
+
+    def get_vectors(self, ids) -> np.ndarray:
+        """Unit reconstructions of rows ``ids``."""
+        pos = self._position(np.asarray(ids, np.int64))
+        y = self._cents[self._list_of(pos)] + self.codec.decode(self.codes[:, pos])
+        return _unit(self.codec.mean + y @ self.codec.basis.T)
+
+    def search(self, queries, k: int = 5, candidates=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` row ids and approximate cosines per query, best first."""
+        q = self._queries(queries)
+        k = max(1, min(int(k), self.count))
+        if candidates is not None:
+            rows = np.unique(np.asarray(candidates, dtype=np.int64))
+            if rows.size == 0:
+                raise SearchError("no candidate tiles to search (the prior excludes them all)")
+            return self._scan(q, min(k, rows.size), self._position(rows))
+        if self.lists <= self.params.probe:
+            return self._scan(q, k, None)
+        _, base, cscore, weights = self._prepare(q)
+        sizes = np.diff(self.offsets)
+        ids, scores = [], []
+        for i in range(len(q)):
+            best = self._best_lists(cscore[i], sizes, k)
+            pos = _ranges(self.offsets[best], sizes[best])
+            block = np.concatenate(
+                [
+                    self.codes[:, a : a + m]
+                    for a, m in zip(self.offsets[best].tolist(), sizes[best].tolist(), strict=True)
+                ],
+                axis=1,
+            )
+            s = self.codec.score(block, weights[i : i + 1])[0]
+            s += cscore[i, np.repeat(best, sizes[best])] + base[i]
+            p, sc = topk(s[None], k, pos)
+            ids.append(self._rows(p))
+            scores.append(sc)
+        return np.concatenate(ids), np.concatenate(scores)
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _prepare(self, q):
+        """Query coordinates, the constant ``q . mean + u . lo``, centroid scores, digit
+        weights."""
+        u = q @ self.codec.basis
+        base = q @ self.codec.mean + u @ self.codec.lo
+        return u, base, u @ self._cents.T, self.codec.weights(u)
+
+    def _best_lists(self, cscore: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
+        """The lists to score, best first: at least ``probe`` of them and at least ``k``
+        rows (a partial sort of the centroid scores; a full one when ``probe`` lists are
+        too few rows)."""
+        probe = self.params.probe
+        part = np.argpartition(-cscore, probe - 1)[:probe]
+        best = part[np.argsort(-cscore[part], kind="stable")]
+        if sizes[best].sum() >= k:
+            return best
+        order = np.argsort(-cscore, kind="stable")
+        return order[: int(np.searchsorted(np.cumsum(sizes[order]), k)) + 1]
+
+    def _list_of(self, pos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.offsets, pos, side="right") - 1
+
+    def _scan(self, q, k, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Score the codes at ``positions`` (all when None) chunk by chunk."""
+        _, base, cscore, weights = self._prepare(q)
+        n = self.count if positions is None else len(positions)
+        best_pos, best_scores = [], []
+        for s in range(0, n, _CHUNK):
+            if positions is None:
+                pos, block = np.arange(s, min(s + _CHUNK, n)), self.codes[:, s : s + _CHUNK]
+            else:
+                pos = positions[s : s + _CHUNK]
+                block = self.codes[:, pos]
+            sc = self.codec.score(block, weights) + cscore[:, self._list_of(pos)] + base[:, None]
+            i, sc = topk(sc, k, pos)
+            best_pos.append(i)
+            best_scores.append(sc)
+        pos, scores = topk(np.concatenate(best_scores, 1), k, None, np.concatenate(best_pos, 1))
+        return self._rows(pos), scores
+
+
+def file_params(p: IndexParams) -> dict:
+    """The parameters that shape the file (a manifest must agree with them)."""
+    return {"row_bytes": p.row_bytes, "lists": p.lists, "group_rows": p.group_rows}
+
+
+def _lists(params: IndexParams, n: int) -> int:
+    lists = params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 1)
+    return max(1, min(lists, n))
+
+
+def _pca(xc: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Variance and (D, r) basis of the leading ``r`` components, signs fixed."""
+    vals, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64) / len(xc))  # ascending
+    basis = np.ascontiguousarray(vecs[:, ::-1][:, :r], dtype=np.float32)
+    # a sign convention, so that the same rows always give the same file
+    basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(r)] < 0, -1, 1)
+    return np.maximum(vals[::-1][:r], 0.0), basis
+
+
+def _kmeans(x: np.ndarray, lists: int, rng, iters: int = 8) -> np.ndarray:
+    """(lists, d) Lloyd's k-means centroids of the sample ``x`` (an emptied list keeps its
+    centroid)."""
+    lists = min(lists, len(x))
+    cents = x[rng.choice(len(x), lists, replace=False)].copy()
+    for _ in range(iters):
+        a = _nearest(x, cents)
+        counts = np.bincount(a, minlength=lists)
+        sums = np.zeros_like(cents, dtype=np.float64)
+        np.add.at(sums, a, x)
+        full = counts > 0
+        cents[full] = sums[full] / counts[full, None]
+    return cents
+
+
+def _assign(y: np.ndarray, start: int, group_rows: int, cents) -> np.ndarray:
+    """Each row's list: its run of ``group_rows``, its nearest centroid, or the one list."""
+    if group_rows:
+        return (start + np.arange(len(y))) // group_rows
+    if cents is None:
+        return np.zeros(len(y), np.int64)
+    return _nearest(y[:, : cents.shape[1]], cents)
+
+
+def _check_arrays(path, arrays: dict, want: dict) -> None:
+    for name, (shape, dtype) in want.items():
+        a = arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            got = "missing" if a is None else f"{a.dtype} {a.shape}"
+            raise BundleContentError(
+                f"{path}: array {name!r} is {got}, the manifest implies "
+                f"{np.dtype(dtype).name} {shape}; rebuild the bundle"
+            )
