@@ -41,6 +41,8 @@ class Kind:
 
 def _sdk(params: IndexParams, what: str, name: str) -> Kind:
     def fit(dim: int) -> IndexParams:  # fewer components than 64 only for tiny test rows
+        if params.storage == "pca-bits":  # allocates its components by row_bytes
+            return params
         return replace(params, pca_dims=min(params.pca_dims, dim))
 
     def build(rows, folder):
@@ -184,6 +186,18 @@ KINDS: dict[str, Kind] = {
             IndexParams(storage="pca-int8", pca_dims=64, probe=16, refine=64),
             "as ivf + float16 store, best 64 re-ranked exactly",
             "pca-int8 ivf+refine",
+        ),
+        *(
+            _sdk(
+                IndexParams(storage="pca-bits", row_bytes=72, lists=lists, probe=probe),
+                f"residuals of {what}, bits per component in 72 B a row",
+                f"pca-bits {name}",
+            )
+            for name, lists, probe, what in (
+                ("flat", 1, 16, "one list, every code scanned"),
+                ("ivf", 0, 16, "4 sqrt(N) k-means lists, probe 16"),
+                ("ivf p32", 0, 32, "4 sqrt(N) k-means lists, probe 32"),
+            )
         ),
         _faiss(
             "OPQ32,IVF{lists},PQ32",
