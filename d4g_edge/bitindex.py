@@ -4,10 +4,11 @@
 (k-means on the leading components, ``4 sqrt(rows)`` from 32,768 rows, or runs of
 ``group_rows`` rows, or one list), each row is coded as its PCA coordinates minus its list's
 centroid with :mod:`d4g_edge.codes`' per-component bit allocation, ``row_bytes`` bytes a
-row. A search scores the centroids (``u . centroid``), then the codes of the best ``probe``
-lists; a search restricted to candidate rows, or an index of at most ``probe`` lists, scans
-codes. The file is :mod:`d4g_edge._mmfile`'s (memory-mapped), its shaping parameters in its
-header, checked against the manifest's.
+row. A search ranks the lists by ``u . centroid`` plus the expected best of their rows'
+residual scores (from the lists' per-component residual spread), then scores the codes of
+the best ``probe`` lists; a search restricted to candidate rows, or an index of at most
+``probe`` lists, scans codes. The file is :mod:`d4g_edge._mmfile`'s (memory-mapped), its
+shaping parameters in its header, checked against the manifest's.
 
 Usage::
 
@@ -48,10 +49,16 @@ class BitIndex(CompressedIndex):
     a list's rows are one contiguous run in each plane, so a search copies runs (no gather)
     and unpacks them with shifts over contiguous memory."""
 
-    def __init__(self, params, codec: BitCodec, codes, centroids, offsets, ids=None) -> None:
+    def __init__(self, params, codec: BitCodec, codes, centroids, spread, offsets, ids=None):
         super().__init__(params, codec, codes, centroids, offsets, ids, None)
         self.count = int(codes.shape[1])
-        self._cents = np.asarray(centroids, np.float32)  # (lists, r): small, scored each query
+        self.spread = spread  # (lists, r) float16: mean squared residual per component
+        # small, scored each query: centroids, and how far a list's best row can reach
+        # above its centroid along a query u: the expected largest of its n residual
+        # scores, sqrt(u^2 . spread) sqrt(2 ln n) (the rows' residuals as Gaussians)
+        self._cents = np.asarray(centroids, np.float32)
+        self._spread = np.asarray(spread, np.float32)
+        self._reach = np.sqrt(2 * np.log(np.maximum(np.diff(offsets), 2))).astype(np.float32)
 
     # ---- build / save / load ------------------------------------------------------------
 
@@ -77,7 +84,7 @@ class BitIndex(CompressedIndex):
             y = (_unit(vectors[s : s + _CHUNK]) - mean) @ basis
             a = _assign(y, s, params.group_rows, cents)
             assign[s : s + len(y)] = a
-            np.add.at(sums, a, y)
+            sums += _sum_by(a, y, len(sums))
         counts = np.bincount(assign, minlength=len(sums))[: len(sums)]
         sums, counts = sums[counts > 0], counts[counts > 0]
         if not params.group_rows:  # renumber the non-empty k-means lists
@@ -95,20 +102,25 @@ class BitIndex(CompressedIndex):
         )
         centroids = np.ascontiguousarray(centroids[:, keep])
         codes = np.empty((params.row_bytes, n), np.uint8)
-        for s in range(0, n, _CHUNK):  # pass 2: the residual codes
-            y = codec.project(vectors[s : s + _CHUNK])
-            y -= centroids[assign[s : s + len(y)]].astype(np.float32)
+        squares = np.zeros(centroids.shape)
+        for s in range(0, n, _CHUNK):  # pass 2: the residual codes and their spread
+            a = assign[s : s + _CHUNK]
+            y = codec.project(vectors[s : s + _CHUNK]) - centroids[a].astype(np.float32)
             codes[:, s : s + len(y)] = codec.pack(codec.quantize(y), params.row_bytes).T
+            squares += _sum_by(a, y**2, len(squares))
+        spread = (squares / counts[:, None]).astype(np.float16)
         order = np.argsort(assign, kind="stable")
         offsets = np.searchsorted(assign[order], np.arange(len(centroids) + 1)).astype(np.int64)
         if (order == np.arange(n)).all():  # runs of rows, one list: positions are rows
-            return cls(params, codec, codes, centroids, offsets, None)
-        return cls(params, codec, codes[:, order], centroids, offsets, order.astype(np.int32))
+            return cls(params, codec, codes, centroids, spread, offsets, None)
+        ids = order.astype(np.int32)
+        return cls(params, codec, codes[:, order], centroids, spread, offsets, ids)
 
     def save(self, path: str | Path) -> Path:
         path, c = Path(path), self.codec
         arrays = {"mean": c.mean, "basis": c.basis, "bits": c.bits, "step": c.step, "lo": c.lo}
-        arrays |= {"codes": self.codes, "centroids": self.centroids, "offsets": self.offsets}
+        arrays |= {"codes": self.codes, "centroids": self.centroids, "spread": self.spread}
+        arrays["offsets"] = self.offsets
         if self.ids is not None:
             arrays["ids"] = self.ids
         tmp = temp_path(path)
@@ -143,6 +155,7 @@ class BitIndex(CompressedIndex):
             "lo": ((r,), np.float32),
             "codes": ((params.row_bytes, int(count)), np.uint8),
             "centroids": ((lists, r), np.float16),
+            "spread": ((lists, r), np.float16),
             "offsets": ((lists + 1,), np.int64),
         }
         if "ids" in arrays:
@@ -159,9 +172,17 @@ class BitIndex(CompressedIndex):
         off = np.array(arrays["offsets"])
         if lists < 1 or off[0] != 0 or off[-1] != count or (np.diff(off) < 0).any():
             raise BundleContentError(f"{path}: list offsets do not cover {count} rows; rebuild")
-        return cls(params, codec, arrays["codes"], arrays["centroids"], off, arrays.get("ids"))
+        spread = arrays["spread"]
+        if not (np.isfinite(spread).all() and (np.asarray(spread) >= 0).all()):
+            raise BundleContentError(f"{path}: the lists' spread holds NaN/inf or < 0; rebuild")
+        codes, cents, ids = arrays["codes"], arrays["centroids"], arrays.get("ids")
+        return cls(params, codec, codes, cents, spread, off, ids)
 
     # ---- the EmbeddingIndex interface ---------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        """Bytes a search can touch: codes, ids, the lists' centroids and spread, rotation."""
+        return super().memory_bytes() + int(self.spread.nbytes)
 
     def get_vectors(self, ids) -> np.ndarray:
         """Unit reconstructions of rows ``ids``."""
@@ -180,11 +201,12 @@ class BitIndex(CompressedIndex):
             return self._scan(q, min(k, rows.size), self._position(rows))
         if self.lists <= self.params.probe:
             return self._scan(q, k, None)
-        _, base, cscore, weights = self._prepare(q)
+        u, base, cscore, weights = self._prepare(q)
+        rank = cscore + np.sqrt((u * u) @ self._spread.T) * self._reach
         sizes = np.diff(self.offsets)
         ids, scores = [], []
         for i in range(len(q)):
-            best = self._best_lists(cscore[i], sizes, k)
+            best = self._best_lists(rank[i], sizes, k)
             pos = _ranges(self.offsets[best], sizes[best])
             block = np.concatenate(
                 [
@@ -209,16 +231,15 @@ class BitIndex(CompressedIndex):
         base = q @ self.codec.mean + u @ self.codec.lo
         return u, base, u @ self._cents.T, self.codec.weights(u)
 
-    def _best_lists(self, cscore: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
-        """The lists to score, best first: at least ``probe`` of them and at least ``k``
-        rows (a partial sort of the centroid scores; a full one when ``probe`` lists are
-        too few rows)."""
+    def _best_lists(self, rank: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
+        """The lists to score, best ``rank`` first: at least ``probe`` of them and at least
+        ``k`` rows (a partial sort; a full one when ``probe`` lists are too few rows)."""
         probe = self.params.probe
-        part = np.argpartition(-cscore, probe - 1)[:probe]
-        best = part[np.argsort(-cscore[part], kind="stable")]
+        part = np.argpartition(-rank, probe - 1)[:probe]
+        best = part[np.argsort(-rank[part], kind="stable")]
         if sizes[best].sum() >= k:
             return best
-        order = np.argsort(-cscore, kind="stable")
+        order = np.argsort(-rank, kind="stable")
         return order[: int(np.searchsorted(np.cumsum(sizes[order]), k)) + 1]
 
     def _list_of(self, pos: np.ndarray) -> np.ndarray:
@@ -284,6 +305,16 @@ def _assign(y: np.ndarray, start: int, group_rows: int, cents) -> np.ndarray:
     if cents is None:
         return np.zeros(len(y), np.int64)
     return _nearest(y[:, : cents.shape[1]], cents)
+
+
+def _sum_by(a: np.ndarray, y: np.ndarray, groups: int) -> np.ndarray:
+    """(groups, d) float64 sums of the rows of ``y`` by their group ``a``."""
+    order = np.argsort(a, kind="stable")
+    a_sorted = a[order]
+    starts = np.flatnonzero(np.r_[True, a_sorted[1:] != a_sorted[:-1]])
+    out = np.zeros((groups, y.shape[1]))
+    out[a_sorted[starts]] = np.add.reduceat(y[order].astype(np.float64), starts, axis=0)
+    return out
 
 
 def _check_arrays(path, arrays: dict, want: dict) -> None:
