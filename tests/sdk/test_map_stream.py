@@ -139,3 +139,17 @@ def test_streamed_build_is_the_sdk_build(tmp_path):
     EmbeddingIndex.build(np.asarray(rows, np.float32), params).save(tmp_path / "b" / "index.bin")
     a, b = (tmp_path / d / "index.bin" for d in "ab")
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_streamed_pca_bits_build_is_the_sdk_build(tmp_path):
+    model = _model(rho=np.full(DIM, 0.5))
+    rows, _, _, _ = model.draw(40_000, seed=2, out=tmp_path / "rows.npy")
+    params = IndexParams(storage="pca-bits", row_bytes=6, lists=30, probe=4)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    build_streamed(params, rows, tmp_path / "a")
+    EmbeddingIndex.build(np.asarray(rows, np.float32), params).save(tmp_path / "b" / "index.bin")
+    a, b = (tmp_path / d / "index.bin" for d in "ab")
+    assert a.read_bytes() == b.read_bytes()
+    import d4g_edge.bitindex
+
+    assert d4g_edge.bitindex.np is np  # the module's numpy is given back
