@@ -1,15 +1,20 @@
-"""What limits pca-int8's recall: components kept, int8 rounding, and the lists probed (not a
-test). Reads the rows, queries and exact answers ``benchmarks.bench_map`` left in a set's
-work folder (``--keep`` not needed: those three files stay).
+"""What limits the compressed kinds' recall: components kept, rounding, bytes a row, and the
+lists probed (not a test). Reads the rows, queries and exact answers ``benchmarks.bench_map``
+left in a set's work folder (``--keep`` not needed: those files stay).
 
 * ``codes``: recall@1 against exact float32 of the rows' PCA reconstruction with r
   components, as floats, as int8 (the pca-int8 codes), and with int16 for the first 16;
-* ``probe``: one pca-int8 ivf index searched with more and more lists (p50/p90, recall).
+* ``probe``: one pca-int8 ivf index searched with more and more lists (p50/p90, recall);
+* ``bits``: the pca-bits kind (:mod:`d4g_edge.bitindex`) at several ``--row-bytes``: its
+  bit allocation, file bytes a row, build time, and per probe p50/p90 and recall, plus
+  every code scanned.
 
 Usage::
 
     python -m benchmarks.bench_codes codes runs/bench_map/real
     OMP_NUM_THREADS=1 python -m benchmarks.bench_codes probe runs/bench_map/model1221025
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_codes bits runs/bench_map/real \
+        --row-bytes 64 72 76 96 --probes 16 32
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +69,11 @@ def probe(work: Path, probes=(16, 32, 64, 128, 256)) -> list[dict]:
     rows, q, exact = _load(work)
     params = IndexParams(storage="pca-int8", pca_dims=64, probe=probes[0])
     index = EmbeddingIndex.build(np.asarray(rows), params)
+    return _probes(index, params, probes, rows, q, exact, {})
+
+
+def _probes(index, params, probes, rows, q, exact, head: dict) -> list[dict]:
+    """One query at a time (k = 10) per probe: p50/p90 and recall; then every code."""
     out = []
     for p in probes:
         index.params = dataclasses.replace(params, probe=p)
@@ -74,21 +85,53 @@ def probe(work: Path, probes=(16, 32, 64, 128, 256)) -> list[dict]:
             ids, _ = index.search(q[i : i + 1], k=10)
             ms.append((time.perf_counter() - t) * 1e3)
             top.append(ids[0, 0])
-        res = {"lists": index.lists, "probe": p, "recall_at_1": _recall(q, rows, exact, top)}
+        res = head | {"lists": index.lists, "probe": p}
+        res["recall_at_1"] = _recall(q, rows, exact, top)
         res |= {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
         print(json.dumps(res), flush=True)
         out.append(res)
     every = index.search_exact(q, k=1)[0][:, 0]
-    print(json.dumps({"probe": "every code", "recall_at_1": _recall(q, rows, exact, every)}))
+    res = head | {"probe": "every code", "recall_at_1": _recall(q, rows, exact, every)}
+    print(json.dumps(res), flush=True)
+    return [*out, res]
+
+
+def bits(work: Path, row_bytes=(64, 72, 76, 96), probes=(16, 32)) -> list[dict]:
+    """The pca-bits kind at each ``row_bytes``: file bytes a row, bits, recall, latency."""
+    rows, q, exact = _load(work)
+    x = np.asarray(rows, np.float32)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rb in row_bytes:
+            params = IndexParams(storage="pca-bits", row_bytes=rb, probe=probes[0])
+            t = time.perf_counter()
+            EmbeddingIndex.build(x, params).save(Path(tmp) / "index.bin")
+            build_s = time.perf_counter() - t
+            size = (Path(tmp) / "index.bin").stat().st_size
+            index = EmbeddingIndex.load(Path(tmp) / "index.bin", x.shape[1], len(x), params)
+            b = index.codec.bits
+            head = {"row_bytes": rb, "file_bytes_per_row": size / len(x), "build_s": build_s}
+            head |= {"components": len(b), "bits": np.bincount(b).tolist()}
+            out += _probes(index, params, probes, rows, q, exact, head)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_codes", description=__doc__)
-    p.add_argument("what", choices=("codes", "probe"))
+    p.add_argument("what", choices=("codes", "probe", "bits"))
     p.add_argument("work", type=Path, help="a bench_map set folder (rows.npy, queries.npy, ...)")
+    p.add_argument("--row-bytes", type=int, nargs="+", default=[64, 72, 76, 96])
+    p.add_argument("--probes", type=int, nargs="+", help="lists probed (default per command)")
+    p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
-    (codes if args.what == "codes" else probe)(args.work)
+    if args.what == "codes":
+        out = codes(args.work)
+    elif args.what == "probe":
+        out = probe(args.work, *([args.probes] if args.probes else []))
+    else:
+        out = bits(args.work, args.row_bytes, *([args.probes] if args.probes else []))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
     return 0
 
 
