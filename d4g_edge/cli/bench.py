@@ -124,6 +124,9 @@ def describe(index) -> str:
         if p.refine:
             parts.append(f"best {p.refine} re-ranked exactly")
         return "pca-int8 (" + ", ".join(parts) + ")"
+    if p.storage == "pca-bits":
+        lists = f"{index.lists} lists, probe {p.probe}" if index.lists > 1 else "every code"
+        return f"pca-bits ({p.row_bytes} B a row, {index.codec.dims} components; {lists})"
     return f"hnsw(M={p.M}, ef={p.ef})"
 
 

@@ -225,6 +225,14 @@ def test_a_bundle_records_the_kind_and_refuses_a_disagreeing_manifest(tmp_path, 
         Bundle.load(tmp_path / "b")
 
 
+def test_d4g_edge_bench_names_the_search():
+    from d4g_edge.cli.bench import describe
+
+    v, _ = _runs(600, 32, 7, nq=1)
+    index = EmbeddingIndex.build(v, IndexParams(storage="pca-bits", row_bytes=12, lists=6))
+    assert describe(index).startswith(f"pca-bits (12 B a row, {index.codec.dims} components; 6")
+
+
 def test_the_kind_imports_no_torch():
     import subprocess
     import sys
