@@ -63,17 +63,19 @@ class BitIndex(CompressedIndex):
     # ---- build / save / load ------------------------------------------------------------
 
     @classmethod
-    def build(cls, vectors: np.ndarray, params: IndexParams) -> BitIndex:
-        vectors = np.asarray(vectors, np.float32)
-        if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
-            raise BundleError(
-                f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
-            )
+    def build(cls, vectors, params: IndexParams) -> BitIndex:
+        """The index of (N, D) ``vectors``: any array, a float16 memory map too. Rows are
+        read 65,536 at a time and converted to float32 there, so a map larger than memory
+        as float32 builds (10^7 x 512 x 4 = 20 GB); only the codes are held whole."""
+        if not hasattr(vectors, "shape"):
+            vectors = np.asarray(vectors, np.float32)
+        if len(vectors.shape) != 2 or vectors.shape[0] == 0:
+            raise BundleError(f"need a non-empty (N, D) embedding array, got {vectors.shape}")
         n, dim = vectors.shape
         lists = 1 if params.group_rows else _lists(params, n)
         rng = np.random.default_rng(0)
         take = np.sort(rng.choice(n, min(n, max(_FIT_ROWS, 32 * lists)), replace=False))
-        xs = _unit(vectors[take])
+        xs = _unit(_rows(vectors, take))
         mean = xs.mean(0, dtype=np.float64).astype(np.float32)
         var, basis = _pca(xs - mean, min(dim, _MAX_DIMS))
         fit_y = (xs - mean) @ basis
@@ -81,7 +83,7 @@ class BitIndex(CompressedIndex):
         assign = np.empty(n, np.int64)
         sums = np.zeros((n // params.group_rows + 1 if params.group_rows else lists, len(var)))
         for s in range(0, n, _CHUNK):  # pass 1: every row's list and the lists' means
-            y = (_unit(vectors[s : s + _CHUNK]) - mean) @ basis
+            y = (_unit(_rows(vectors, slice(s, s + _CHUNK))) - mean) @ basis
             a = _assign(y, s, params.group_rows, cents)
             assign[s : s + len(y)] = a
             sums += _sum_by(a, y, len(sums))
@@ -90,8 +92,7 @@ class BitIndex(CompressedIndex):
         if not params.group_rows:  # renumber the non-empty k-means lists
             assign = np.cumsum(np.bincount(assign, minlength=lists) > 0)[assign] - 1
         centroids = (sums / counts[:, None]).astype(np.float16)
-        fit_a = assign[take]
-        fit_res = fit_y - centroids[fit_a].astype(np.float32)
+        fit_res = fit_y - centroids[assign[take]].astype(np.float32)
         sample = rng.choice(len(take), min(len(take), _CLIP_ROWS), replace=False)
         bits, step, lo = fit_codec(fit_res[sample], var, params.row_bytes)
         keep = np.flatnonzero(bits)
@@ -105,7 +106,8 @@ class BitIndex(CompressedIndex):
         squares = np.zeros(centroids.shape)
         for s in range(0, n, _CHUNK):  # pass 2: the residual codes and their spread
             a = assign[s : s + _CHUNK]
-            y = codec.project(vectors[s : s + _CHUNK]) - centroids[a].astype(np.float32)
+            y = codec.project(_rows(vectors, slice(s, s + _CHUNK)))
+            y -= centroids[a].astype(np.float32)
             codes[:, s : s + len(y)] = codec.pack(codec.quantize(y), params.row_bytes).T
             squares += _sum_by(a, y**2, len(squares))
         spread = (squares / counts[:, None]).astype(np.float16)
@@ -305,6 +307,14 @@ def _assign(y: np.ndarray, start: int, group_rows: int, cents) -> np.ndarray:
     if cents is None:
         return np.zeros(len(y), np.int64)
     return _nearest(y[:, : cents.shape[1]], cents)
+
+
+def _rows(vectors, index) -> np.ndarray:
+    """Rows ``index`` (a slice or sorted positions) of ``vectors`` as float32, checked."""
+    x = np.asarray(vectors[index], np.float32)
+    if not np.isfinite(x).all():
+        raise BundleError("the embedding rows hold NaN or inf; re-embed the tiles")
+    return x
 
 
 def _sum_by(a: np.ndarray, y: np.ndarray, groups: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from d4g_edge.bitindex import BitIndex
 from d4g_edge.bundle import MANIFEST, Bundle, model_entry, write_bundle
 from d4g_edge.codes import BitCodec, _quantizer_tables, fit_codec
-from d4g_edge.errors import BundleContentError, IndexParamsError, SearchError
+from d4g_edge.errors import BundleContentError, BundleError, IndexParamsError, SearchError
 from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.runtime import open_encoder
 from d4g_edge.tiletable import TileTable
@@ -159,6 +159,23 @@ def test_save_and_load_map_the_file(tmp_path, extra):
     assert 600 * 20 <= size < again.memory_bytes() + 4096
     built.save(tmp_path / "twice.bin")  # the same rows give the same bytes
     assert (tmp_path / "twice.bin").read_bytes() == (tmp_path / "index.bin").read_bytes()
+
+
+def test_a_float16_memory_map_builds_chunk_by_chunk_like_float32_rows(tmp_path):
+    v, _ = _runs(66_000, 16, 8, nq=1)  # more rows than one chunk (65,536)
+    np.save(tmp_path / "rows.npy", v.astype(np.float16))
+    rows = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    params = IndexParams(storage="pca-bits", row_bytes=8, lists=10)
+    mapped = EmbeddingIndex.build(rows, params)
+    plain = EmbeddingIndex.build(np.asarray(rows, np.float32), params)
+    np.testing.assert_array_equal(mapped.codes, plain.codes)
+    np.testing.assert_array_equal(mapped.ids, plain.ids)
+    bad = v.copy()
+    bad[65_900, 3] = np.nan  # in the second chunk
+    with pytest.raises(BundleError, match="NaN"):
+        EmbeddingIndex.build(bad, params)
+    with pytest.raises(BundleError, match="non-empty"):
+        EmbeddingIndex.build(np.zeros((0, 16), np.float32), params)
 
 
 def test_files_of_another_kind_or_shape_are_refused(tmp_path):
