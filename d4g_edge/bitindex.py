@@ -39,7 +39,8 @@ _FIT_ROWS = 65_536  # rows the rotation is learned on (at least 32 a list for th
 _CLIP_ROWS = 8_192  # residual rows the quantizer ranges and errors are measured on
 _KMEANS_DIMS = 64  # leading components the lists are clustered on
 _MAX_DIMS = 256  # leading components the bits are allocated among
-_CHUNK = 65_536
+_CHUNK = 65_536  # rows a build reads at once
+_SCAN = 8_192  # rows a scan unpacks at once: the float columns stay in cache (2x faster)
 
 
 class BitIndex(CompressedIndex):
@@ -252,11 +253,11 @@ class BitIndex(CompressedIndex):
         _, base, cscore, weights = self._prepare(q)
         n = self.count if positions is None else len(positions)
         best_pos, best_scores = [], []
-        for s in range(0, n, _CHUNK):
+        for s in range(0, n, _SCAN):
             if positions is None:
-                pos, block = np.arange(s, min(s + _CHUNK, n)), self.codes[:, s : s + _CHUNK]
+                pos, block = np.arange(s, min(s + _SCAN, n)), self.codes[:, s : s + _SCAN]
             else:
-                pos = positions[s : s + _CHUNK]
+                pos = positions[s : s + _SCAN]
                 block = self.codes[:, pos]
             sc = self.codec.score(block, weights) + cscore[:, self._list_of(pos)] + base[:, None]
             i, sc = topk(sc, k, pos)
