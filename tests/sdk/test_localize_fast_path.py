@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from d4g_edge.bundle import model_entry, write_bundle
-from d4g_edge.cli.bench import bench, format_report, query_image
+from d4g_edge.cli.bench import _alternating, bench, format_report, query_image
 from d4g_edge.config import EncoderConfig
 from d4g_edge.localizer import Localizer
 from d4g_edge.preprocess import preprocess
@@ -170,3 +170,11 @@ def test_bench_reports_the_calling_threads_cpu_time(tmp_path, tiny_models):
     e2e, enc = report["end_to_end"]["cpu_p50_ms"], report["encoder"]["cpu_p50_ms"]
     assert report["end_to_end_over_encoder_cpu"] == pytest.approx(e2e / enc)
     assert "cpu p50" in format_report(report)
+
+
+def test_alternating_blocks_time_each_call_once_and_in_turn():
+    calls = []
+    a, b = _alternating(lambda: calls.append("a"), lambda: calls.append("b"), 25, block=10)
+    assert a.shape == b.shape == (25, 2)
+    # blocks of 10, 10, 5, each after one untimed call of its own function
+    assert "".join(calls) == "a" * 11 + "b" * 11 + "a" * 11 + "b" * 11 + "a" * 6 + "b" * 6
