@@ -197,6 +197,7 @@ KINDS: dict[str, Kind] = {
                 ("flat", 1, 16, "one list, every code scanned"),
                 ("ivf", 0, 16, "4 sqrt(N) k-means lists, probe 16"),
                 ("ivf p32", 0, 32, "4 sqrt(N) k-means lists, probe 32"),
+                ("ivf p64", 0, 64, "4 sqrt(N) k-means lists, probe 64"),
             )
         ),
         _faiss(

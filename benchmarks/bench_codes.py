@@ -32,7 +32,10 @@ from d4g_edge.index import EmbeddingIndex, IndexParams
 
 
 def _load(work: Path):
-    rows = np.load(work / "rows.npy", mmap_mode="r")
+    """Rows (the set's, or its map's one folder up: bench_map keeps one rows.npy per map and
+    a folder per query set), queries and exact best scores."""
+    at = work if (work / "rows.npy").is_file() else work.parent
+    rows = np.load(at / "rows.npy", mmap_mode="r")
     return rows, np.load(work / "queries.npy"), np.load(work / "exact_best.npy")
 
 
@@ -99,18 +102,18 @@ def _probes(index, params, probes, rows, q, exact, head: dict) -> list[dict]:
 def bits(work: Path, row_bytes=(64, 72, 76, 96), probes=(16, 32)) -> list[dict]:
     """The pca-bits kind at each ``row_bytes``: file bytes a row, bits, recall, latency."""
     rows, q, exact = _load(work)
-    x = np.asarray(rows, np.float32)
+    n, dim = rows.shape
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for rb in row_bytes:
             params = IndexParams(storage="pca-bits", row_bytes=rb, probe=probes[0])
             t = time.perf_counter()
-            EmbeddingIndex.build(x, params).save(Path(tmp) / "index.bin")
+            EmbeddingIndex.build(rows, params).save(Path(tmp) / "index.bin")  # streams
             build_s = time.perf_counter() - t
             size = (Path(tmp) / "index.bin").stat().st_size
-            index = EmbeddingIndex.load(Path(tmp) / "index.bin", x.shape[1], len(x), params)
+            index = EmbeddingIndex.load(Path(tmp) / "index.bin", dim, n, params)
             b = index.codec.bits
-            head = {"row_bytes": rb, "file_bytes_per_row": size / len(x), "build_s": build_s}
+            head = {"row_bytes": rb, "file_bytes_per_row": size / n, "build_s": build_s}
             head |= {"components": len(b), "bits": np.bincount(b).tolist()}
             out += _probes(index, params, probes, rows, q, exact, head)
     return out

@@ -40,6 +40,7 @@ _CLIP_ROWS = 8_192  # residual rows the quantizer ranges and errors are measured
 _KMEANS_DIMS = 64  # leading components the lists are clustered on
 _MAX_DIMS = 256  # leading components the bits are allocated among
 _CHUNK = 65_536  # rows a build reads at once
+_RERANK = 256  # rows of the probed lists scored in full, at least (see _score_lists)
 _SCAN = 8_192  # rows a scan unpacks at once: the float columns stay in cache (2x faster)
 
 
@@ -53,6 +54,9 @@ class BitIndex(CompressedIndex):
     def __init__(self, params, codec: BitCodec, codes, centroids, spread, offsets, ids=None):
         super().__init__(params, codec, codes, centroids, offsets, ids, None)
         self.count = int(codes.shape[1])
+        # a plain view of the (memory-mapped) planes: slicing a np.memmap costs ~3 us of
+        # Python per slice, and a search takes two slices of each probed list
+        self._planes = np.asarray(codes)
         self.spread = spread  # (lists, r) float16: mean squared residual per component
         # small, scored each query: centroids, and how far a list's best row can reach
         # above its centroid along a query u: the expected largest of its n residual
@@ -210,17 +214,8 @@ class BitIndex(CompressedIndex):
         ids, scores = [], []
         for i in range(len(q)):
             best = self._best_lists(rank[i], sizes, k)
-            pos = _ranges(self.offsets[best], sizes[best])
-            block = np.concatenate(
-                [
-                    self.codes[:, a : a + m]
-                    for a, m in zip(self.offsets[best].tolist(), sizes[best].tolist(), strict=True)
-                ],
-                axis=1,
-            )
-            s = self.codec.score(block, weights[i : i + 1])[0]
-            s += cscore[i, np.repeat(best, sizes[best])] + base[i]
-            p, sc = topk(s[None], k, pos)
+            pos, s = self._score_lists(best, sizes, weights[i], cscore[i], k)
+            p, sc = topk(s[None] + base[i], k, pos)
             ids.append(self._rows(p))
             scores.append(sc)
         return np.concatenate(ids), np.concatenate(scores)
@@ -233,6 +228,25 @@ class BitIndex(CompressedIndex):
         u = q @ self.codec.basis
         base = q @ self.codec.mean + u @ self.codec.lo
         return u, base, u @ self._cents.T, self.codec.weights(u)
+
+    def _score_lists(self, best, sizes, weights, cscore, k) -> tuple[np.ndarray, np.ndarray]:
+        """Stored positions and scores (less ``q . mean + u . lo``) of the rows of lists
+        ``best`` worth scoring in full. Two stages when there are many: the 8-bit digits
+        (the leading components' 8 most significant bits, the first planes) rank the rows
+        and only the best ``max(_RERANK, 2 k)`` are unpacked whole (on the modelled 1.22 M
+        rows: the same recall as scoring every row, in 40 % of the time)."""
+        starts, counts = self.offsets[best].tolist(), sizes[best].tolist()
+        pos = _ranges(self.offsets[best], sizes[best])
+        const = cscore[np.repeat(best, sizes[best])]
+        lead, keep = self.codec.columns[0][0][1], max(_RERANK, 2 * k)
+        if len(pos) <= keep or not lead:
+            runs = [self._planes[:, a : a + m] for a, m in zip(starts, counts, strict=True)]
+            return pos, self.codec.score(np.concatenate(runs, axis=1), weights[None])[0] + const
+        runs = [self._planes[:lead, a : a + m] for a, m in zip(starts, counts, strict=True)]
+        first = weights[:lead] @ np.concatenate(runs, axis=1).astype(np.float32) + const
+        sel = np.sort(np.argpartition(-first, keep - 1)[:keep])
+        pos, const = pos[sel], const[sel]
+        return pos, self.codec.score(self._planes[:, pos], weights[None])[0] + const
 
     def _best_lists(self, rank: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
         """The lists to score, best ``rank`` first: at least ``probe`` of them and at least

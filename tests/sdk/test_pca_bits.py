@@ -125,6 +125,23 @@ def test_lists_probe_a_subset_and_all_lists_equal_the_full_scan(coarse):
     assert many.shape == (3, 600) and all(len(set(r)) == 600 for r in many)
 
 
+def test_the_leading_digits_first_keep_the_answers_of_scoring_every_row(monkeypatch):
+    import d4g_edge.bitindex
+
+    v, q = _runs(4000, 64, 9, nq=200)
+    params = IndexParams(storage="pca-bits", row_bytes=24, lists=20, probe=10)
+    index = EmbeddingIndex.build(v, params)
+    assert 0 < index.codec.columns[0][0][1] < 20  # a few components with 8-bit digits
+    ids, scores = index.search(q, k=5)  # ~2,000 rows probed, the best 256 scored in full
+    monkeypatch.setattr(d4g_edge.bitindex, "_RERANK", 10**9)  # every probed row in full
+    ids_all, scores_all = index.search(q, k=5)
+    assert (ids[:, 0] == ids_all[:, 0]).mean() >= 0.97
+    monkeypatch.setattr(d4g_edge.bitindex, "_RERANK", 1)  # the first stage alone: not enough
+    assert (index.search(q, k=5)[0][:, 0] == ids_all[:, 0]).mean() < 0.95  # measured 0.84
+    same = ids[:, 0] == ids_all[:, 0]
+    np.testing.assert_allclose(scores[same, 0], scores_all[same, 0], atol=1e-5)
+
+
 def test_candidates_restrict_the_search():
     v, q = _runs(2000, 32, 3, nq=5)
     index = EmbeddingIndex.build(v, IndexParams(storage="pca-bits", row_bytes=16, lists=8))
