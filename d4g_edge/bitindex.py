@@ -179,11 +179,10 @@ class BitIndex(CompressedIndex):
         off = np.array(arrays["offsets"])
         if lists < 1 or off[0] != 0 or off[-1] != count or (np.diff(off) < 0).any():
             raise BundleContentError(f"{path}: list offsets do not cover {count} rows; rebuild")
-        spread = arrays["spread"]
-        if not (np.isfinite(spread).all() and (np.asarray(spread) >= 0).all()):
-            raise BundleContentError(f"{path}: the lists' spread holds NaN/inf or < 0; rebuild")
-        codes, cents, ids = arrays["codes"], arrays["centroids"], arrays.get("ids")
-        return cls(params, codec, codes, cents, spread, off, ids)
+        cents, spread = np.array(arrays["centroids"]), np.array(arrays["spread"])
+        if not (np.isfinite(cents).all() and np.isfinite(spread).all() and (spread >= 0).all()):
+            raise BundleContentError(f"{path}: the lists hold NaN/inf (or a spread < 0); rebuild")
+        return cls(params, codec, arrays["codes"], cents, spread, off, arrays.get("ids"))
 
     # ---- the EmbeddingIndex interface ---------------------------------------------------
 

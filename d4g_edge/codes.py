@@ -18,7 +18,9 @@ rows). :class:`BitCodec` spends a fixed number of bytes a row where the score er
 * packing: a ``b``-bit code is split into binary digits of 8, 4, 2 and 1 bits (13 = 8 + 4
   + 1), each digit stored in the block of its width, so rows are byte-aligned blocks and a
   score stays linear: ``sum_i w_i code_i = sum_digits (w_i 2^shift) digit``. A block is
-  unpacked with shifts and masks (in an IVF search only a few thousand rows are scored).
+  unpacked with shifts alone (no masks: :attr:`BitCodec.columns` folds the higher digits'
+  share into the weights), the rows stored as byte planes (``row_bytes`` x rows) so that
+  each shift and cast runs over contiguous memory.
 
 Usage::
 

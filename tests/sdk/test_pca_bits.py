@@ -206,6 +206,14 @@ def test_files_of_another_kind_or_shape_are_refused(tmp_path):
         EmbeddingIndex.load(tmp_path / "b", 16, 210, params)
     with pytest.raises(BundleContentError, match=r"was built with .*row_bytes.: 8"):
         EmbeddingIndex.load(tmp_path / "b", 16, 200, IndexParams(storage="pca-bits", row_bytes=9))
+    good = EmbeddingIndex.load(tmp_path / "b", 16, 200, params)
+    bad = np.array(good.centroids)
+    bad[0, 0] = np.nan
+    BitIndex(params, good.codec, good.codes, bad, good.spread, good.offsets, good.ids).save(
+        tmp_path / "nan"
+    )
+    with pytest.raises(BundleContentError, match="NaN"):
+        EmbeddingIndex.load(tmp_path / "nan", 16, 200, params)
     data = (tmp_path / "b").read_bytes()
     (tmp_path / "cut").write_bytes(data[: len(data) - 300])
     with pytest.raises(BundleContentError, match="truncated"):
