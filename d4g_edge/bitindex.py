@@ -179,10 +179,12 @@ class BitIndex(CompressedIndex):
         off = np.array(arrays["offsets"])
         if lists < 1 or off[0] != 0 or off[-1] != count or (np.diff(off) < 0).any():
             raise BundleContentError(f"{path}: list offsets do not cover {count} rows; rebuild")
-        cents, spread = np.array(arrays["centroids"]), np.array(arrays["spread"])
-        if not (np.isfinite(cents).all() and np.isfinite(spread).all() and (spread >= 0).all()):
+        cents, spread = arrays["centroids"], arrays["spread"]
+        index = cls(params, codec, arrays["codes"], cents, spread, off, arrays.get("ids"))
+        c, v = index._cents, index._spread  # float32 (checks on float16 are slow)
+        if not (np.isfinite(c).all() and np.isfinite(v).all() and (v >= 0).all()):
             raise BundleContentError(f"{path}: the lists hold NaN/inf (or a spread < 0); rebuild")
-        return cls(params, codec, arrays["codes"], cents, spread, off, arrays.get("ids"))
+        return index
 
     # ---- the EmbeddingIndex interface ---------------------------------------------------
 
