@@ -101,8 +101,6 @@ class BitIndex(CompressedIndex):
         sample = rng.choice(len(take), min(len(take), _CLIP_ROWS), replace=False)
         bits, step, lo = fit_codec(fit_res[sample], var, params.row_bytes)
         keep = np.flatnonzero(bits)
-        if keep.size == 0:
-            raise BundleError(f"row_bytes={params.row_bytes} codes no component; give more")
         codec = BitCodec(
             mean, np.ascontiguousarray(basis[:, keep]), bits[keep], step[keep], lo[keep]
         )

@@ -166,6 +166,8 @@ def fit_codec(fit_y: np.ndarray, var: np.ndarray, row_bytes: int) -> tuple[np.nd
         if hi_lam / lo_lam < 1 + 1e-9:
             break
     bits = _top_up(choose(hi_lam), cost, row_bytes)
+    if not bits.any():  # rows all alike (one row, say): nothing to spend on, but a code is
+        bits[0] = 8  # needed; 8 bits fit any row (a byte)
     st = step[bits, np.arange(len(bits))]
     lo = -((2.0**bits) - 1) / 2 * st
     return bits.astype(np.uint8), st.astype(np.float32), lo.astype(np.float32)

@@ -91,6 +91,19 @@ def test_the_quantizer_clips_where_the_squared_error_is_least():
     assert (d[1:] < d[:-1]).all()  # every bit lowers the error
 
 
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_tiny_or_identical_rows_build_and_find_themselves(rows):
+    # a cell of a cell-sharded bundle can hold one tile's rows, or one row
+    v, _ = _runs(rows, 16, 10, nq=1, run=1)
+    index = EmbeddingIndex.build(v, IndexParams(storage="pca-bits", row_bytes=8))
+    ids, scores = index.search(v, k=1)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(rows))
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=0.01)
+    same = np.repeat(v[:1], rows, 0)  # nothing varies: no bits to spend, still a code
+    index = EmbeddingIndex.build(same, IndexParams(storage="pca-bits", row_bytes=1))
+    np.testing.assert_allclose(index.search(same, k=1)[1][:, 0], 1.0, atol=1e-3)
+
+
 def test_recall_beats_pca_int8_at_the_same_bytes_per_row():
     v, q = _runs(4000, 64, 0)
     int8 = EmbeddingIndex.build(v, IndexParams(storage="pca-int8", pca_dims=32, lists=1))
@@ -265,6 +278,21 @@ def test_a_bundle_records_the_kind_and_refuses_a_disagreeing_manifest(tmp_path, 
     (tmp_path / "b" / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(BundleContentError, match="was built with"):
         Bundle.load(tmp_path / "b")
+
+
+def test_a_cell_sharded_bundle_of_pca_bits_finds_its_rows(tmp_path, tiny_models):
+    sat = open_encoder(tiny_models["satellite"])
+    v, _ = _runs(400, EMBED_DIM, 11, nq=1)
+    lat = 40.0 + np.repeat(np.arange(20), 20) * 2e-4  # cells of 0.001 deg: a few rows each
+    lon = -88.0 + np.tile(np.arange(20), 20) * 2e-4
+    table = TileTable.from_rows(np.arange(400) + 100, lat, lon, np.full(400, 20.0), 0.001)
+    params = IndexParams(storage="pca-bits", row_bytes=16)
+    entry = model_entry(sat.path, sat.config, sat.sha256)
+    write_bundle(tmp_path / "b", v, table, entry, params=params, cells=True)
+    b = Bundle.load(tmp_path / "b")
+    assert len(b.manifest["index"]["cells"]) > 4
+    ids, _ = b.index.search(v[[3, 250, 399]], k=1)  # rows are re-sorted by cell: ids
+    np.testing.assert_array_equal(b.tiles.tile_id[ids[:, 0]], [103, 350, 499])
 
 
 def test_d4g_edge_bench_names_the_search():
