@@ -243,7 +243,7 @@ class BitIndex(CompressedIndex):
             return pos, self.codec.score(np.concatenate(runs, axis=1), weights[None])[0] + const
         runs = [self._planes[:lead, a : a + m] for a, m in zip(starts, counts, strict=True)]
         first = weights[:lead] @ np.concatenate(runs, axis=1).astype(np.float32) + const
-        sel = np.sort(np.argpartition(-first, keep - 1)[:keep])
+        sel = np.sort(np.argpartition(first, len(first) - keep)[len(first) - keep :])
         pos, const = pos[sel], const[sel]
         return pos, self.codec.score(self._planes[:, pos], weights[None])[0] + const
 
