@@ -232,13 +232,15 @@ def run_set(work, rows, tile_of_row, qsets, area_km2, per_tile, args):
 
 def table(results: list[dict], refs: list[dict] = ()) -> str:
     head = (
-        f"{'rows':>9} {'kind':24} {'MB/km2':>7} {'MB':>8} {'build s':>8} {'open ms':>8} "
+        f"{'rows':>9} {'queries':16} {'kind':24} {'MB/km2':>7} {'MB':>8} {'build s':>8} "
+        f"{'open ms':>8} "
         f"{'RSS MB':>7} {'p50 ms':>7} {'p90 ms':>7} {'R@1 vs f32':>10} {'R@1 %':>6} {'<=25m %':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
-            f"{r['rows']:>9} {r['kind']:24} {r['mb_per_km2']:7.2f} {r['bytes'] / 1e6:8.1f} "
+            f"{r['rows']:>9} {r['set'].split(' ', 1)[-1]:16} {r['kind']:24} "
+            f"{r['mb_per_km2']:7.2f} {r['bytes'] / 1e6:8.1f} "
             f"{r['build_s']:8.1f} {r['open_s'] * 1e3:8.1f} {r['rss_after_search_mb']:7.1f} "
             f"{r['p50_ms']:7.3f} {r['p90_ms']:7.3f} {r['recall_at_1']:10.3f} "
             f"{r.get('r_at_1', float('nan')):6.2f} {r.get('within_25m', float('nan')):7.2f}"
