@@ -9,8 +9,9 @@ reuses it when asked and the stamp (model, size, seed) matches.
 the codec is fitted on the same seeded 65,536-row sample the SDK would draw, the rows are
 encoded chunk by chunk straight from the float16 memory map, and the coarse lists are made
 from the codes (``CompressedIndex.from_codes``): the same file as the SDK's build, with
-only the int8 codes (64 bytes a row) in memory. ``bench_map`` uses these for every kind
-listed here when the rows as float32 exceed ``--max-ram-gb``; other kinds are then skipped.
+only the int8 codes (64 bytes a row) in memory (``pca-bits``: its own build reads the
+memory map chunk by chunk). ``bench_map`` uses these for every kind listed here when the
+rows as float32 exceed ``--max-ram-gb``; other kinds are then skipped.
 
 Usage::
 
@@ -64,52 +65,11 @@ def build_streamed(params: IndexParams, rows, folder: Path) -> None:
     CompressedIndex.from_codes(params, codec, codes).save(Path(folder) / "index.bin")
 
 
-class _Float32Rows:
-    """A float16 memory map read as float32 one slice at a time."""
-
-    def __init__(self, rows) -> None:
-        self.rows, self.shape, self.ndim = rows, rows.shape, 2
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i) -> np.ndarray:
-        return np.asarray(self.rows[i], np.float32)
-
-
-class _NumpyFor:
-    """numpy, except that ``asarray`` passes ``rows`` through and ``isfinite(rows)`` is
-    checked chunk by chunk: what ``BitIndex.build`` does to all its rows at once."""
-
-    def __init__(self, rows: _Float32Rows) -> None:
-        self._rows = rows
-
-    def __getattr__(self, name: str):
-        return getattr(np, name)
-
-    def asarray(self, a, *args, **kwargs):
-        return a if a is self._rows else np.asarray(a, *args, **kwargs)
-
-    def isfinite(self, a, *args, **kwargs):
-        if a is not self._rows:
-            return np.isfinite(a, *args, **kwargs)
-        return np.array(all(np.isfinite(a[s : s + _CHUNK]).all() for s in range(0, len(a), _CHUNK)))
-
-
 def _build_bits(params: IndexParams, rows, folder: Path) -> None:
-    """``BitIndex.build`` itself, on the float16 memory map: it converts all its rows to
-    float32 up front (20 GB at 10^7 rows) but then reads them in chunks, so for the call
-    its module sees a numpy whose ``asarray`` leaves the rows as they are (the SDK change
-    that would make this unnecessary: take the rows as given and convert each chunk)."""
-    from d4g_edge import bitindex
+    """``BitIndex.build`` reads a float16 memory map 65,536 rows at a time itself."""
+    from d4g_edge.bitindex import BitIndex
 
-    lazy = _Float32Rows(rows)
-    saved, bitindex.np = bitindex.np, _NumpyFor(lazy)
-    try:
-        index = bitindex.BitIndex.build(lazy, params)
-    finally:
-        bitindex.np = saved
-    index.save(Path(folder) / "index.bin")
+    BitIndex.build(rows, params).save(Path(folder) / "index.bin")
 
 
 def load_or_fit(args, rows, queries) -> RowModel:
