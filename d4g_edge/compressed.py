@@ -49,6 +49,7 @@ FORMAT = "d4g-edge/pca-int8/1"
 AUTO_LISTS_FROM = 32_768  # rows from which lists=0 (auto) builds an inverted file
 _FIT_ROWS = 65_536  # rows the rotation is learned on (a seeded sample of larger maps)
 _CHUNK = 65_536  # rows scored at once by full scans: bounded temporaries
+_CAST = 4_096  # int8 rows converted to float32 at once (a 1 MB buffer: stays in cache)
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ class CompressedIndex:
             else:
                 pos = positions[s : s + _CHUNK]
                 block = self.codes[pos]
-            i, sc = topk(w @ np.asarray(block, np.float32).T, keep, pos)
+            i, sc = topk(_scores(w, block), keep, pos)
             best_pos.append(i)
             best_scores.append(sc)
         if len(best_pos) == 1:  # one chunk (small maps, the localize path): already the best
@@ -352,6 +353,19 @@ def kmeans(codec: Codec, codes, lists: int, iters: int = 8, seed: int = 0) -> np
         full = counts > 0
         cents[full] = sums[full] / counts[full, None]
     return cents.astype(np.float32)
+
+
+def _scores(w: np.ndarray, codes) -> np.ndarray:
+    """``w @ codes.T``, the codes cast ``_CAST`` rows at a time into one buffer: a whole float32
+    copy on every query (3 MB for the default) evicts the encoder's weights from the cache."""
+    out = np.empty((len(w), len(codes)), np.float32)
+    buf = np.empty((min(_CAST, len(codes)), codes.shape[1]), np.float32)
+    for s in range(0, len(codes), _CAST):
+        e = min(s + _CAST, len(codes))
+        block = buf[: e - s]
+        block[...] = codes[s:e]
+        np.matmul(w, block.T, out=out[:, s:e])
+    return out
 
 
 def _nearest(x: np.ndarray, cents: np.ndarray) -> np.ndarray:

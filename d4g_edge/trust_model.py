@@ -5,6 +5,7 @@ as a :class:`Model` on standardised features."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -72,7 +73,15 @@ class Model:
         knots = isotonic(raw.predict(f), y)
         return replace(raw, knots=tuple(tuple(float(v) for v in k) for k in knots))
 
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+        """The fields as arrays, converted once: every localize() predicts with them (the
+        tuples' conversion was most of a one-row prediction)."""
+        knots = tuple(np.asarray(k, np.float64) for k in self.knots)
+        return np.asarray(self.mean), np.asarray(self.scale), np.asarray(self.weights), knots
+
     def predict(self, f: np.ndarray) -> np.ndarray:
-        x = (np.atleast_2d(f) - np.asarray(self.mean)) / np.asarray(self.scale)
-        p = _sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ np.asarray(self.weights))
-        return np.interp(p, *self.knots) if self.knots else p
+        mean, scale, weights, knots = self._arrays
+        x = (np.atleast_2d(f) - mean) / scale
+        p = _sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ weights)
+        return np.interp(p, *knots) if knots else p
