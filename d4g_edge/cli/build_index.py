@@ -43,10 +43,19 @@ INDEX_FLAGS = {
     "ef": flag("HNSW search beam", type=whole(2)),
     "exact_threshold": flag("search exactly below this many tiles", type=whole(0)),
     "storage": flag(
-        "hnswlib graph, or float16 vectors searched exactly (half the size; for bundles "
-        "below the exact threshold)",
+        "hnswlib graph; float16 vectors searched exactly (half the size; for bundles below "
+        "the exact threshold); pca-int8 (64 B a row) or pca-bits (--row-bytes a row): "
+        "compressed, memory-mapped (docs/map_scale.md)",
         STORAGES,
     ),
+    "pca_dims": flag("pca-int8: PCA components kept as int8 codes", type=whole(1)),
+    "lists": flag(
+        "pca-int8 / pca-bits: k-means lists (0: none below 32,768 rows, else 4 sqrt(rows))",
+        type=whole(0),
+    ),
+    "probe": flag("pca-int8 / pca-bits: lists a search scores", type=whole(1)),
+    "refine": flag("pca-int8: candidates re-scored from float16 rows (0: none)", type=whole(0)),
+    "row_bytes": flag("pca-bits: code bytes a row (bits allocated to fit)", type=whole(1, 1024)),
 }
 
 

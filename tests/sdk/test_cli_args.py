@@ -94,6 +94,21 @@ def test_index_flags_take_their_defaults_from_index_params(capsys):
     assert "argument --ef: expected a whole number >= 2, got 1" in capsys.readouterr().err
 
 
+def test_compressed_index_flags_reach_index_params(capsys):
+    merge = ["merge", "a", "--out", "o"]
+    bits = ["--storage", "pca-bits", "--row-bytes", "40", "--lists", "8", "--probe", "4"]
+    args = _parser().parse_args([*merge, *bits])
+    assert index_params(args) == IndexParams(storage="pca-bits", row_bytes=40, lists=8, probe=4)
+    args = _parser().parse_args(
+        [*merge, "--storage", "pca-int8", "--pca-dims", "32", "--refine", "16"]
+    )
+    assert index_params(args) == IndexParams(storage="pca-int8", pca_dims=32, refine=16)
+    with pytest.raises(SystemExit) as done:
+        d4g_edge([*merge, "--row-bytes", "0"])
+    assert done.value.code == 2
+    assert "argument --row-bytes: expected" in capsys.readouterr().err
+
+
 def test_number_states_its_bounds():
     assert number(float, 0, lo_open=True)("0.5") == 0.5
     assert number(int, 0, 100)("100") == 100
