@@ -15,12 +15,14 @@ Usage::
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from d4g_edge.errors import BundleContentError
+from d4g_edge.fileio import temp_path
 
 MAGIC = b"D4GIDX\x00\x01"
 _ALIGN = 64
@@ -75,3 +77,45 @@ def map_arrays(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise BundleContentError(f"{path}: malformed array header ({err})") from None
     return header, arrays
+
+
+def save_index_file(path: str | Path, arrays: dict, fmt: str, params: dict) -> Path:
+    """An index file of ``arrays`` whose header names its ``fmt`` and shaping ``params``,
+    written beside ``path`` and moved over it: a crash leaves the old file whole."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        write_arrays(tmp, arrays, {"format": fmt, "params": params})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def open_index_file(path: str | Path, fmt: str, params: dict) -> dict[str, np.ndarray]:
+    """The arrays of an index file written by :func:`save_index_file` with this ``fmt`` and
+    these ``params`` (the manifest's); another kind or other parameters are refused."""
+    header, arrays = map_arrays(path)
+    if header.get("format") != fmt:
+        raise BundleContentError(
+            f"{path}: index format {header.get('format')!r}, expected {fmt!r}; "
+            "the manifest's index.storage does not match the file: rebuild the bundle"
+        )
+    if header.get("params") != params:
+        raise BundleContentError(
+            f"{path} was built with {header.get('params')}, the manifest says "
+            f"{params}; rebuild the bundle"
+        )
+    return arrays
+
+
+def check_arrays(path, arrays: dict, want: dict) -> None:
+    """Refuse a file whose arrays lack one of ``want`` ({name: (shape, dtype)}) or differ."""
+    for name, (shape, dtype) in want.items():
+        a = arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            got = "missing" if a is None else f"{a.dtype} {a.shape}"
+            raise BundleContentError(
+                f"{path}: array {name!r} is {got}, the manifest implies "
+                f"{np.dtype(dtype).name} {shape}; rebuild the bundle"
+            )

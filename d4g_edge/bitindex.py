@@ -21,16 +21,14 @@ Usage::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._mmfile import map_arrays, write_arrays
+from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.codes import MAX_BITS, BitCodec, fit_codec
 from d4g_edge.compressed import CompressedIndex, _nearest, _ranges, _unit
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
-from d4g_edge.fileio import temp_path
 from d4g_edge.index_params import IndexParams, topk
 
 FORMAT = "d4g-edge/pca-bits/1"
@@ -128,27 +126,11 @@ class BitIndex(CompressedIndex):
         arrays["offsets"] = self.offsets
         if self.ids is not None:
             arrays["ids"] = self.ids
-        tmp = temp_path(path)
-        try:
-            write_arrays(tmp, arrays, {"format": FORMAT, "params": file_params(self.params)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return save_index_file(path, arrays, FORMAT, file_params(self.params))
 
     @classmethod
     def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> BitIndex:
-        header, arrays = map_arrays(path)
-        if header.get("format") != FORMAT:
-            raise BundleContentError(
-                f"{path}: index format {header.get('format')!r}, expected {FORMAT!r}; "
-                "the manifest's index.storage does not match the file: rebuild the bundle"
-            )
-        if header.get("params") != file_params(params):
-            raise BundleContentError(
-                f"{path} was built with {header.get('params')}, the manifest says "
-                f"{file_params(params)}; rebuild the bundle"
-            )
+        arrays = open_index_file(path, FORMAT, file_params(params))
         bits = arrays.get("bits")
         r = len(bits) if bits is not None and bits.ndim == 1 else -1
         lists = len(arrays["offsets"]) - 1 if "offsets" in arrays else -1
@@ -165,7 +147,7 @@ class BitIndex(CompressedIndex):
         }
         if "ids" in arrays:
             want["ids"] = ((int(count),), np.int32)
-        _check_arrays(path, arrays, want)
+        check_arrays(path, arrays, want)
         small = {k: np.array(arrays[k]) for k in ("mean", "basis", "bits", "step", "lo")}
         codec = BitCodec(**small)
         if not all(np.isfinite(small[k]).all() for k in ("mean", "basis", "step", "lo")):
@@ -339,14 +321,3 @@ def _sum_by(a: np.ndarray, y: np.ndarray, groups: int) -> np.ndarray:
     out = np.zeros((groups, y.shape[1]))
     out[a_sorted[starts]] = np.add.reduceat(y[order].astype(np.float64), starts, axis=0)
     return out
-
-
-def _check_arrays(path, arrays: dict, want: dict) -> None:
-    for name, (shape, dtype) in want.items():
-        a = arrays.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            got = "missing" if a is None else f"{a.dtype} {a.shape}"
-            raise BundleContentError(
-                f"{path}: array {name!r} is {got}, the manifest implies "
-                f"{np.dtype(dtype).name} {shape}; rebuild the bundle"
-            )

@@ -34,15 +34,13 @@ Usage::
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from d4g_edge._mmfile import map_arrays, write_arrays
+from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
-from d4g_edge.fileio import temp_path
 from d4g_edge.index_params import IndexParams, topk
 
 FORMAT = "d4g-edge/pca-int8/1"
@@ -163,27 +161,11 @@ class CompressedIndex:
             arrays["ids"] = self.ids
         if self.refine is not None:
             arrays["refine"] = self.refine
-        tmp = temp_path(path)
-        try:
-            write_arrays(tmp, arrays, {"format": FORMAT, "params": _file_params(self.params)})
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return save_index_file(path, arrays, FORMAT, _file_params(self.params))
 
     @classmethod
     def load(cls, path: str | Path, dim: int, count: int, params: IndexParams) -> CompressedIndex:
-        header, arrays = map_arrays(path)
-        if header.get("format") != FORMAT:
-            raise BundleContentError(
-                f"{path}: index format {header.get('format')!r}, expected {FORMAT!r}; "
-                "the manifest's index.storage does not match the file: rebuild the bundle"
-            )
-        if header.get("params") != _file_params(params):
-            raise BundleContentError(
-                f"{path} was built with {header.get('params')}, the manifest says "
-                f"{_file_params(params)}; rebuild the bundle"
-            )
+        arrays = open_index_file(path, FORMAT, _file_params(params))
         r, n = params.pca_dims, int(count)
         lists = len(arrays["offsets"]) - 1 if "offsets" in arrays else -1
         want = {
@@ -198,14 +180,7 @@ class CompressedIndex:
             want["ids"] = ((n,), np.int32)
         if params.refine:
             want["refine"] = ((n, int(dim)), np.float16)
-        for name, (shape, dtype) in want.items():
-            a = arrays.get(name)
-            if a is None or a.shape != shape or a.dtype != dtype:
-                got = "missing" if a is None else f"{a.dtype} {a.shape}"
-                raise BundleContentError(
-                    f"{path}: array {name!r} is {got}, the manifest implies "
-                    f"{np.dtype(dtype).name} {shape}; rebuild the bundle"
-                )
+        check_arrays(path, arrays, want)
         small = {k: np.array(arrays[k]) for k in ("mean", "basis", "scale", "offsets")}
         if not all(np.isfinite(small[k]).all() for k in ("mean", "basis", "scale")):
             raise BundleContentError(f"{path}: the PCA rotation holds NaN/inf; rebuild the bundle")
