@@ -107,7 +107,7 @@ def topk(scores: np.ndarray, k: int, ids: np.ndarray | None, id_table=None):
     """The best ``k`` columns of (Q, N) ``scores``, best first, as (ids, scores): the ids are
     ``ids[column]`` (or the columns), or ``id_table[q, column]`` when that table is given."""
     k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else None
+    part = _best_columns(scores, k) if k < scores.shape[1] else None
     if part is None:
         part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
     top = np.take_along_axis(scores, part, 1)
@@ -117,3 +117,30 @@ def topk(scores: np.ndarray, k: int, ids: np.ndarray | None, id_table=None):
     if id_table is not None:
         return np.take_along_axis(id_table, cols, 1).astype(np.int64), out_scores
     return (cols if ids is None else ids[cols]).astype(np.int64), out_scores
+
+
+_SAMPLE = 8  # every 8th score estimates where the k-th best lies
+
+
+def _best_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's ``k`` best scores, in no set order (as argpartition's).
+
+    A full selection over a bundle's 11,925 scores took 0.08-0.11 ms, half of a localize()
+    search: the k-th best of every 8th score, taken with a margin, bounds the candidates
+    from below, so only the ~2k scores above it are selected among (all of the best k are,
+    whenever at least k scores reach the bound; else the row is selected in full)."""
+    n = scores.shape[1]
+    if n < 4_096 or 4 * k > n:
+        return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    sample = scores[:, ::_SAMPLE]
+    m = sample.shape[1]
+    j = min(m, 2 * (k // _SAMPLE) + 16)
+    bound = np.partition(sample, m - j, axis=1)[:, m - j]
+    out = np.empty((len(scores), k), np.int64)
+    for i, row in enumerate(scores):
+        cand = np.flatnonzero(row >= bound[i])
+        if len(cand) < k:  # the sample misjudged this row (or NaN): select in full
+            out[i] = np.argpartition(-row, k - 1)[:k]
+        else:
+            out[i] = cand[np.argpartition(-row[cand], k - 1)[:k]]
+    return out
