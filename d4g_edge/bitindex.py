@@ -27,12 +27,11 @@ import numpy as np
 
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.codes import MAX_BITS, BitCodec, fit_codec
-from d4g_edge.compressed import CompressedIndex, _nearest, _ranges, _unit
-from d4g_edge.errors import BundleContentError, BundleError, SearchError
+from d4g_edge.compressed import CompressedIndex, _nearest, _ranges, _unit, auto_lists, lloyd, pca
+from d4g_edge.errors import BundleContentError, BundleError
 from d4g_edge.index_params import IndexParams, topk
 
 FORMAT = "d4g-edge/pca-bits/1"
-AUTO_LISTS_FROM = 32_768  # as pca-int8: lists=0 (auto) is 4 sqrt(rows) from here, else one
 _FIT_ROWS = 65_536  # rows the rotation is learned on (at least 32 a list for the k-means)
 _CLIP_ROWS = 8_192  # residual rows the quantizer ranges and errors are measured on
 _KMEANS_DIMS = 64  # leading components the lists are clustered on
@@ -80,9 +79,9 @@ class BitIndex(CompressedIndex):
         take = np.sort(rng.choice(n, min(n, max(_FIT_ROWS, 32 * lists)), replace=False))
         xs = _unit(_rows(vectors, take))
         mean = xs.mean(0, dtype=np.float64).astype(np.float32)
-        var, basis = _pca(xs - mean, min(dim, _MAX_DIMS))
+        var, basis = pca(xs - mean, min(dim, _MAX_DIMS))
         fit_y = (xs - mean) @ basis
-        cents = _kmeans(fit_y[:, :_KMEANS_DIMS], lists, rng) if lists > 1 else None
+        cents = lloyd(fit_y[:, :_KMEANS_DIMS], lists, rng) if lists > 1 else None
         assign = np.empty(n, np.int64)
         sums = np.zeros((n // params.group_rows + 1 if params.group_rows else lists, len(var)))
         for s in range(0, n, _CHUNK):  # pass 1: every row's list and the lists' means
@@ -183,10 +182,7 @@ class BitIndex(CompressedIndex):
         q = self._queries(queries)
         k = max(1, min(int(k), self.count))
         if candidates is not None:
-            rows = np.unique(np.asarray(candidates, dtype=np.int64))
-            if rows.size == 0:
-                raise SearchError("no candidate tiles to search (the prior excludes them all)")
-            return self._scan(q, min(k, rows.size), self._position(rows))
+            return self._scan_candidates(q, k, candidates)
         if self.lists <= self.params.probe:
             return self._scan(q, k, None)
         u, base, cscore, weights = self._prepare(q)
@@ -268,32 +264,7 @@ def file_params(p: IndexParams) -> dict:
 
 
 def _lists(params: IndexParams, n: int) -> int:
-    lists = params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 1)
-    return max(1, min(lists, n))
-
-
-def _pca(xc: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Variance and (D, r) basis of the leading ``r`` components, signs fixed."""
-    vals, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64) / len(xc))  # ascending
-    basis = np.ascontiguousarray(vecs[:, ::-1][:, :r], dtype=np.float32)
-    # a sign convention, so that the same rows always give the same file
-    basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(r)] < 0, -1, 1)
-    return np.maximum(vals[::-1][:r], 0.0), basis
-
-
-def _kmeans(x: np.ndarray, lists: int, rng, iters: int = 8) -> np.ndarray:
-    """(lists, d) Lloyd's k-means centroids of the sample ``x`` (an emptied list keeps its
-    centroid)."""
-    lists = min(lists, len(x))
-    cents = x[rng.choice(len(x), lists, replace=False)].copy()
-    for _ in range(iters):
-        a = _nearest(x, cents)
-        counts = np.bincount(a, minlength=lists)
-        sums = np.zeros_like(cents, dtype=np.float64)
-        np.add.at(sums, a, x)
-        full = counts > 0
-        cents[full] = sums[full] / counts[full, None]
-    return cents
+    return max(1, min(auto_lists(params, n), n))
 
 
 def _assign(y: np.ndarray, start: int, group_rows: int, cents) -> np.ndarray:

@@ -68,10 +68,7 @@ class Codec:
             raise BundleError(f"pca_dims must be in 1..{x.shape[1]} (the embedding), got {dims}")
         mean = x.mean(0, dtype=np.float64)
         xc = (x - mean).astype(np.float32)
-        _, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64))  # ascending eigenvalues
-        basis = np.ascontiguousarray(vecs[:, ::-1][:, :dims], dtype=np.float32)
-        # a sign convention, so that the same rows always give the same file
-        basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(dims)] < 0, -1, 1)
+        _, basis = pca(xc, dims)
         scale = np.maximum(np.abs(xc @ basis).max(0), 1e-12) / 127.0
         return cls(mean.astype(np.float32), basis, scale.astype(np.float32))
 
@@ -134,7 +131,7 @@ class CompressedIndex:
                 [codec.decode(codes[a:b]).mean(0) for a, b in itertools.pairwise(offsets)]
             )
             return cls(params, codec, codes, cents.astype(np.float32), offsets, None, refine)
-        lists = params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 0)
+        lists = auto_lists(params, n)
         if lists <= 1:
             offsets = np.array([0, n], np.int64)
             cents = codec.decode(codes[:1]) * 0
@@ -231,10 +228,7 @@ class CompressedIndex:
         q = self._queries(queries)
         k = max(1, min(int(k), self.count))
         if candidates is not None:
-            rows = np.unique(np.asarray(candidates, dtype=np.int64))
-            if rows.size == 0:
-                raise SearchError("no candidate tiles to search (the prior excludes them all)")
-            return self._scan(q, min(k, rows.size), self._position(rows))
+            return self._scan_candidates(q, k, candidates)
         if self.lists <= 1 or self.lists <= self.params.probe:
             return self._scan(q, k, None)
         u = q @ self.codec.basis
@@ -263,6 +257,13 @@ class CompressedIndex:
         if q.shape[1] != self.dim:
             raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
         return q
+
+    def _scan_candidates(self, q, k, candidates) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of the ``candidates`` rows only (a prior's), every code scored."""
+        rows = np.unique(np.asarray(candidates, dtype=np.int64))
+        if rows.size == 0:
+            raise SearchError("no candidate tiles to search (the prior excludes them all)")
+        return self._scan(q, min(k, rows.size), self._position(rows))
 
     def _position(self, rows: np.ndarray) -> np.ndarray:
         """Stored positions of tile-table ``rows``."""
@@ -314,12 +315,17 @@ class CompressedIndex:
 
 
 def kmeans(codec: Codec, codes, lists: int, iters: int = 8, seed: int = 0) -> np.ndarray:
-    """(lists, r) float32 centroids of the decoded codes (Lloyd's k-means on a seeded
-    sample of 32 rows per list; an emptied list keeps its centroid)."""
+    """(lists, r) float32 centroids of the decoded codes (:func:`lloyd` on a seeded sample
+    of 32 rows per list)."""
     rng = np.random.default_rng(seed)
     n = len(codes)
     take = np.sort(rng.choice(n, min(n, 32 * lists), replace=False))
-    x = codec.decode(codes[take])
+    return lloyd(codec.decode(codes[take]), lists, rng, iters).astype(np.float32)
+
+
+def lloyd(x: np.ndarray, lists: int, rng, iters: int = 8) -> np.ndarray:
+    """(lists, d) Lloyd's k-means centroids of the rows ``x``, started at ``lists`` of them
+    drawn by ``rng`` (an emptied list keeps its centroid); pca-int8 and pca-bits lists."""
     cents = x[rng.choice(len(x), lists, replace=False)].copy()
     for _ in range(iters):
         a = _nearest(x, cents)
@@ -327,7 +333,23 @@ def kmeans(codec: Codec, codes, lists: int, iters: int = 8, seed: int = 0) -> np
         sums = np.stack([np.bincount(a, x[:, j], lists) for j in range(x.shape[1])], 1)
         full = counts > 0
         cents[full] = sums[full] / counts[full, None]
-    return cents.astype(np.float32)
+    return cents
+
+
+def auto_lists(params: IndexParams, n: int) -> int:
+    """Coarse lists of ``n`` rows: ``params.lists``, else 0 (auto) means 4 sqrt(n) from
+    :data:`AUTO_LISTS_FROM` rows and none (0) below."""
+    return params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 0)
+
+
+def pca(xc: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Variance and (D, r) float32 basis of the leading ``r`` principal components of the
+    centred rows ``xc``, by decreasing variance, with a sign convention so that the same
+    rows always give the same file."""
+    vals, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64))  # ascending eigenvalues
+    basis = np.ascontiguousarray(vecs[:, ::-1][:, :r], dtype=np.float32)
+    basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(r)] < 0, -1, 1)
+    return np.maximum(vals[::-1][:r], 0.0) / len(xc), basis
 
 
 def _scores(w: np.ndarray, codes) -> np.ndarray:
