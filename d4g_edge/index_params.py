@@ -80,7 +80,7 @@ class IndexParams:
         """The manifest's ``index``: each kind names only the fields it uses (the kinds
         before pca-bits keep the manifests they had)."""
         d = asdict(self)
-        for name in set(_COMPRESSED_FIELDS) - set(_KIND_FIELDS.get(self.storage, ())):
+        for name in _COMPRESSED_FIELDS - set(_KIND_FIELDS.get(self.storage, ())):
             d.pop(name)
         return d
 
@@ -91,11 +91,11 @@ class IndexParams:
 
 STORAGES = ("hnswlib", "float16", "pca-int8", "pca-bits")
 MAX_ROW_BYTES = 1024  # pca-bits: 256 components x 16 bits is 512 bytes; more only pads
-_COMPRESSED_FIELDS = ("pca_dims", "lists", "group_rows", "probe", "refine", "row_bytes")
 _KIND_FIELDS = {
     "pca-int8": ("pca_dims", "lists", "group_rows", "probe", "refine"),
     "pca-bits": ("lists", "group_rows", "probe", "row_bytes"),
 }
+_COMPRESSED_FIELDS = {name for fields in _KIND_FIELDS.values() for name in fields}
 
 
 def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -74,9 +74,6 @@ from d4g_edge.results import (  # noqa: F401  (Candidate: imported from here too
     Localization,
     Observation,
     answer,
-    candidates,
-    judged,
-    uncalibrated,
 )
 from d4g_edge.retrieval import prior_rows, search_tiles
 from d4g_edge.runtime import Encoder

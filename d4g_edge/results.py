@@ -1,7 +1,7 @@
 """What :class:`d4g_edge.localizer.Localizer` answers: a :class:`Localization` (position,
 heading, the trust verdict of :mod:`d4g_edge.trust`) with its :class:`Candidate` tiles, and
-a tracker's :class:`Observation`; and how the verdict is put on an answer, calibrated
-(:func:`judged`) or not (:func:`uncalibrated`).
+a tracker's :class:`Observation`; and how one is built from a retrieval with its verdict,
+calibrated or not (:func:`answer`).
 
 Trust (:mod:`d4g_edge.trust`). Every answer carries ``status`` (``"ok"``, ``"uncertain"``,
 ``"not_in_map"``), ``p_within_25m`` (the calibrated probability that it lies within 25 m of
@@ -16,7 +16,7 @@ answers ``uncertain`` with the score-weighted spread of the top tiles as an unca
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -133,15 +133,9 @@ def candidates(tile_id, ids, lat, lon, scores, dist, top_k: int) -> tuple[Candid
     )
 
 
-def uncalibrated(
-    base: Localization, scores, dist, top_k: int, temperature: float, grid_step_m: float
-) -> Localization:
-    """``base`` of a bundle without a calibration: ``uncertain`` with the score-weighted spread
-    of the top-k, plus half the grid step, as its radius."""
-    return replace(base, **_spread(scores, dist, top_k, temperature, grid_step_m))
-
-
 def _spread(scores, dist, top_k: int, temperature: float, grid_step_m: float) -> dict:
+    """The fields of an answer from a bundle without a calibration: ``uncertain`` with the
+    score-weighted spread of the top-k, plus half the grid step, as its radius."""
     w = np.exp((scores[:top_k] - scores[0]) / temperature)
     spread2 = float((w * dist[:top_k] ** 2).sum() / w.sum())
     half = grid_step_m / 2
@@ -151,15 +145,9 @@ def _spread(scores, dist, top_k: int, temperature: float, grid_step_m: float) ->
     }
 
 
-def judged(
-    base: Localization, f: np.ndarray, cal: Calibration, prior, photo_query: bool
-) -> Localization:
-    """``base`` with the calibration's verdict on its features ``f``; a ``prior``'s disc
-    (lat, lon, radius_m) caps the radius."""
-    return replace(base, **_verdict(base.lat, base.lon, f, cal, prior, photo_query))
-
-
 def _verdict(lat: float, lon: float, f, cal: Calibration, prior, photo_query: bool) -> dict:
+    """The fields of the calibration's verdict on features ``f`` of an answer at
+    ``lat``/``lon``; a ``prior``'s disc (lat, lon, radius_m) caps the radius."""
     cap = None
     if prior is not None:
         p_lat, p_lon, p_radius = (float(v) for v in prior)
