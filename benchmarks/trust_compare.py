@@ -29,11 +29,10 @@ import numpy as np
 
 from benchmarks.bench_trust import vigor_test
 from d4g_edge.build.calibrate import query_files, read_sidecar
-from d4g_edge.conformal import conformal_quantile
 from d4g_edge.geo import haversine_m
 from d4g_edge.image import load_rgb
 from d4g_edge.localizer import DEFAULT_BUNDLE, Localizer
-from d4g_edge.trust_fit import ok_threshold_for
+from d4g_edge.trust_fit import bin_radii, ok_threshold_for
 from d4g_edge.trust_model import Model, isotonic
 
 EXTRA = ("zscore", "soft_count", "lead_9m", "lead_200m", "lead_top100", "mean_all", "std_all")
@@ -89,11 +88,7 @@ def judge(p_fit, p_rep, fit: dict, rep: dict) -> dict:
     ef, er = (np.where(d["in_map"], d["err"], np.inf) for d in (fit, rep))
     yf, yr, inf_, inr = ef <= 25, er <= 25, fit["in_map"], rep["in_map"]
     ok = p_rep >= ok_threshold_for(p_fit, yf, 0.9)
-    edges = np.unique(np.quantile(p_fit[inf_], np.linspace(0, 1, 11)[:-1]))
-    edges[0] = 0.0
-    b = np.clip(np.searchsorted(edges, p_fit[inf_], "right") - 1, 0, None)
-    radii = np.array([conformal_quantile(ef[inf_][b == i], 0.95) for i in range(len(edges))])
-    radii = np.maximum.accumulate(np.minimum(radii, 5e6)[::-1])[::-1]
+    edges, radii = bin_radii(p_fit[inf_], ef[inf_], 0.95, 5e6, 10)
     r = radii[np.clip(np.searchsorted(edges, p_rep, "right") - 1, 0, None)]
     return {
         "right_ok": float(ok[yr].mean()),

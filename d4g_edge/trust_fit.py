@@ -36,12 +36,7 @@ def _group_fit(f, err, right, in_map, coverage, max_radius_m, ok_precision, bins
     """One group's p_within_25m model, 'ok' threshold and per-bin conformal radii."""
     model = Model.fit(f, right)
     pw = model.predict(f)
-    edges = np.unique(np.quantile(pw[in_map], np.linspace(0, 1, bins + 1)[:-1]))
-    edges[0] = 0.0
-    b = np.clip(np.searchsorted(edges, pw[in_map], "right") - 1, 0, None)
-    radii = np.array([conformal_quantile(err[in_map][b == i], coverage) for i in range(len(edges))])
-    # a likelier answer never gets a wider radius than a less likely one
-    radii = np.maximum.accumulate(np.minimum(radii, max_radius_m)[::-1])[::-1]
+    edges, radii = bin_radii(pw[in_map], err[in_map], coverage, max_radius_m, bins)
     return GroupFit(
         within=model,
         ok_threshold=ok_threshold_for(pw, right, ok_precision),
@@ -49,6 +44,18 @@ def _group_fit(f, err, right, in_map, coverage, max_radius_m, ok_precision, bins
         radius=tuple(float(r) for r in radii),
         rows=len(f),
     )
+
+
+def bin_radii(p, err, coverage: float, max_radius_m: float, bins: int):
+    """(edges, radii): ``bins`` quantile bins of the in-map rows' probabilities ``p`` (the
+    first edge 0) and each bin's split-conformal ``coverage`` radius of their errors
+    ``err``, capped at ``max_radius_m`` and made monotone."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[:-1]))
+    edges[0] = 0.0
+    b = np.clip(np.searchsorted(edges, p, "right") - 1, 0, None)
+    radii = np.array([conformal_quantile(err[b == i], coverage) for i in range(len(edges))])
+    # a likelier answer never gets a wider radius than a less likely one
+    return edges, np.maximum.accumulate(np.minimum(radii, max_radius_m)[::-1])[::-1]
 
 
 def _photo_groups(group, right, photo) -> tuple[bool, str]:
