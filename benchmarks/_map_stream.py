@@ -5,13 +5,10 @@ compressed kinds built from them chunk by chunk.
 float16 memory map (``work/rows.npy``, with the rows' norms for the query models), and
 reuses it when asked and the stamp (model, size, seed) matches.
 
-``EmbeddingIndex.build`` takes every row as float32 at once (10^7 x 512 x 4 = 20 GB); here
-the codec is fitted on the same seeded 65,536-row sample the SDK would draw, the rows are
-encoded chunk by chunk straight from the float16 memory map, and the coarse lists are made
-from the codes (``CompressedIndex.from_codes``): the same file as the SDK's build, with
-only the int8 codes (64 bytes a row) in memory (``pca-bits``: its own build reads the
-memory map chunk by chunk). ``bench_map`` uses these for every kind listed here when the
-rows as float32 exceed ``--max-ram-gb``; other kinds are then skipped.
+The SDK's compressed kinds build from any array, a float16 memory map too, chunk by chunk
+(10^7 x 512 rows would be 20 GB as float32): only the codes are held in memory.
+``bench_map`` uses these for every kind listed here when the rows as float32 exceed
+``--max-ram-gb``; other kinds are then skipped.
 
 Usage::
 
@@ -32,11 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._map_data import RowModel
-from d4g_edge.compressed import _FIT_ROWS, Codec, CompressedIndex
-from d4g_edge.index import IndexParams
+from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.log import logger
-
-_CHUNK = 262_144  # rows encoded at once (0.5 GB as float32)
 
 # the same parameters as benchmarks._map_kinds' kinds of these names (a file whose header
 # disagrees with the kind's parameters is refused when it is opened, so a drift shows)
@@ -49,27 +43,12 @@ STREAMED: dict[str, IndexParams] = {
 
 
 def build_streamed(params: IndexParams, rows, folder: Path) -> None:
-    if params.storage == "pca-bits":
-        _build_bits(params, rows, folder)
-        return
-    n = len(rows)
+    """The SDK's build of ``params`` from the float16 memory map ``rows``: both compressed
+    kinds read it chunk by chunk themselves."""
     # fewer components than 64 only for tiny test rows, as benchmarks._map_kinds' kinds
-    params = replace(params, pca_dims=min(params.pca_dims, rows.shape[1]))
-    take = np.arange(n)
-    if n > _FIT_ROWS:  # the SDK's own sample (Codec.fit's), so the codec is the same
-        take = np.sort(np.random.default_rng(0).choice(n, _FIT_ROWS, replace=False))
-    codec = Codec.fit(np.asarray(rows[take], np.float32), params.pca_dims)
-    codes = np.empty((n, codec.dims), np.int8)
-    for s in range(0, n, _CHUNK):
-        codes[s : s + _CHUNK] = codec.encode(np.asarray(rows[s : s + _CHUNK], np.float32))
-    CompressedIndex.from_codes(params, codec, codes).save(Path(folder) / "index.bin")
-
-
-def _build_bits(params: IndexParams, rows, folder: Path) -> None:
-    """``BitIndex.build`` reads a float16 memory map 65,536 rows at a time itself."""
-    from d4g_edge.bitindex import BitIndex
-
-    BitIndex.build(rows, params).save(Path(folder) / "index.bin")
+    if params.storage == "pca-int8":
+        params = replace(params, pca_dims=min(params.pca_dims, rows.shape[1]))
+    EmbeddingIndex.build(rows, params).save(Path(folder) / "index.bin")
 
 
 def load_or_fit(args, rows, queries) -> RowModel:

@@ -17,10 +17,8 @@
 A row's score is the query's dot product with its reconstruction ``mean + basis @ (scale *
 code)``, i.e. ``q . mean + code . (scale * basis^T q)``: one float32 x int8 dot per row.
 
-The file (``index.bin``) is one little-endian blob: an 8-byte magic, the header length, a
-JSON header naming each array (dtype, shape, offset), then the arrays, 64-byte aligned.
-Loading maps them with ``np.memmap``: opening costs milliseconds at any size, nothing is
-copied to float32, and only the pages a search touches become resident.
+The file (``index.bin``) is :mod:`d4g_edge._mmfile`'s, opened as memory maps: milliseconds
+at any size, nothing copied to float32, only the pages a search touches become resident.
 
 Usage::
 
@@ -60,10 +58,12 @@ class Codec:
 
     @classmethod
     def fit(cls, sample: np.ndarray, dims: int, seed: int = 0) -> Codec:
-        """PCA of (a seeded subsample of) ``sample`` rows; int8 scales from the sample."""
+        """PCA of (a seeded subsample of) ``sample`` rows (any array: only the subsample is
+        read, so a memory map larger than memory fits); int8 scales from the subsample."""
+        if len(sample) > _FIT_ROWS:  # row-wise scaling: sampling first gives the same rows
+            rows = np.random.default_rng(seed).choice(len(sample), _FIT_ROWS, replace=False)
+            sample = sample[np.sort(rows)]
         x = _unit(sample)
-        if len(x) > _FIT_ROWS:
-            x = x[np.sort(np.random.default_rng(seed).choice(len(x), _FIT_ROWS, replace=False))]
         if not 1 <= dims <= x.shape[1]:
             raise BundleError(f"pca_dims must be in 1..{x.shape[1]} (the embedding), got {dims}")
         mean = x.mean(0, dtype=np.float64)
@@ -107,17 +107,22 @@ class CompressedIndex:
     # ---- build / save / load ------------------------------------------------------------
 
     @classmethod
-    def build(cls, vectors: np.ndarray, params: IndexParams) -> CompressedIndex:
-        vectors = np.asarray(vectors, np.float32)
-        if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
+    def build(cls, vectors, params: IndexParams) -> CompressedIndex:
+        """The index of (N, D) ``vectors``, any array (a float16 memory map too) read
+        ``_CHUNK`` rows at a time: 10^7 x 512 float32 rows would be 20 GB at once."""
+        if not hasattr(vectors, "shape"):
+            vectors = np.asarray(vectors, np.float32)
+        n = vectors.shape[0] if len(vectors.shape) == 2 else 0
+        chunks = [slice(s, s + _CHUNK) for s in range(0, n, _CHUNK)]
+        if not n or not all(np.isfinite(vectors[c]).all() for c in chunks):
             raise BundleError(
                 f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
             )
         codec = Codec.fit(vectors, params.pca_dims)
-        codes = np.concatenate(
-            [codec.encode(vectors[s : s + _CHUNK]) for s in range(0, len(vectors), _CHUNK)]
-        )
-        refine = _unit(vectors).astype(np.float16) if params.refine else None
+        codes = np.concatenate([codec.encode(vectors[c]) for c in chunks])
+        refine = None
+        if params.refine:
+            refine = np.concatenate([_unit(vectors[c]).astype(np.float16) for c in chunks])
         return cls.from_codes(params, codec, codes, refine)
 
     @classmethod
@@ -337,15 +342,13 @@ def lloyd(x: np.ndarray, lists: int, rng, iters: int = 8) -> np.ndarray:
 
 
 def auto_lists(params: IndexParams, n: int) -> int:
-    """Coarse lists of ``n`` rows: ``params.lists``, else 0 (auto) means 4 sqrt(n) from
-    :data:`AUTO_LISTS_FROM` rows and none (0) below."""
+    """Coarse lists of ``n`` rows: ``params.lists``, else 4 sqrt(n) from 32,768 rows, else 0."""
     return params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 0)
 
 
 def pca(xc: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """Variance and (D, r) float32 basis of the leading ``r`` principal components of the
-    centred rows ``xc``, by decreasing variance, with a sign convention so that the same
-    rows always give the same file."""
+    centred rows ``xc``, signs fixed so that the same rows always give the same file."""
     vals, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64))  # ascending eigenvalues
     basis = np.ascontiguousarray(vecs[:, ::-1][:, :r], dtype=np.float32)
     basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(r)] < 0, -1, 1)
