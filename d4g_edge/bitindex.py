@@ -27,9 +27,10 @@ import numpy as np
 
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.codes import MAX_BITS, BitCodec, fit_codec
-from d4g_edge.compressed import CompressedIndex, _nearest, _ranges, _unit, auto_lists, lloyd, pca
+from d4g_edge.compressed import CompressedIndex, auto_lists
 from d4g_edge.errors import BundleContentError, BundleError
 from d4g_edge.index_params import IndexParams, topk
+from d4g_edge.vq import lloyd, nearest, pca, ranges, unit
 
 FORMAT = "d4g-edge/pca-bits/1"
 _FIT_ROWS = 65_536  # rows the rotation is learned on (at least 32 a list for the k-means)
@@ -77,7 +78,7 @@ class BitIndex(CompressedIndex):
         lists = 1 if params.group_rows else _lists(params, n)
         rng = np.random.default_rng(0)
         take = np.sort(rng.choice(n, min(n, max(_FIT_ROWS, 32 * lists)), replace=False))
-        xs = _unit(_rows(vectors, take))
+        xs = unit(_rows(vectors, take))
         mean = xs.mean(0, dtype=np.float64).astype(np.float32)
         var, basis = pca(xs - mean, min(dim, _MAX_DIMS))
         fit_y = (xs - mean) @ basis
@@ -85,7 +86,7 @@ class BitIndex(CompressedIndex):
         assign = np.empty(n, np.int64)
         sums = np.zeros((n // params.group_rows + 1 if params.group_rows else lists, len(var)))
         for s in range(0, n, _CHUNK):  # pass 1: every row's list and the lists' means
-            y = (_unit(_rows(vectors, slice(s, s + _CHUNK))) - mean) @ basis
+            y = (unit(_rows(vectors, slice(s, s + _CHUNK))) - mean) @ basis
             a = _assign(y, s, params.group_rows, cents)
             assign[s : s + len(y)] = a
             sums += _sum_by(a, y, len(sums))
@@ -175,7 +176,7 @@ class BitIndex(CompressedIndex):
         """Unit reconstructions of rows ``ids``."""
         pos = self._position(np.asarray(ids, np.int64))
         y = self._cents[self._list_of(pos)] + self.codec.decode(self.codes[:, pos])
-        return _unit(self.codec.mean + y @ self.codec.basis.T)
+        return unit(self.codec.mean + y @ self.codec.basis.T)
 
     def search(self, queries, k: int = 5, candidates=None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` row ids and approximate cosines per query, best first."""
@@ -213,7 +214,7 @@ class BitIndex(CompressedIndex):
         and only the best ``max(_RERANK, 2 k)`` are unpacked whole (on the modelled 1.22 M
         rows: the same recall as scoring every row, in 40 % of the time)."""
         starts, counts = self.offsets[best].tolist(), sizes[best].tolist()
-        pos = _ranges(self.offsets[best], sizes[best])
+        pos = ranges(self.offsets[best], sizes[best])
         const = cscore[np.repeat(best, sizes[best])]
         lead, keep = self.codec.columns[0][0][1], max(_RERANK, 2 * k)
         if len(pos) <= keep or not lead:
@@ -273,7 +274,7 @@ def _assign(y: np.ndarray, start: int, group_rows: int, cents) -> np.ndarray:
         return (start + np.arange(len(y))) // group_rows
     if cents is None:
         return np.zeros(len(y), np.int64)
-    return _nearest(y[:, : cents.shape[1]], cents)
+    return nearest(y[:, : cents.shape[1]], cents)
 
 
 def _rows(vectors, index) -> np.ndarray:

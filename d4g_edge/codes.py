@@ -37,7 +37,7 @@ from functools import cached_property
 
 import numpy as np
 
-from d4g_edge.compressed import _unit
+from d4g_edge.vq import unit
 
 MAX_BITS = 16
 QUERY_WEIGHT_EXP = 0.75  # w_i = var_i ** this (picked by recall on the real 10 km² map)
@@ -61,7 +61,7 @@ class BitCodec:
         return self.basis.shape[1]
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        return (_unit(x) - self.mean) @ self.basis
+        return (unit(x) - self.mean) @ self.basis
 
     def layout(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """Per width (8, 4, 2, 1): the (component, shift) of each digit column; and the

@@ -40,6 +40,7 @@ import numpy as np
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
 from d4g_edge.index_params import IndexParams, topk
+from d4g_edge.vq import lloyd, nearest, pca, ranges, unit
 
 FORMAT = "d4g-edge/pca-int8/1"
 AUTO_LISTS_FROM = 32_768  # rows from which lists=0 (auto) builds an inverted file
@@ -63,7 +64,7 @@ class Codec:
         if len(sample) > _FIT_ROWS:  # row-wise scaling: sampling first gives the same rows
             rows = np.random.default_rng(seed).choice(len(sample), _FIT_ROWS, replace=False)
             sample = sample[np.sort(rows)]
-        x = _unit(sample)
+        x = unit(sample)
         if not 1 <= dims <= x.shape[1]:
             raise BundleError(f"pca_dims must be in 1..{x.shape[1]} (the embedding), got {dims}")
         mean = x.mean(0, dtype=np.float64)
@@ -77,7 +78,7 @@ class Codec:
         return self.basis.shape[1]
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        return (_unit(x) - self.mean) @ self.basis
+        return (unit(x) - self.mean) @ self.basis
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """(n, D) rows -> (n, r) int8 codes (rows outside the fitted range are clipped)."""
@@ -122,7 +123,7 @@ class CompressedIndex:
         codes = np.concatenate([codec.encode(vectors[c]) for c in chunks])
         refine = None
         if params.refine:
-            refine = np.concatenate([_unit(vectors[c]).astype(np.float16) for c in chunks])
+            refine = np.concatenate([unit(vectors[c]).astype(np.float16) for c in chunks])
         return cls.from_codes(params, codec, codes, refine)
 
     @classmethod
@@ -143,7 +144,7 @@ class CompressedIndex:
             return cls(params, codec, codes, cents, offsets, None, refine)
         cents = kmeans(codec, codes, min(lists, n))
         assign = np.concatenate(
-            [_nearest(codec.decode(codes[s : s + _CHUNK]), cents) for s in range(0, n, _CHUNK)]
+            [nearest(codec.decode(codes[s : s + _CHUNK]), cents) for s in range(0, n, _CHUNK)]
         )
         order = np.argsort(assign, kind="stable").astype(np.int32)
         offsets = np.searchsorted(assign[order], np.arange(len(cents) + 1)).astype(np.int64)
@@ -226,7 +227,7 @@ class CompressedIndex:
         if self.refine is not None:
             return np.asarray(self.refine[ids], np.float32)
         y = self.codec.decode(self.codes[self._position(ids)])
-        return _unit(self.codec.mean + y @ self.codec.basis.T)
+        return unit(self.codec.mean + y @ self.codec.basis.T)
 
     def search(self, queries, k: int = 5, candidates=None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` row ids and scores per query, best first (fewer if fewer rows)."""
@@ -246,7 +247,7 @@ class CompressedIndex:
                 self.params.probe, int(np.searchsorted(np.cumsum(sizes[order[i]]), k)) + 1
             )
             best = order[i, :n_lists]
-            pos = _ranges(self.offsets[best], sizes[best])
+            pos = ranges(self.offsets[best], sizes[best])
             scores = self.codec.decode(self.codes[pos]) @ u[i]
             out.append(self._finish(q[i : i + 1], k, pos[None], scores[None]))
         return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
@@ -328,31 +329,9 @@ def kmeans(codec: Codec, codes, lists: int, iters: int = 8, seed: int = 0) -> np
     return lloyd(codec.decode(codes[take]), lists, rng, iters).astype(np.float32)
 
 
-def lloyd(x: np.ndarray, lists: int, rng, iters: int = 8) -> np.ndarray:
-    """(lists, d) Lloyd's k-means centroids of the rows ``x``, started at ``lists`` of them
-    drawn by ``rng`` (an emptied list keeps its centroid); pca-int8 and pca-bits lists."""
-    cents = x[rng.choice(len(x), lists, replace=False)].copy()
-    for _ in range(iters):
-        a = _nearest(x, cents)
-        counts = np.bincount(a, minlength=lists)
-        sums = np.stack([np.bincount(a, x[:, j], lists) for j in range(x.shape[1])], 1)
-        full = counts > 0
-        cents[full] = sums[full] / counts[full, None]
-    return cents
-
-
 def auto_lists(params: IndexParams, n: int) -> int:
     """Coarse lists of ``n`` rows: ``params.lists``, else 4 sqrt(n) from 32,768 rows, else 0."""
     return params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 0)
-
-
-def pca(xc: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Variance and (D, r) float32 basis of the leading ``r`` principal components of the
-    centred rows ``xc``, signs fixed so that the same rows always give the same file."""
-    vals, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64))  # ascending eigenvalues
-    basis = np.ascontiguousarray(vecs[:, ::-1][:, :r], dtype=np.float32)
-    basis *= np.where(basis[np.abs(basis).argmax(0), np.arange(r)] < 0, -1, 1)
-    return np.maximum(vals[::-1][:r], 0.0) / len(xc), basis
 
 
 def _scores(w: np.ndarray, codes) -> np.ndarray:
@@ -366,28 +345,6 @@ def _scores(w: np.ndarray, codes) -> np.ndarray:
         block[...] = codes[s:e]
         np.matmul(w, block.T, out=out[:, s:e])
     return out
-
-
-def _nearest(x: np.ndarray, cents: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid (L2) of each row, in bounded blocks."""
-    c2 = (cents**2).sum(1)
-    out = np.empty(len(x), np.int64)
-    step = max(1, (1 << 24) // max(len(cents), 1))
-    for s in range(0, len(x), step):
-        out[s : s + step] = np.argmax(2 * x[s : s + step] @ cents.T - c2, axis=1)
-    return out
-
-
-def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(start, start + size)`` for each pair, vectorised."""
-    total = int(sizes.sum())
-    shift = np.repeat(starts - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
-    return np.arange(total) + shift
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)
 
 
 def _file_params(p: IndexParams) -> dict:
