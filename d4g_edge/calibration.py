@@ -7,6 +7,7 @@ and writes the bundle's ``calibration-<sha>.json``; :func:`d4g_edge.trust_fit.fi
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ NO_PHOTO_FIT = (
     "photo judged by a calibration without photo groups; refit it with d4g-edge calibrate "
     "(it adds photos cut from the calibration panoramas)"
 )
+_KNOWN = {True: "heading_known", False: "heading_unknown"}  # group_of's names of the heading
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ class GroupFit:
     bin_edges: tuple[float, ...]  # of p_within_25m, ascending, first 0
     radius: tuple[float, ...]  # the coverage radius per bin (inf: cannot be promised)
     rows: int
+
+    def radius_at(self, p_within: float) -> float:
+        """The coverage radius of an answer whose p_within_25m is ``p_within``: its bin's
+        (below the first edge: the first bin; past the last: the last)."""
+        b = bisect.bisect_right(self.bin_edges, p_within) - 1
+        return float(self.radius[min(max(b, 0), len(self.radius) - 1)])
 
 
 @dataclass(frozen=True)
@@ -86,8 +94,13 @@ class Calibration:
     ) -> np.ndarray:
         """The group name of each row of features (:data:`GROUPS`, :data:`PHOTO_GROUPS`)."""
         known = np.atleast_2d(f)[:, FEATURES.index("heading_known")] > 0.5
-        g = np.where(prior, "prior", np.where(known, "heading_known", "heading_unknown"))
-        return np.where(photo, np.char.add(PHOTO_PREFIX, g), g).astype(str)
+        prior, photo = (np.broadcast_to(v, known.shape) for v in (prior, photo))
+        # in Python, not numpy's string functions: 20 us a localize() for one row
+        names = [
+            (PHOTO_PREFIX if ph else "") + ("prior" if pr else _KNOWN[bool(kn)])
+            for kn, pr, ph in zip(known, prior, photo, strict=True)
+        ]
+        return np.array(names, dtype=str)
 
     def _fitted(self, groups: np.ndarray) -> np.ndarray:
         """The fitted group that judges each group: in a calibration without photo groups,
@@ -96,16 +109,22 @@ class Calibration:
         heading_unknown radius 98 %; benchmarks.bench_photo)."""
         if self.has_photo_groups:
             return groups
-        g = np.asarray(groups, str)
-        return np.where(np.char.startswith(g, PHOTO_PREFIX), "heading_unknown", g)
+        g = [("heading_unknown" if n.startswith(PHOTO_PREFIX) else n) for n in groups]
+        return np.array(g, dtype=str)
 
     def p_within(
         self, f: np.ndarray, prior: bool | np.ndarray = False, photo: bool | np.ndarray = False
     ) -> np.ndarray:
         f = np.atleast_2d(f)
-        g = self._fitted(self.group_of(f, prior, photo))
+        return self._p_within(f, self._fitted(self.group_of(f, prior, photo)))
+
+    def _p_within(self, f: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """:meth:`p_within` of rows whose fitted groups are ``g``."""
+        names = set(g.tolist())
+        if len(names) == 1:  # one kind of query (a localize() call): no masks
+            return self.groups[names.pop()].within.predict(f)
         out = np.zeros(len(f))
-        for name in np.unique(g):
+        for name in sorted(names):
             out[g == name] = self.groups[str(name)].within.predict(f[g == name])
         return out
 
@@ -122,10 +141,11 @@ class Calibration:
         return self.in_map.predict(f)
 
     def radius(self, p_within: np.ndarray, group: str) -> np.ndarray:
+        """The coverage radius of each ``p_within`` of ``group``'s answers (at most the map's
+        diameter)."""
         gf = self.groups[group]
-        b = np.searchsorted(np.asarray(gf.bin_edges), np.asarray(p_within), "right") - 1
-        r = np.asarray(gf.radius)[np.clip(b, 0, len(gf.radius) - 1)]
-        return np.minimum(r, self.max_radius_m)
+        r = [gf.radius_at(float(p)) for p in np.atleast_1d(p_within)]
+        return np.minimum(np.array(r, np.float64), self.max_radius_m)
 
     def judge(
         self, f: np.ndarray, prior_cap_m: float | None = None, *, photo: bool = False
@@ -138,14 +158,14 @@ class Calibration:
         prior = prior_cap_m is not None
         groups = self._fitted(self.group_of(f, prior, photo))
         unfitted = photo and not self.has_photo_groups
-        pw, pm = self.p_within(f, prior, photo), self.p_in_map(f)
+        pw, pm = self._p_within(f, groups), self.p_in_map(f)
         out = []
         in_threshold = self.in_map_threshold
         if photo and self.photo_in_map_threshold is not None:
             in_threshold = self.photo_in_map_threshold
         for row, a, b, g in zip(f, pw, pm, groups, strict=True):
             gf = self.groups[str(g)]
-            r = float(self.radius(np.array([a]), str(g))[0])
+            r = min(gf.radius_at(float(a)), self.max_radius_m)
             r = min(r, prior_cap_m) if prior else r
             sigma = self.heading_sigma(row, photo)
             if unfitted:  # no promise for photos: a radius, never ok, never not_in_map

@@ -46,6 +46,7 @@ FORMAT = "d4g-edge/pca-int8/1"
 AUTO_LISTS_FROM = 32_768  # rows from which lists=0 (auto) builds an inverted file
 _FIT_ROWS = 65_536  # rows the rotation is learned on (a seeded sample of larger maps)
 _CHUNK = 65_536  # rows scored at once by full scans: bounded temporaries
+ALL_SCORES_MAX = 1 << 18  # rows up to which all_scores answers (1 MB of scores a query)
 _CAST = 4_096  # int8 rows converted to float32 at once (a 1 MB buffer: stays in cache)
 
 
@@ -251,6 +252,23 @@ class CompressedIndex:
             scores = self.codec.decode(self.codes[pos]) @ u[i]
             out.append(self._finish(q[i : i + 1], k, pos[None], scores[None]))
         return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
+
+    def all_scores(self, queries) -> np.ndarray | None:
+        """(Q, count) scores of every row, in row order, exactly as :meth:`search` scores them,
+        when it scans every code and re-ranks none, for maps of at most ``ALL_SCORES_MAX``
+        rows; else None. A caller that keeps one row per group (a tile's best centre) selects
+        among these instead of asking :meth:`search` for k x the group size rows."""
+        flat = self.lists <= 1 or self.lists <= self.params.probe
+        if not flat or self.refine is not None or self.count > ALL_SCORES_MAX:
+            return None
+        q = self._queries(queries)
+        s = _scores((q @ self.codec.basis) * self.codec.scale, self.codes)
+        s += (q @ self.codec.mean)[:, None]
+        if self.ids is None:
+            return s
+        out = np.empty_like(s)
+        out[:, np.asarray(self.ids)] = s
+        return out
 
     def search_exact(self, queries, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Every code scored (no coarse step): the reference a coarse search is measured on."""

@@ -177,6 +177,16 @@ class EmbeddingIndex:
             return topk(q @ self.vectors.T, k, None)
         return self._hnsw(q, min(k, self.count), None)
 
+    def all_scores(self, queries: np.ndarray) -> np.ndarray | None:
+        """(Q, count) cosines of every vector, as an exact :meth:`search` scores them; None
+        for a graph search (see :meth:`d4g_edge.compressed.CompressedIndex.all_scores`)."""
+        if self.vectors is None:
+            return None
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.dim:
+            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        return q @ self.vectors.T
+
     def search_exact(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Brute force over every vector (for recall measurements), in bounded memory."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)

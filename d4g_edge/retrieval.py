@@ -10,6 +10,7 @@ import numpy as np
 
 from d4g_edge.errors import SearchError
 from d4g_edge.geo import haversine_m
+from d4g_edge.index_params import topk
 
 if TYPE_CHECKING:
     from d4g_edge.bundle import Bundle
@@ -37,10 +38,34 @@ def search_tiles(bundle: Bundle, z: np.ndarray, k: int, cand) -> tuple[np.ndarra
     c = bundle.centres_per_tile
     if c == 1:
         return bundle.index.search(z, k=k, candidates=cand)
+    every = getattr(bundle.index, "all_scores", None)  # a cell-sharded index has none
+    scores = every(z) if every is not None and cand is None else None
+    if scores is not None:  # a flat scan: each tile's best straight from every score
+        return best_of_each(scores, bundle.tiles.groups, k)
     size = len(bundle.tiles) if cand is None else len(cand)
     ids, scores = bundle.index.search(z, k=min(k * c, size), candidates=cand)
     rows = first_of_each(bundle.tiles.tile_id[ids], k)
     return np.take_along_axis(ids, rows, 1), np.take_along_axis(scores, rows, 1)
+
+
+def best_of_each(
+    scores: np.ndarray, groups: tuple[np.ndarray | None, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k') rows and scores of the ``k`` best groups of (Q, N) ``scores`` (every row's),
+    best first, each group at its best row; ``groups`` = (order, starts) as
+    :attr:`d4g_edge.tiletable.TileTable.groups`. What :func:`first_of_each` of a top-(k x
+    group size) search gives, without ranking k x 25 rows (the default's localize(): a
+    0.08 ms selection and sort over 11,925 scores, then the dedup) when every row is scored
+    anyway: the tiles' maxima (477) are ranked instead."""
+    order, starts = groups
+    s = scores if order is None else scores[:, order]
+    g, best = topk(np.maximum.reduceat(s, starts, axis=1), k, None)
+    ends = np.append(starts[1:], s.shape[1])
+    cols = starts[g][..., None] + np.arange(int((ends - starts).max()))
+    cols = np.minimum(cols, (ends[g] - 1)[..., None])  # a shorter group repeats its last row
+    within = np.take_along_axis(s, cols.reshape(len(s), -1), 1).reshape(cols.shape)
+    rows = np.take_along_axis(cols, within.argmax(2)[..., None], 2)[..., 0]
+    return (rows if order is None else order[rows]), best
 
 
 def first_of_each(tiles: np.ndarray, k: int) -> np.ndarray:

@@ -103,6 +103,18 @@ class TileTable:
         return np.sort(order[pos[keep]])
 
     @cached_property
+    def groups(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """(order, starts): the rows sorted by ``tile_id`` (None when they already are, as a
+        bundle writes a tile's centres as consecutive rows) and where each tile's run of
+        rows starts in that order; for one-best-row-per-tile selections
+        (:func:`d4g_edge.retrieval.best_of_each`)."""
+        t = self.tile_id
+        order = None if bool((t[1:] >= t[:-1]).all()) else np.argsort(t, kind="stable")
+        ranked = t if order is None else t[order]
+        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if len(t) else ranked
+        return order, starts.astype(np.int64)
+
+    @cached_property
     def _by_latitude(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         order = np.argsort(self.lat, kind="stable")
         return order, self.lat[order], self.lon[order]

@@ -11,7 +11,8 @@ import numpy as np
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+    # minimum/maximum, not np.clip: its dispatch was most of a one-row prediction
+    return 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -40.0), 40.0)))
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
@@ -83,5 +84,5 @@ class Model:
     def predict(self, f: np.ndarray) -> np.ndarray:
         mean, scale, weights, knots = self._arrays
         x = (np.atleast_2d(f) - mean) / scale
-        p = _sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ weights)
+        p = _sigmoid(x @ weights[:-1] + weights[-1])
         return np.interp(p, *knots) if knots else p

@@ -7,6 +7,8 @@ checked here against the straightforward numpy it replaced, written out in the t
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,9 +16,10 @@ from PIL import Image
 from d4g_edge.bundle import model_entry, write_bundle
 from d4g_edge.cli.bench import _alternating, bench, format_report, query_image
 from d4g_edge.config import EncoderConfig
+from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.localizer import Localizer
 from d4g_edge.preprocess import preprocess
-from d4g_edge.retrieval import first_of_each
+from d4g_edge.retrieval import best_of_each, first_of_each, search_tiles
 from d4g_edge.runtime import open_encoder
 from d4g_edge.tiletable import TileTable
 from d4g_edge.trust_features import _every, image_problem
@@ -178,3 +181,79 @@ def test_alternating_blocks_time_each_call_once_and_in_turn():
     assert a.shape == b.shape == (25, 2)
     # blocks of 10, 10, 5, each after one untimed call of its own function
     assert "".join(calls) == "a" * 11 + "b" * 11 + "a" * 11 + "b" * 11 + "a" * 6 + "b" * 6
+
+
+def _plain_best_of_each(scores: np.ndarray, tile_id: np.ndarray, k: int):
+    """Each tile's best row and score, plainly; the k best tiles, best first."""
+    out_rows, out_scores = [], []
+    for row in scores:
+        best = {}
+        for r in range(len(row)):
+            t = tile_id[r]
+            if t not in best or row[r] > row[best[t]]:
+                best[t] = r
+        ranked = sorted(best.values(), key=lambda r: -row[r])[:k]
+        out_rows.append(ranked)
+        out_scores.append(row[ranked])
+    return np.array(out_rows), np.array(out_scores)
+
+
+@pytest.mark.parametrize(
+    "tile_id",
+    [
+        np.repeat(np.arange(40), 25),  # as a bundle writes them: centres consecutive
+        np.random.default_rng(5).permutation(np.repeat(np.arange(40), 25)),  # shuffled
+        np.repeat(np.array([7, 3, 9, 100, 4]), [1, 25, 3, 25, 10]),  # unequal runs, unsorted
+    ],
+)
+def test_best_of_each_is_each_tiles_best_row(tile_id):
+    rng = np.random.default_rng(len(tile_id))
+    scores = rng.normal(size=(6, len(tile_id))).astype(np.float32)  # no ties
+    groups = TileTable.from_rows(
+        tile_id, np.zeros(len(tile_id)), np.zeros(len(tile_id)), np.ones(len(tile_id))
+    ).groups
+    for k in (1, 3, 5, 32, 100):
+        rows, best = best_of_each(scores, groups, k)
+        want_rows, want_scores = _plain_best_of_each(scores, tile_id, k)
+        assert np.array_equal(rows, want_rows) and np.array_equal(best, want_scores)
+        # the same as ranking every row and keeping each tile's first (the search path)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        cols = first_of_each(tile_id[order], k)
+        assert np.array_equal(np.take_along_axis(order, cols, 1), rows)
+
+
+def _compressed(n: int, **params):
+    v = np.random.default_rng(n).normal(size=(n, 32)).astype(np.float32)
+    return EmbeddingIndex.build(v, IndexParams(storage="pca-int8", pca_dims=16, **params))
+
+
+def test_all_scores_are_the_searchs_scores_in_row_order():
+    q = np.random.default_rng(9).normal(size=(3, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    for index in (_compressed(500), _compressed(2_000, lists=8, probe=8)):
+        every = index.all_scores(q)
+        ids, scores = index.search(q, k=index.count)  # every row, ranked
+        assert every.shape == (3, index.count)
+        assert np.array_equal(np.take_along_axis(every, ids, 1), scores)
+    # a search that does not score every row the same way has no such array
+    assert _compressed(2_000, lists=8, probe=2).all_scores(q) is None
+    assert _compressed(500, refine=8).all_scores(q) is None
+
+
+def test_search_tiles_takes_every_score_only_without_a_prior(tmp_path, tiny_models):
+    n_tiles, centres = 30, 4
+    rows = n_tiles * centres
+    v = np.random.default_rng(2).normal(size=(rows, EMBED_DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ids = np.repeat(np.arange(n_tiles), centres)
+    table = TileTable.from_rows(ids, 40.0 + ids * 1e-4, np.full(rows, -88.0), np.full(rows, 50.0))
+    bundle = SimpleNamespace(
+        centres_per_tile=centres, tiles=table, index=EmbeddingIndex.build(v, IndexParams())
+    )
+    q = v[[5, 77]] + 0.1
+    got_ids, got_scores = search_tiles(bundle, q, 6, None)
+    plain = _plain_best_of_each(q.astype(np.float32) @ v.T, ids, 6)
+    assert np.array_equal(got_ids, plain[0]) and np.allclose(got_scores, plain[1])
+    cand = np.arange(0, rows, 2)  # a prior's rows: the index's own candidate search
+    got_ids, _ = search_tiles(bundle, q, 6, cand)
+    assert np.isin(got_ids, cand).all() and len(set(ids[got_ids[0]])) == 6

@@ -87,6 +87,10 @@ def test_fit_covers_held_out_rows_and_is_monotone():
         assert 0.92 <= covered.mean() <= 0.98, (g, covered.mean())
         table = np.asarray(cal.groups[g].radius)
         assert np.all(np.diff(table) <= 0)  # likelier answers, never wider radii
+        edges = np.asarray(cal.groups[g].bin_edges)  # a p's bin: the last edge <= p
+        p = np.r_[-1.0, edges, edges + 1e-9, 2.0]
+        b = np.clip(np.searchsorted(edges, p, "right") - 1, 0, len(table) - 1)
+        assert np.array_equal(cal.radius(p, g), np.minimum(table[b], cal.max_radius_m))
     # p_within_25m is calibrated: in each decile of stated probability, the observed share
     # of answers within 25 m matches it (expected calibration error)
     right2 = in_map2 & (err2 <= 25)
