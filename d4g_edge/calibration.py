@@ -93,11 +93,11 @@ class Calibration:
         f: np.ndarray, prior: bool | np.ndarray, photo: bool | np.ndarray = False
     ) -> np.ndarray:
         """The group name of each row of features (:data:`GROUPS`, :data:`PHOTO_GROUPS`)."""
-        known = np.atleast_2d(f)[:, FEATURES.index("heading_known")] > 0.5
-        prior, photo = (np.broadcast_to(v, known.shape) for v in (prior, photo))
+        known = (np.atleast_2d(f)[:, FEATURES.index("heading_known")] > 0.5).tolist()
+        prior, photo = (_per_row(v, len(known)) for v in (prior, photo))
         # in Python, not numpy's string functions: 20 us a localize() for one row
         names = [
-            (PHOTO_PREFIX if ph else "") + ("prior" if pr else _KNOWN[bool(kn)])
+            (PHOTO_PREFIX if ph else "") + ("prior" if pr else _KNOWN[kn])
             for kn, pr, ph in zip(known, prior, photo, strict=True)
         ]
         return np.array(names, dtype=str)
@@ -292,3 +292,10 @@ def _model(d: dict) -> Model:
         tuple(float(v) for v in d["weights"]),
         tuple(tuple(float(v) for v in k) for k in d.get("knots", ())),
     )
+
+
+def _per_row(value: bool | np.ndarray, n: int) -> list[bool]:
+    """A flag for all ``n`` rows, or one per row, as a list of bools."""
+    if np.ndim(value) == 0:
+        return [bool(value)] * n
+    return np.broadcast_to(np.asarray(value, bool), (n,)).tolist()
