@@ -232,6 +232,8 @@ class Localizer:
     def _observe(self, images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg):
         top_k = count(top_k, "top_k")
         n = len(images)
+        if n == 0:  # an empty batch has empty answers (no encoder call on zero inputs)
+            return []
         headings = per_image(heading, n, "headings")
         fovs = per_image(fov_deg, n, "fields of view")
         ground = self.view != "drone"  # a ground photo's fov_deg is not a drone camera's

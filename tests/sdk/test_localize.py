@@ -82,6 +82,9 @@ def test_batch_and_threads_agree_with_single_calls(loc, paired):
     assert [f.candidates[0].tile_id for f in threaded] == [
         f.candidates[0].tile_id for f in single * 3
     ]
+    assert loc.localize_batch([]) == []  # an empty batch: no answers, no error
+    with pytest.raises(SearchError, match="top_k"):  # its keywords are still checked
+        loc.localize_batch([], top_k=0)
 
 
 def test_module_function_and_image_forms(paired, tmp_path):
