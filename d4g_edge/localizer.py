@@ -100,6 +100,8 @@ class Localizer:
     """A bundle loaded once, and the query model that encodes the device's pictures.
 
     ``bundle``: a folder or a loaded :class:`Bundle` (None: :func:`default_bundle_path`);
+    ``backend``: "onnxruntime" or "executorch", the bundle's ``.onnx`` or ``.pte`` query model
+    (None: the ``.onnx``, or the runtime ``query``'s suffix names);
     ``query``: a query model file to use instead of the bundle's (it must be the same model,
     any quantization); ``ground``: the old name of ``query`` (deprecated); ``region``: of a
     cell-sharded bundle, load only the cells near (lat, lon, radius_m); ``headings``: rolls
@@ -111,7 +113,7 @@ class Localizer:
         self,
         bundle: str | Path | Bundle | None = None,
         *,
-        backend: str = "onnxruntime",
+        backend: str | None = None,
         threads: int | None = None,
         query: str | Path | None = None,
         verify: bool = True,
@@ -146,6 +148,8 @@ class Localizer:
                 bundle.root,
             )
         # the checks live with the bundle, so `d4g-edge info` verifies exactly these
+        if backend is None:  # the bundle's ONNX model, or what query='s suffix says
+            backend = "onnxruntime" if query is None else None
         self.encoder: Encoder = bundle.open_query_encoder(backend, threads, path=query)
         self.view = self.encoder.config.view  # "ground" panoramas or "drone" frames
 
@@ -372,7 +376,7 @@ def localize(
     altitude_m: float | None = None,
     pitch_deg: float | None = None,
     fov_deg: float | None = None,
-    backend: str = "onnxruntime",
+    backend: str | None = None,
     threads: int | None = None,
 ) -> Localization:
     """Localize one image with :meth:`Localizer.localize`'s keywords; the bundle (default:

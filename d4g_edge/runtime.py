@@ -256,13 +256,21 @@ def open_encoder(
 ) -> Encoder:
     """Open an artifact with ``backend`` (default: from the suffix, ``.onnx`` / ``.pte``)."""
     path = Path(path)
+    implied = _SUFFIX_BACKEND.get(path.suffix.lower())
     if backend is None:
-        backend = _SUFFIX_BACKEND.get(path.suffix.lower())
-        if backend is None:
+        if implied is None:
             raise EncoderError(
                 f"cannot tell the runtime of {path} from its suffix; expected .onnx "
                 "(onnxruntime) or .pte (executorch)"
             )
+        backend = implied
+    elif implied is not None and backend in BACKENDS and implied != backend:
+        # else the runtime's own parser fails on the other format ("Protobuf parsing failed")
+        raise EncoderError(
+            f"{path} is a{'n ONNX model' if implied == 'onnxruntime' else 'n ExecuTorch program'}"
+            f"; backend {backend!r} cannot run it: pass backend={implied!r}, or leave the "
+            "backend out to take it from the suffix"
+        )
     if backend == "onnxruntime":
         return OnnxEncoder(path, threads)
     if backend == "executorch":

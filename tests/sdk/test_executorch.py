@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from d4g_edge.errors import EncoderError
 from d4g_edge.runtime import ExecuTorchEncoder, open_encoder
 from tests.sdk._models import GROUND_HW, config_json, student_config
 
@@ -74,3 +75,10 @@ def test_bundle_with_onnx_and_pte_grounds(pte, tiny_models, tmp_path):
     assert et.encoder.backend == "executorch"
     assert Localizer(b).encoder.backend == "onnxruntime"
     assert et.localize(img, heading=0).candidates[0].tile_id in range(4)
+    # a model of the user's: its runtime from its suffix; a backend that cannot run it is
+    # named before its parser fails on the other format
+    assert Localizer(b, query=path).encoder.backend == "executorch"
+    with pytest.raises(EncoderError, match="ExecuTorch program; backend 'onnxruntime'"):
+        Localizer(b, query=path, backend="onnxruntime")
+    with pytest.raises(EncoderError, match="ONNX model; backend 'executorch'"):
+        open_encoder(tiny_models["ground"], backend="executorch")

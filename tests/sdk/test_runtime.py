@@ -61,6 +61,11 @@ def test_missing_metadata_and_bad_files(tmp_path):
         open_encoder(tmp_path / "model.bin")
     with pytest.raises(EncoderError, match="unknown backend"):
         open_encoder(plain, backend="tflite")
+    # a file of the other runtime is named as such, not left to that runtime's parser
+    with pytest.raises(EncoderError, match="ONNX model; backend 'executorch' cannot run it"):
+        open_encoder(plain, backend="executorch")
+    with pytest.raises(EncoderError, match="ExecuTorch program; backend 'onnxruntime'"):
+        open_encoder(tmp_path / "model.pte", backend="onnxruntime")
 
 
 def test_wrong_tensor_shape(tiny_models):
