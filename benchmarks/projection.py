@@ -202,10 +202,16 @@ def _one_d(d: int, train: dict, test: dict, exact_best: np.ndarray, args) -> lis
     the unit projected rows: the control for what the learning adds); the learned bases.
     An int8 kind's ``file_bytes`` is its saved index.bin (codes, basis, mean, scales)."""
     q, rows, w = test["query"], test["rows"], args.work
-    sdk = CompressedIndex.build(rows, IndexParams(storage="pca-int8", pca_dims=d, lists=1))
-    sdk.save(w / f"index_sdk_{d}.bin")
-    out = [_row(d, "pca int8 (SDK)", d, sdk.all_scores(q), test, exact_best)]
-    out[-1]["file_bytes"] = (w / f"index_sdk_{d}.bin").stat().st_size
+    out = []
+    for unit_rows in (False, True):  # the plain kind, then the SDK's unit rows
+        params = IndexParams(storage="pca-int8", pca_dims=d, lists=1, unit_rows=unit_rows)
+        sdk = CompressedIndex.build(rows, params)
+        path = w / f"index_sdk_{d}{'_unit' if unit_rows else ''}.bin"
+        sdk.save(path)
+        kind = "pca int8 (SDK, unit rows)" if unit_rows else "pca int8 (SDK)"
+        out.append(_row(d, kind, d, sdk.all_scores(q), test, exact_best))
+        out[-1]["file_bytes"] = path.stat().st_size
+    # the same basis at mean 0 (codes of unit(row @ P), the learned kinds' storage)
     bases = [("pca int8, unit rows", "pca_unit", sdk.codec.basis, {})]
     if "pca" in args.inits:  # where the PCA-initialised fit starts: the training rows' PCA
         start = initial_basis(train["rows"], d, "pca")
@@ -223,7 +229,7 @@ def _one_d(d: int, train: dict, test: dict, exact_best: np.ndarray, args) -> lis
             zq, zr = q @ basis, unit(rows @ basis)
             out.append(_row(d, kind.replace("int8", "f32"), 4 * d, zq @ zr.T, test, exact_best))
     for r in out[1:]:  # paired: queries only this kind finds / only the reference finds
-        for ref, key in ((out[0], "vs_pca_sdk"), (out[1], "vs_pca_unit")):
+        for ref, key in ((out[0], "vs_pca_sdk"), (out[2], "vs_pca_unit")):
             if r is not ref:
                 r[key] = [int((r["hit"] & ~ref["hit"]).sum()), int((ref["hit"] & ~r["hit"]).sum())]
     return out

@@ -201,7 +201,10 @@ def _check_index(c: _Checker, index: Any, tile_count: int) -> None:
         if name in INDEX_LAYOUT_KEYS:
             continue
         default = params[name].default
-        if isinstance(default, str):
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                c.fail(f"index.{name}", "true or false", value)
+        elif isinstance(default, str):
             c.string(value, f"index.{name}")
         elif isinstance(default, float):
             c.positive(value, f"index.{name}", optional=False)

@@ -52,14 +52,18 @@ _CAST = 4_096  # int8 rows converted to float32 at once (a 1 MB buffer: stays in
 
 @dataclass(frozen=True)
 class Codec:
-    """The learned transform: ``code = round(((x - mean) @ basis) / scale)`` in int8."""
+    """The learned transform: ``code = round(((x - mean) @ basis) / scale)`` in int8; with
+    ``unit_rows``, ``round((unit(x @ basis) - mean @ basis) / scale)``, ``mean`` then the
+    rows' mean unit projection (in the basis' span). Either way a row's score is ``q . mean
+    + code . (scale * basis^T q)``: with unit rows, ``(basis^T q) . unit(basis^T x)``."""
 
     mean: np.ndarray  # (D,) float32
     basis: np.ndarray  # (D, r) float32, orthonormal columns, by decreasing variance
     scale: np.ndarray  # (r,) float32
+    unit_rows: bool = False  # how rows are encoded (a search reads the codes either way)
 
     @classmethod
-    def fit(cls, sample: np.ndarray, dims: int, seed: int = 0) -> Codec:
+    def fit(cls, sample: np.ndarray, dims: int, seed: int = 0, unit_rows: bool = False) -> Codec:
         """PCA of (a seeded subsample of) ``sample`` rows (any array: only the subsample is
         read, so a memory map larger than memory fits); int8 scales from the subsample."""
         if len(sample) > _FIT_ROWS:  # row-wise scaling: sampling first gives the same rows
@@ -71,8 +75,13 @@ class Codec:
         mean = x.mean(0, dtype=np.float64)
         xc = (x - mean).astype(np.float32)
         _, basis = pca(xc, dims)
-        scale = np.maximum(np.abs(xc @ basis).max(0), 1e-12) / 127.0
-        return cls(mean.astype(np.float32), basis, scale.astype(np.float32))
+        y = xc @ basis
+        if unit_rows:  # the row's own projection at unit length, coded around its mean
+            u = unit(x @ basis)
+            centre = u.mean(0)
+            y, mean = u - centre, basis @ centre  # a mean in the span: project() subtracts it
+        scale = np.maximum(np.abs(y).max(0), 1e-12) / 127.0
+        return cls(mean.astype(np.float32), basis, scale.astype(np.float32), unit_rows)
 
     @property
     def dims(self) -> int:
@@ -83,7 +92,10 @@ class Codec:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """(n, D) rows -> (n, r) int8 codes (rows outside the fitted range are clipped)."""
-        return np.clip(np.rint(self.project(x) / self.scale), -127, 127).astype(np.int8)
+        y = self.project(x)
+        if self.unit_rows:  # unit(x @ basis) - mean @ basis: the stored mean is in the span
+            y = unit(unit(x) @ self.basis) - self.mean @ self.basis
+        return np.clip(np.rint(y / self.scale), -127, 127).astype(np.int8)
 
     def decode(self, codes) -> np.ndarray:
         """int8 codes -> float32 PCA coordinates."""
@@ -120,7 +132,7 @@ class CompressedIndex:
             raise BundleError(
                 f"need a non-empty finite (N, D) embedding array, got {vectors.shape}"
             )
-        codec = Codec.fit(vectors, params.pca_dims)
+        codec = Codec.fit(vectors, params.pca_dims, unit_rows=params.unit_rows)
         codes = np.concatenate([codec.encode(vectors[c]) for c in chunks])
         refine = None
         if params.refine:
@@ -191,7 +203,7 @@ class CompressedIndex:
         off = small["offsets"]
         if off[0] != 0 or off[-1] != n or (np.diff(off) < 0).any():
             raise BundleContentError(f"{path}: list offsets do not cover {n} rows; rebuild")
-        codec = Codec(small["mean"], small["basis"], small["scale"])
+        codec = Codec(small["mean"], small["basis"], small["scale"], params.unit_rows)
         return cls(
             params,
             codec,
@@ -372,4 +384,4 @@ def _file_params(p: IndexParams) -> dict:
         "lists": p.lists,
         "group_rows": p.group_rows,
         "refine": bool(p.refine),
-    }
+    } | ({"unit_rows": True} if p.unit_rows else {})  # a plain file keeps the header it had

@@ -55,6 +55,10 @@ INDEX_FLAGS = {
     ),
     "probe": flag("pca-int8 / pca-bits: lists a search scores", type=whole(1)),
     "refine": flag("pca-int8: candidates re-scored from float16 rows (0: none)", type=whole(0)),
+    "unit_rows": flag(
+        "pca-int8: scale each row's projection to unit length before its codes (default; "
+        "--no-unit-rows: the plain projection of bundles built before 2026-12-05)"
+    ),
     "row_bytes": flag("pca-bits: code bytes a row (bits allocated to fit)", type=whole(1, 1024)),
 }
 
