@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge import ground_query, trust
+from d4g_edge import trust
 from d4g_edge.bundle import Bundle
 from d4g_edge.drone import Flight
 from d4g_edge.errors import NoDefaultBundleError, SearchError
@@ -68,12 +68,12 @@ from d4g_edge.ground_query import (  # noqa: F401  (DEFAULT_HEADINGS ...: their 
 )
 from d4g_edge.image import ImageInput
 from d4g_edge.log import logger
-from d4g_edge.queries import count, finite, per_image, query_inputs
+from d4g_edge.queries import count, finite, flights_of, per_image, query_inputs
 from d4g_edge.results import (  # noqa: F401  (Candidate: imported from here too)
     Candidate,
     Localization,
     Observation,
-    answer,
+    observation,
 )
 from d4g_edge.retrieval import prior_rows, search_tiles
 from d4g_edge.runtime import Encoder
@@ -233,69 +233,69 @@ class Localizer:
         the single-frame answer with its status (a tracker skips ``not_in_map`` frames)."""
         return self._observe([image], top_k, prior, heading, altitude_m, pitch_deg, fov_deg)[0]
 
-    def _observe(self, images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg):
+    def observe_priors(
+        self,
+        image: ImageInput,
+        priors: Sequence[tuple[float, float, float] | None],
+        *,
+        top_k: int = 100,
+        heading: float | None = None,
+        altitude_m: float | None = None,
+        pitch_deg: float | None = None,
+        fov_deg: float | None = None,
+    ) -> list[Observation]:
+        """:meth:`observe` under each of ``priors`` (None: no prior), the image encoded once:
+        a frame's answers with and without a position prior (the rows a calibration fits
+        on) for one encoding, a heading search's 36 rolls included. A prior whose disc holds
+        no tile raises :class:`SearchError` before anything is encoded."""
+        obs = self._observe([image], top_k, None, heading, altitude_m, pitch_deg, fov_deg, priors)
+        return [o[0] for o in obs]
+
+    def _observe(self, images, top_k, prior, heading, altitude_m, pitch_deg, fov_deg, priors=None):
+        """One observation per image under ``prior``; with ``priors``, a list of them under
+        each prior, the images encoded once."""
         top_k = count(top_k, "top_k")
         n = len(images)
         if n == 0:  # an empty batch has empty answers (no encoder call on zero inputs)
-            return []
+            return [] if priors is None else [[] for _ in priors]
         headings = per_image(heading, n, "headings")
         fovs = per_image(fov_deg, n, "fields of view")
         ground = self.view != "drone"  # a ground photo's fov_deg is not a drone camera's
-        flights = [
-            Flight(a, p, None if ground else f)
-            for a, p, f in zip(
-                per_image(altitude_m, n, "altitudes"),
-                per_image(pitch_deg, n, "pitches"),
-                fovs,
-                strict=True,
-            )
-        ]
-        cand = prior_rows(self.bundle, prior)
+        flights = flights_of(n, altitude_m, pitch_deg, None if ground else fovs)
+        todo = [prior] if priors is None else list(priors)
+        cands = [prior_rows(self.bundle, p) for p in todo]  # a bad prior: before encoding
         batches = [
             self._queries(img, h, f, fov if ground else None)
             for img, h, f, fov in zip(images, headings, flights, fovs, strict=True)
         ]
         xs = [b[0] for b in batches]  # one image (the common call): no concatenated copy
         z = self.encoder.embed_tensor(xs[0] if len(xs) == 1 else np.concatenate(xs))
-        # every roll's best score picks the heading; only the best roll's rows are kept
-        ids, scores = self._search(z, max(top_k, trust.TRUST_K), cand)
-        out, row = [], 0
-        for (x, hs, problem, fov), h_in, flight in zip(batches, headings, flights, strict=True):
-            r = slice(row, row + len(x))
-            row += len(x)
-            obs = self._answer(ids[r], scores[r], hs, h_in, flight, problem, fov, prior, top_k)
-            out.append(obs)
-        return out
+        outs, answering = [], self._answering
+        for p, cand in zip(todo, cands, strict=True):
+            # every roll's best score picks the heading; only the best roll's rows are kept
+            ids, scores = self._search(z, max(top_k, trust.TRUST_K), cand)
+            out, row = [], 0
+            for (x, hs, problem, fov), h_in, flight in zip(batches, headings, flights, strict=True):
+                r = slice(row, row + len(x))
+                row += len(x)
+                obs = observation(
+                    ids[r], scores[r], hs, h_in, flight, problem, fov, p, top_k, **answering
+                )
+                out.append(obs)
+            outs.append(out)
+        return outs[0] if priors is None else outs
 
-    def _answer(self, ids, scores, hs, h_in, flight, problem, fov, prior, top_k) -> Observation:
-        """One image's observation from the rows and scores of its rolls (headings ``hs``):
-        the best roll's answer, its heading refined when it was searched."""
-        best = int(np.argmax(scores[:, 0]))
-        ground = self.view != "drone"
-        searched = h_in is None and len(hs) > 1
-        h = float(h_in) % 360.0 if h_in is not None else float(hs[best])
-        if searched and ground and ground_query.REFINE_HEADING:
-            h = (h + refine_heading(scores[:, 0], best) * 360.0 / len(hs)) % 360.0
-        heading_scores = scores[:, 0] if searched else None
-        fix, f = answer(
-            self.bundle.tiles,
-            ids[best],
-            scores[best],
-            h,
-            flight,
-            heading_scores,
-            problem,
-            prior,
-            top_k,
-            photo_query=ground and fov is not None and fov < 360.0,
-            heading_known=h_in is not None,
-            fov_deg=fov,
-            far_m=self._far_m,
-            calibration=self.calibration,
-            temperature=self.temperature,
-            grid_step_m=self._grid_step_m if self.calibration is None else 0.0,
-        )
-        return Observation(ids[best][:top_k], scores[best][:top_k], float(h), fix, f)
+    @property
+    def _answering(self) -> dict:
+        """What :func:`d4g_edge.results.observation` reads of this localizer."""
+        return {
+            "tiles": self.bundle.tiles,
+            "ground": self.view != "drone",
+            "far_m": self._far_m,
+            "calibration": self.calibration,
+            "temperature": self.temperature,
+            "grid_step_m": self._grid_step_m if self.calibration is None else 0.0,
+        }
 
     def retrieve(
         self,

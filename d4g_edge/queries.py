@@ -86,6 +86,16 @@ def per_image(value, n: int, what: str) -> list:
     return values
 
 
+def flights_of(n: int, altitude_m, pitch_deg, fovs: list | None) -> list[Flight]:
+    """One :class:`Flight` per image from the scalar-or-sequence keywords; ``fovs``: the
+    drone camera's field of view per image (None: a ground bundle's, whose ``fov_deg`` is a
+    photo's, not a camera's)."""
+    altitudes = per_image(altitude_m, n, "altitudes")
+    pitches = per_image(pitch_deg, n, "pitches")
+    cameras = fovs if fovs is not None else [None] * n
+    return [Flight(a, p, f) for a, p, f in zip(altitudes, pitches, cameras, strict=True)]
+
+
 def finite(value, what: str, positive: bool = False) -> float:
     """``value`` as a finite float (> 0 when ``positive``), else a typed error."""
     try:

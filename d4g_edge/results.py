@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from d4g_edge import drone
+from d4g_edge import drone, ground_query
 from d4g_edge.calibration import Calibration
 from d4g_edge.geo import haversine_m
+from d4g_edge.ground_query import refine_heading
 from d4g_edge.trust_features import features
 
 
@@ -116,6 +117,36 @@ def answer(
     else:
         fields |= _verdict(fields["lat"], fields["lon"], f, calibration, prior, photo_query)
     return Localization(**fields), f
+
+
+def observation(
+    ids, scores, hs, h_in, flight, problem, fov, prior, top_k, *, tiles, ground, **judging
+) -> Observation:
+    """One image's :class:`Observation` from the rows and scores of its rolls (headings
+    ``hs``; ``h_in``: the heading given, None when searched): the best roll's answer, its
+    heading refined when it was searched; ``judging``: :func:`answer`'s ``far_m``,
+    ``calibration``, ``temperature`` and ``grid_step_m``."""
+    best = int(np.argmax(scores[:, 0]))
+    searched = h_in is None and len(hs) > 1
+    h = float(h_in) % 360.0 if h_in is not None else float(hs[best])
+    if searched and ground and ground_query.REFINE_HEADING:
+        h = (h + refine_heading(scores[:, 0], best) * 360.0 / len(hs)) % 360.0
+    fix, f = answer(
+        tiles,
+        ids[best],
+        scores[best],
+        h,
+        flight,
+        scores[:, 0] if searched else None,
+        problem,
+        prior,
+        top_k,
+        photo_query=ground and fov is not None and fov < 360.0,
+        heading_known=h_in is not None,
+        fov_deg=fov,
+        **judging,
+    )
+    return Observation(ids[best][:top_k], scores[best][:top_k], float(h), fix, f)
 
 
 def candidates(tile_id, ids, lat, lon, scores, dist, top_k: int) -> tuple[Candidate, ...]:

@@ -185,10 +185,17 @@ class Collector:
     def _row(
         self, rows: Rows, rgb, truth, heading, prior, kind, flight=None, fov=None, true_heading=None
     ) -> None:
+        obs = self._observe(rgb, heading, [prior], flight, fov)[0]
+        self._add(rows, obs, truth, heading, prior, kind, fov, true_heading)
+
+    def _observe(self, rgb, heading, priors, flight, fov) -> list:
+        """The frame's observations under each of ``priors``, encoded once."""
         extra = dict(flight or {})
         if fov is not None:
             extra["fov_deg"] = fov
-        obs = self.loc.observe(rgb, top_k=1, heading=heading, prior=prior, **extra)
+        return self.loc.observe_priors(rgb, priors, top_k=1, heading=heading, **extra)
+
+    def _add(self, rows: Rows, obs, truth, heading, prior, kind, fov, true_heading) -> None:
         if obs.features is None:  # a degenerate image: not_in_map by rule, nothing to fit
             return
         in_map = truth is not None and self.truth_in_map(*truth)
@@ -206,13 +213,16 @@ class Collector:
         return random_prior(self.rng, float(self.tiles.lat[i]), float(self.tiles.lon[i]))
 
     def _searched(self, rows, rgb, truth, kind, flight=None, fov=None, true_heading=None):
-        """The rows of a frame whose heading is searched: alone, and under a prior."""
-        self._row(rows, rgb, truth, None, None, kind, flight, fov, true_heading)
+        """The rows of a frame whose heading is searched: alone, and under a prior (one
+        encoding of its rolls for both)."""
+        priors = [None, self._prior(truth)]
         try:
-            prior = self._prior(truth)
-            self._row(rows, rgb, truth, None, prior, kind, flight, fov, true_heading)
+            obs = self._observe(rgb, None, priors, flight, fov)
         except D4GEdgeError:  # no tile within a prior drawn at the map's edge
-            pass
+            priors = [None]
+            obs = self._observe(rgb, None, priors, flight, fov)
+        for o, prior in zip(obs, priors, strict=True):
+            self._add(rows, o, truth, None, prior, kind, fov, true_heading)
 
     def frame(self, rows: Rows, rgb: np.ndarray, meta: dict, kind: str | None = None) -> None:
         kind = kind or meta.get("kind", "geotagged")

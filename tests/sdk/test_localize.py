@@ -70,6 +70,27 @@ def test_prior_restricts_the_search(loc, paired):
         loc.localize(query, prior=(40.0, -88.0))
 
 
+def test_observe_priors_is_observe_under_each_prior_with_one_encoding(paired):
+    loc = Localizer(paired["bundle"], threads=1)
+    tiles = paired["tiles"]
+    query = pano_of_tile(tiles[3].read())
+    priors = [None, (tiles[3].lat, tiles[3].lon, 20.0), (tiles[-1].lat, tiles[-1].lon, 20.0)]
+    calls = []
+    embed = loc.encoder.embed_tensor
+    loc.encoder.embed_tensor = lambda x: calls.append(len(x)) or embed(x)  # counts, runs it
+    together = loc.observe_priors(query, priors, heading=None, top_k=7)
+    assert calls == [loc.headings]  # the rolls of the heading search, encoded once
+    for prior, got in zip(priors, together, strict=True):
+        alone = loc.observe(query, heading=None, top_k=7, prior=prior)
+        assert np.array_equal(got.ids, alone.ids) and np.array_equal(got.scores, alone.scores)
+        assert got.fix == alone.fix and got.heading_deg == alone.heading_deg
+    assert together[2].ids[0] != together[1].ids[0]  # each prior's own rows
+    calls.clear()
+    with pytest.raises(SearchError, match="nearest is"):  # a bad prior: nothing encoded
+        loc.observe_priors(query, [None, (41.0, -88.0, 100.0)])
+    assert calls == []
+
+
 def test_batch_and_threads_agree_with_single_calls(loc, paired):
     queries = [pano_of_tile(paired["tiles"][k].read()) for k in (2, 9, 33, 50)]
     single = [loc.localize(q, heading=0.0) for q in queries]
