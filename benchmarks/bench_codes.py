@@ -15,7 +15,7 @@ Usage::
     python -m benchmarks.bench_codes codes runs/bench_map/real
     OMP_NUM_THREADS=1 python -m benchmarks.bench_codes probe runs/bench_map/model1221025
     OMP_NUM_THREADS=1 python -m benchmarks.bench_codes bits runs/bench_map/real \
-        --row-bytes 64 72 76 96 --probes 16 32
+        --row-bytes 64 72 76 96 --probes 16 32 [--lists 17680]
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def codes(work: Path, dims=(64, 96, 128, 192, 512)) -> list[dict]:
     return out
 
 
-def probe(work: Path, probes=(16, 32, 64, 128, 256)) -> list[dict]:
+def probe(work: Path, probes=(16, 32, 64, 128, 256), lists: int = 0) -> list[dict]:
     rows, q, exact = _load(work)
-    params = IndexParams(storage="pca-int8", pca_dims=64, probe=probes[0])
+    params = IndexParams(storage="pca-int8", pca_dims=64, lists=lists, probe=probes[0])
     index = EmbeddingIndex.build(np.asarray(rows), params)
     return _probes(index, params, probes, rows, q, exact, {})
 
@@ -102,14 +102,15 @@ def _probes(index, params, probes, rows, q, exact, head: dict) -> list[dict]:
     return [*out, res]
 
 
-def bits(work: Path, row_bytes=(64, 72, 76, 96), probes=(16, 32)) -> list[dict]:
-    """The pca-bits kind at each ``row_bytes``: file bytes a row, bits, recall, latency."""
+def bits(work: Path, row_bytes=(64, 72, 76, 96), probes=(16, 32), lists: int = 0) -> list[dict]:
+    """The pca-bits kind at each ``row_bytes``: file bytes a row, bits, recall, latency.
+    ``lists``: k-means lists (0: the kind's automatic count, 4 sqrt(rows))."""
     rows, q, exact = _load(work)
     n, dim = rows.shape
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for rb in row_bytes:
-            params = IndexParams(storage="pca-bits", row_bytes=rb, probe=probes[0])
+            params = IndexParams(storage="pca-bits", row_bytes=rb, lists=lists, probe=probes[0])
             t = time.perf_counter()
             EmbeddingIndex.build(rows, params).save(Path(tmp) / "index.bin")  # streams
             build_s = time.perf_counter() - t
@@ -128,14 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("work", type=Path, help="a bench_map set folder (rows.npy, queries.npy, ...)")
     p.add_argument("--row-bytes", type=int, nargs="+", default=[64, 72, 76, 96])
     p.add_argument("--probes", type=int, nargs="+", help="lists probed (default per command)")
+    p.add_argument("--lists", type=int, default=0, help="k-means lists (0: automatic)")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     if args.what == "codes":
         out = codes(args.work)
     elif args.what == "probe":
-        out = probe(args.work, *([args.probes] if args.probes else []))
+        out = probe(args.work, args.probes or (16, 32, 64, 128, 256), args.lists)
     else:
-        out = bits(args.work, args.row_bytes, *([args.probes] if args.probes else []))
+        out = bits(args.work, args.row_bytes, args.probes or (16, 32), args.lists)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0
