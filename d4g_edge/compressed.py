@@ -40,6 +40,7 @@ import numpy as np
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
 from d4g_edge.index_params import IndexParams, topk
+from d4g_edge.intscore import MAX_CODES, MAX_QUERIES, Int8Scores
 from d4g_edge.vq import lloyd, nearest, pca, ranges, unit
 
 FORMAT = "d4g-edge/pca-int8/1"
@@ -117,6 +118,8 @@ class CompressedIndex:
         self.ids, self.refine = ids, refine
         self.count, self.dim = int(codes.shape[0]), int(codec.mean.shape[0])
         self._positions: np.ndarray | None = None  # row -> stored position, on first use
+        # every code of a small map: onnxruntime's int8 product (d4g_edge.intscore)
+        self._int8 = Int8Scores(codes) if 0 < codes.size <= MAX_CODES else None
 
     # ---- build / save / load ------------------------------------------------------------
 
@@ -232,7 +235,8 @@ class CompressedIndex:
         which only re-ranked rows are read)."""
         arrays = [self.codes, self.centroids, self.offsets, self.codec.basis, self.codec.mean]
         arrays += [a for a in (self.ids, self.refine) if a is not None]
-        return int(sum(a.nbytes for a in arrays))
+        packed = self._int8.nbytes if self._int8 is not None else 0  # its copy, once made
+        return int(sum(a.nbytes for a in arrays)) + packed
 
     def get_vectors(self, ids) -> np.ndarray:
         """Unit vectors of rows ``ids``: the float16 store, else the reconstruction."""
@@ -274,7 +278,7 @@ class CompressedIndex:
         if not flat or self.refine is not None or self.count > ALL_SCORES_MAX:
             return None
         q = self._queries(queries)
-        s = _scores((q @ self.codec.basis) * self.codec.scale, self.codes)
+        s = self._every_code((q @ self.codec.basis) * self.codec.scale)
         s += (q @ self.codec.mean)[:, None]
         if self.ids is None:
             return s
@@ -322,13 +326,21 @@ class CompressedIndex:
             else:
                 pos = positions[s : s + _CHUNK]
                 block = self.codes[pos]
-            i, sc = topk(_scores(w, block), keep, pos)
+            whole = positions is None and n <= _CHUNK
+            i, sc = topk(self._every_code(w) if whole else _scores(w, block), keep, pos)
             best_pos.append(i)
             best_scores.append(sc)
         if len(best_pos) == 1:  # one chunk (small maps, the localize path): already the best
             return self._finish(q, k, best_pos[0], best_scores[0], ranked=True)
         pos, scores = topk(np.concatenate(best_scores, 1), keep, None, np.concatenate(best_pos, 1))
         return self._finish(q, k, pos, scores, ranked=True)
+
+    def _every_code(self, w: np.ndarray) -> np.ndarray:
+        """``w @ codes.T``: up to 16 queries on a small map by onnxruntime's int8 product
+        (the default's codes, one thread: 0.07 against 0.13 ms for one query), else cast."""
+        if self._int8 is not None and len(w) <= MAX_QUERIES and np.isfinite(w).all():
+            return self._int8(w)
+        return _scores(w, self.codes)
 
     def _finish(self, q, k, pos, scores, ranked=False) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` of the scored stored positions as rows: re-ranked exactly when there is a
