@@ -120,12 +120,17 @@ def topk(scores: np.ndarray, k: int, ids: np.ndarray | None, id_table=None):
     ``ids[column]`` (or the columns), or ``id_table[q, column]`` when that table is given."""
     k = min(k, scores.shape[1])
     part = _best_columns(scores, k) if k < scores.shape[1] else None
-    if part is None:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    top = np.take_along_axis(scores, part, 1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    cols = np.take_along_axis(part, order, 1)
-    out_scores = np.take_along_axis(scores, cols, 1).astype(np.float32)
+    if len(scores) == 1:  # one query (a localize() call): the same, by plain indexing
+        row = scores[0]
+        p = np.arange(len(row)) if part is None else part[0]
+        cols = p[np.argsort(-row[p], kind="stable")][None]
+        out_scores = row[cols].astype(np.float32)
+    else:
+        if part is None:
+            part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+        cols = np.take_along_axis(part, order, 1)
+        out_scores = np.take_along_axis(scores, cols, 1).astype(np.float32)
     if id_table is not None:
         return np.take_along_axis(id_table, cols, 1).astype(np.int64), out_scores
     return (cols if ids is None else ids[cols]).astype(np.int64), out_scores

@@ -63,8 +63,9 @@ def best_of_each(
     ends = np.append(starts[1:], s.shape[1])
     cols = starts[g][..., None] + np.arange(int((ends - starts).max()))
     cols = np.minimum(cols, (ends[g] - 1)[..., None])  # a shorter group repeats its last row
-    within = np.take_along_axis(s, cols.reshape(len(s), -1), 1).reshape(cols.shape)
-    rows = np.take_along_axis(cols, within.argmax(2)[..., None], 2)[..., 0]
+    q = np.arange(len(s))[:, None]
+    within = s[q[..., None], cols]  # (Q, k', G): each chosen group's scores
+    rows = cols[q, np.arange(cols.shape[1]), within.argmax(2)]
     return (rows if order is None else order[rows]), best
 
 

@@ -64,3 +64,21 @@ def test_nan_scores_are_never_the_best():
     assert np.isfinite(got).all()
     finite = np.where(np.isnan(scores), -np.inf, scores)
     np.testing.assert_array_equal(got, plain(finite, 100)[1])
+
+
+@pytest.mark.parametrize("n", [50, 477, 12_000])
+def test_one_row_alone_as_among_others(n):
+    # one query takes a path of its own (plain indexing): the same columns, ties included
+    rng = np.random.default_rng(n)
+    scores = (rng.integers(0, 40, (3, n)) / 40).astype(np.float32)
+    ids = rng.permutation(n) + 3
+    table = rng.integers(0, 10**9, (3, n))
+    for k in (1, 32, n, n + 5):
+        many = topk(scores, k, ids), topk(scores, k, None, table)
+        for i in range(3):
+            row = scores[i : i + 1]
+            one = topk(row, k, ids), topk(row, k, None, table[i : i + 1])
+            for (got_ids, got), (want_ids, want) in zip(one, many, strict=True):
+                assert got_ids.shape == (1, min(k, n)) and got.dtype == np.float32
+                np.testing.assert_array_equal(got_ids[0], want_ids[i])
+                np.testing.assert_array_equal(got[0], want[i])
