@@ -52,6 +52,7 @@ class BitIndex(CompressedIndex):
     def __init__(self, params, codec: BitCodec, codes, centroids, spread, offsets, ids=None):
         super().__init__(params, codec, codes, centroids, offsets, ids, None)
         self.count = int(codes.shape[1])
+        self.int8 = None  # byte planes of residual bits, not int8 codes: no int8 product
         # a plain view of the (memory-mapped) planes: slicing a np.memmap costs ~3 us of
         # Python per slice, and a search takes two slices of each probed list
         self._planes = np.asarray(codes)
@@ -171,6 +172,12 @@ class BitIndex(CompressedIndex):
     def memory_bytes(self) -> int:
         """Bytes a search can touch: codes, ids, the lists' centroids and spread, rotation."""
         return super().memory_bytes() + int(self.spread.nbytes)
+
+    def all_scores(self, queries) -> None:
+        """None: a search ranks rows by their leading digits before it scores the best in
+        full, so there is no array of every row's score (a bundle's search then asks for k x
+        the centres per tile rows). The inherited one read pca-int8's codec and failed."""
+        return None
 
     def get_vectors(self, ids) -> np.ndarray:
         """Unit reconstructions of rows ``ids``."""

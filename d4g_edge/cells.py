@@ -70,6 +70,10 @@ class CellIndex:
         self.loaded = np.zeros(self.count, dtype=bool)
         for idx, start in parts:
             self.loaded[start : start + idx.count] = True
+            if getattr(idx, "int8", None) is not None:
+                # one onnxruntime session per cell (~2 MB each beyond its codes) would make
+                # RSS grow with the cells loaded: a cell's small scan keeps numpy's cast
+                idx.int8 = None
 
     @classmethod
     def load(cls, root: Path, keys, cells: dict, count: int, dim: int, params: IndexParams):

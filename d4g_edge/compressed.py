@@ -40,7 +40,7 @@ import numpy as np
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
 from d4g_edge.errors import BundleContentError, BundleError, SearchError
 from d4g_edge.index_params import IndexParams, topk
-from d4g_edge.intscore import MAX_CODES, MAX_QUERIES, Int8Scores
+from d4g_edge.intscore import MAX_CODES, MAX_QUERIES, Int8Scores, cast_scores
 from d4g_edge.vq import lloyd, nearest, pca, ranges, unit
 
 FORMAT = "d4g-edge/pca-int8/1"
@@ -48,7 +48,6 @@ AUTO_LISTS_FROM = 32_768  # rows from which lists=0 (auto) builds an inverted fi
 _FIT_ROWS = 65_536  # rows the rotation is learned on (a seeded sample of larger maps)
 _CHUNK = 65_536  # rows scored at once by full scans: bounded temporaries
 ALL_SCORES_MAX = 1 << 18  # rows up to which all_scores answers (1 MB of scores a query)
-_CAST = 4_096  # int8 rows converted to float32 at once (a 1 MB buffer: stays in cache)
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,9 @@ class CompressedIndex:
         self.ids, self.refine = ids, refine
         self.count, self.dim = int(codes.shape[0]), int(codec.mean.shape[0])
         self._positions: np.ndarray | None = None  # row -> stored position, on first use
-        # every code of a small map: onnxruntime's int8 product (d4g_edge.intscore)
-        self._int8 = Int8Scores(codes) if 0 < codes.size <= MAX_CODES else None
+        # every code of a small map by onnxruntime's int8 product (d4g_edge.intscore); None:
+        # the cast (a cell of a sharded bundle: a session each would be ~2 MB a cell)
+        self.int8 = Int8Scores(codes) if 0 < codes.size <= MAX_CODES else None
 
     # ---- build / save / load ------------------------------------------------------------
 
@@ -235,7 +235,7 @@ class CompressedIndex:
         which only re-ranked rows are read)."""
         arrays = [self.codes, self.centroids, self.offsets, self.codec.basis, self.codec.mean]
         arrays += [a for a in (self.ids, self.refine) if a is not None]
-        packed = self._int8.nbytes if self._int8 is not None else 0  # its copy, once made
+        packed = self.int8.nbytes if self.int8 is not None else 0  # its copy, once made
         return int(sum(a.nbytes for a in arrays)) + packed
 
     def get_vectors(self, ids) -> np.ndarray:
@@ -327,7 +327,7 @@ class CompressedIndex:
                 pos = positions[s : s + _CHUNK]
                 block = self.codes[pos]
             whole = positions is None and n <= _CHUNK
-            i, sc = topk(self._every_code(w) if whole else _scores(w, block), keep, pos)
+            i, sc = topk(self._every_code(w) if whole else cast_scores(w, block), keep, pos)
             best_pos.append(i)
             best_scores.append(sc)
         if len(best_pos) == 1:  # one chunk (small maps, the localize path): already the best
@@ -338,9 +338,9 @@ class CompressedIndex:
     def _every_code(self, w: np.ndarray) -> np.ndarray:
         """``w @ codes.T``: up to 16 queries on a small map by onnxruntime's int8 product
         (the default's codes, one thread: 0.07 against 0.13 ms for one query), else cast."""
-        if self._int8 is not None and len(w) <= MAX_QUERIES and np.isfinite(w).all():
-            return self._int8(w)
-        return _scores(w, self.codes)
+        if self.int8 is not None and len(w) <= MAX_QUERIES and np.isfinite(w).all():
+            return self.int8(w)
+        return cast_scores(w, self.codes)
 
     def _finish(self, q, k, pos, scores, ranked=False) -> tuple[np.ndarray, np.ndarray]:
         """Best ``k`` of the scored stored positions as rows: re-ranked exactly when there is a
@@ -374,19 +374,6 @@ def kmeans(codec: Codec, codes, lists: int, iters: int = 8, seed: int = 0) -> np
 def auto_lists(params: IndexParams, n: int) -> int:
     """Coarse lists of ``n`` rows: ``params.lists``, else 4 sqrt(n) from 32,768 rows, else 0."""
     return params.lists or (round(4 * float(np.sqrt(n))) if n >= AUTO_LISTS_FROM else 0)
-
-
-def _scores(w: np.ndarray, codes) -> np.ndarray:
-    """``w @ codes.T``, the codes cast ``_CAST`` rows at a time into one buffer: a whole float32
-    copy on every query (3 MB for the default) evicts the encoder's weights from the cache."""
-    out = np.empty((len(w), len(codes)), np.float32)
-    buf = np.empty((min(_CAST, len(codes)), codes.shape[1]), np.float32)
-    for s in range(0, len(codes), _CAST):
-        e = min(s + _CAST, len(codes))
-        block = buf[: e - s]
-        block[...] = codes[s:e]
-        np.matmul(w, block.T, out=out[:, s:e])
-    return out
 
 
 def _file_params(p: IndexParams) -> dict:

@@ -32,7 +32,23 @@ MAX_QUERIES = 16
 _SHIFTS = np.arange(PASSES)[:, None] * _BITS
 _WEIGHTS = 2.0 ** (_BITS * np.arange(PASSES))  # digit p counts 64^p
 
+_CAST = 4_096  # int8 rows converted to float32 at once (a 1 MB buffer: stays in cache)
+
 _INT8, _UINT8, _INT32 = 3, 2, 6  # onnx.TensorProto data types
+
+
+def cast_scores(w: np.ndarray, codes) -> np.ndarray:
+    """``w @ codes.T`` by numpy, the codes cast ``_CAST`` rows at a time into one buffer: a
+    whole float32 copy on every query (3 MB for the default) evicts the encoder's weights
+    from the cache. For many query rows, and for codes without a :class:`Int8Scores`."""
+    out = np.empty((len(w), len(codes)), np.float32)
+    buf = np.empty((min(_CAST, len(codes)), codes.shape[1]), np.float32)
+    for s in range(0, len(codes), _CAST):
+        e = min(s + _CAST, len(codes))
+        block = buf[: e - s]
+        block[...] = codes[s:e]
+        np.matmul(w, block.T, out=out[:, s:e])
+    return out
 
 
 def split(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ block's shape may pick another BLAS kernel, which adds in another order)."""
 import numpy as np
 import pytest
 
-from d4g_edge import compressed
+from d4g_edge import intscore
 
 
 def assert_same_product(got: np.ndarray, w: np.ndarray, codes: np.ndarray) -> None:
@@ -17,13 +17,13 @@ def assert_same_product(got: np.ndarray, w: np.ndarray, codes: np.ndarray) -> No
     assert np.all(np.abs(got - ref) <= bound)
 
 
-@pytest.mark.parametrize("rows", [0, 1, compressed._CAST - 1, compressed._CAST + 1, 9_000])
+@pytest.mark.parametrize("rows", [0, 1, intscore._CAST - 1, intscore._CAST + 1, 9_000])
 @pytest.mark.parametrize("queries", [1, 36])
 def test_blockwise_scores_equal_the_plain_product(rows, queries):
     rng = np.random.default_rng(rows + queries)
     codes = rng.integers(-127, 128, (rows, 64), dtype=np.int8)
     w = rng.standard_normal((queries, 64)).astype(np.float32)
-    assert_same_product(compressed._scores(w, codes), w, codes)
+    assert_same_product(intscore.cast_scores(w, codes), w, codes)
 
 
 def test_a_memory_mapped_block_is_scored_too(tmp_path):
@@ -32,4 +32,13 @@ def test_a_memory_mapped_block_is_scored_too(tmp_path):
     np.save(tmp_path / "c.npy", codes)
     mapped = np.load(tmp_path / "c.npy", mmap_mode="r")
     w = rng.standard_normal((2, 16)).astype(np.float32)
-    assert_same_product(compressed._scores(w, mapped), w, codes)
+    assert_same_product(intscore.cast_scores(w, mapped), w, codes)
+
+
+def test_the_int8_product_scores_a_memory_mapped_map(tmp_path):
+    rng = np.random.default_rng(1)
+    codes = rng.integers(-127, 128, (3_000, 16), dtype=np.int8)
+    np.save(tmp_path / "c.npy", codes)
+    mapped = np.load(tmp_path / "c.npy", mmap_mode="r")
+    w = rng.standard_normal((3, 16)).astype(np.float32)
+    assert_same_product(intscore.Int8Scores(mapped)(w), w, codes)

@@ -8,8 +8,13 @@ import onnx
 import pytest
 
 from d4g_edge import compressed, intscore
+from d4g_edge.bitindex import BitIndex
+from d4g_edge.bundle import Bundle, model_entry, write_bundle
 from d4g_edge.index import EmbeddingIndex, IndexParams
 from d4g_edge.intscore import PASSES, Int8Scores, model_bytes, split
+from d4g_edge.runtime import open_encoder
+from d4g_edge.tiletable import TileTable
+from tests.sdk._models import EMBED_DIM
 
 
 def _codes(n=3000, k=64, seed=0) -> np.ndarray:
@@ -78,17 +83,17 @@ def _index(n=2000, seed=3):
 
 def test_index_scores_match_the_cast_path() -> None:
     index, x = _index()
-    assert index._int8 is not None
+    assert index.int8 is not None
     q = x[:3] + 0.1 * np.random.default_rng(4).normal(size=(3, 96)).astype(np.float32)
     with_int8 = index.all_scores(q)
     ids, scores = index.search(q, k=10)
-    assert index._int8.nbytes == index.codes.nbytes  # the session's copy, once made
-    saved, index._int8 = index._int8, None
+    assert index.int8.nbytes == index.codes.nbytes  # the session's copy, once made
+    saved, index.int8 = index.int8, None
     try:
         cast = index.all_scores(q)
         ids0, scores0 = index.search(q, k=10)
     finally:
-        index._int8 = saved
+        index.int8 = saved
     np.testing.assert_allclose(with_int8, cast, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(ids, ids0)
     np.testing.assert_allclose(scores, scores0, atol=1e-5)
@@ -108,7 +113,7 @@ def test_many_queries_and_non_finite_ones_take_the_cast(monkeypatch) -> None:
 def test_large_maps_get_no_scorer(monkeypatch) -> None:
     monkeypatch.setattr(compressed, "MAX_CODES", 1000)
     index, x = _index()
-    assert index._int8 is None
+    assert index.int8 is None
     assert index.all_scores(x[:1]).shape == (1, index.count)
 
 
@@ -117,3 +122,25 @@ def test_tiny_maps(n) -> None:
     codes = _codes(n, 16)
     w = np.random.default_rng(5).normal(size=(2, 16)).astype(np.float32)
     np.testing.assert_allclose(Int8Scores(codes)(w), _reference(w, codes), rtol=1e-6, atol=1e-6)
+
+
+def test_cells_of_a_sharded_bundle_and_pca_bits_keep_the_cast(tmp_path, tiny_models):
+    # a session per cell would make RSS grow with the cells loaded; pca-bits codes are
+    # byte planes of residual bits, not int8 codes
+    sat = open_encoder(tiny_models["satellite"])
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=(400, EMBED_DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    lat = 40.0 + np.repeat(np.arange(20), 20) * 2e-4  # cells of 0.001 deg: a few rows each
+    lon = -88.0 + np.tile(np.arange(20), 20) * 2e-4
+    table = TileTable.from_rows(np.arange(400) + 100, lat, lon, np.full(400, 20.0), 0.001)
+    entry = model_entry(sat.path, sat.config, sat.sha256)
+    params = IndexParams(storage="pca-int8", pca_dims=16)
+    write_bundle(tmp_path / "b", v, table, entry, params=params, cells=True)
+    b = Bundle.load(tmp_path / "b")
+    parts = [index for index, _ in b.index.parts]
+    assert len(parts) > 4 and all(p.int8 is None for p in parts)
+    ids, _ = b.index.search(v[[3, 250]], k=1)
+    np.testing.assert_array_equal(b.tiles.tile_id[ids[:, 0]], [103, 350])
+    bits = EmbeddingIndex.build(v, IndexParams(storage="pca-bits", row_bytes=16))
+    assert isinstance(bits, BitIndex) and bits.int8 is None

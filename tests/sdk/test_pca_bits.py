@@ -4,6 +4,7 @@ over residuals of coarse lists), its memory-mapped file, and its way through a m
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from d4g_edge.bundle import MANIFEST, Bundle, model_entry, write_bundle
 from d4g_edge.codes import BitCodec, _quantizer_tables, fit_codec
 from d4g_edge.errors import BundleContentError, BundleError, IndexParamsError, SearchError
 from d4g_edge.index import EmbeddingIndex, IndexParams
+from d4g_edge.retrieval import search_tiles
 from d4g_edge.runtime import open_encoder
 from d4g_edge.tiletable import TileTable
 from tests.sdk._models import EMBED_DIM
@@ -293,6 +295,24 @@ def test_a_cell_sharded_bundle_of_pca_bits_finds_its_rows(tmp_path, tiny_models)
     assert len(b.manifest["index"]["cells"]) > 4
     ids, _ = b.index.search(v[[3, 250, 399]], k=1)  # rows are re-sorted by cell: ids
     np.testing.assert_array_equal(b.tiles.tile_id[ids[:, 0]], [103, 350, 499])
+
+
+def test_a_flat_map_of_tiles_with_centres_is_searched_by_its_own_search():
+    # search_tiles takes every row's score where an index has them; a flat pca-bits index
+    # ranks rows by their leading digits first and has none (it raised AttributeError on a
+    # pca-int8 field, so localize() failed on every small pca-bits bundle)
+    n_tiles, centres = 60, 4
+    v, _ = _runs(n_tiles * centres, EMBED_DIM, 12, run=centres, nq=1)
+    index = EmbeddingIndex.build(v, IndexParams(storage="pca-bits", row_bytes=24))
+    assert index.lists <= index.params.probe and index.all_scores(v[:2]) is None
+    tile = np.repeat(np.arange(n_tiles), centres)
+    rows = len(tile)
+    table = TileTable.from_rows(tile, 40.0 + tile * 1e-4, np.full(rows, -88.0), np.full(rows, 50.0))
+    bundle = SimpleNamespace(centres_per_tile=centres, tiles=table, index=index)
+    ids, scores = search_tiles(bundle, v[[5, 77, 200]], 6, None)
+    assert ids.shape == (3, 6) and (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_array_equal(tile[ids[:, 0]], [5 // centres, 77 // centres, 200 // centres])
+    assert all(len(set(tile[r])) == 6 for r in ids)  # one row per tile
 
 
 def test_d4g_edge_bench_names_the_search():
