@@ -26,19 +26,13 @@ def test_blockwise_scores_equal_the_plain_product(rows, queries):
     assert_same_product(intscore.cast_scores(w, codes), w, codes)
 
 
-def test_a_memory_mapped_block_is_scored_too(tmp_path):
+@pytest.mark.parametrize(
+    "scores", [intscore.cast_scores, lambda w, c: intscore.Int8Scores(c)(w)], ids=["cast", "int8"]
+)
+def test_a_memory_mapped_map_is_scored_too(tmp_path, scores):
     rng = np.random.default_rng(0)
     codes = rng.integers(-127, 128, (5_000, 16), dtype=np.int8)
     np.save(tmp_path / "c.npy", codes)
     mapped = np.load(tmp_path / "c.npy", mmap_mode="r")
-    w = rng.standard_normal((2, 16)).astype(np.float32)
-    assert_same_product(intscore.cast_scores(w, mapped), w, codes)
-
-
-def test_the_int8_product_scores_a_memory_mapped_map(tmp_path):
-    rng = np.random.default_rng(1)
-    codes = rng.integers(-127, 128, (3_000, 16), dtype=np.int8)
-    np.save(tmp_path / "c.npy", codes)
-    mapped = np.load(tmp_path / "c.npy", mmap_mode="r")
     w = rng.standard_normal((3, 16)).astype(np.float32)
-    assert_same_product(intscore.Int8Scores(mapped)(w), w, codes)
+    assert_same_product(scores(w, mapped), w, codes)
