@@ -21,6 +21,7 @@ import numpy as np
 
 from d4g_edge.errors import SearchError
 from d4g_edge.index import EmbeddingIndex, IndexParams, merge_topk
+from d4g_edge.index_params import query_rows
 from d4g_edge.tiletable import TileTable
 
 CELLS_DIR = "cells"
@@ -126,9 +127,7 @@ class CellIndex:
         return merge_topk(np.concatenate(got_ids, 1), np.concatenate(got_scores, 1), k)
 
     def search(self, queries, k: int = 5, candidates=None):
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.dim:
-            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        q = query_rows(queries, self.dim)
         return self._each("search", q, k, candidates)
 
     def search_exact(self, queries, k: int = 1):

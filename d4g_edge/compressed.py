@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
-from d4g_edge.errors import BundleContentError, BundleError, SearchError
-from d4g_edge.index_params import IndexParams, topk
+from d4g_edge.errors import BundleContentError, BundleError
+from d4g_edge.index_params import IndexParams, candidate_rows, query_rows, topk
 from d4g_edge.intscore import MAX_CODES, MAX_QUERIES, Int8Scores, cast_scores
 from d4g_edge.vq import lloyd, nearest, pca, ranges, unit
 
@@ -92,9 +92,10 @@ class Codec:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """(n, D) rows -> (n, r) int8 codes (rows outside the fitted range are clipped)."""
-        y = self.project(x)
         if self.unit_rows:  # unit(x @ basis) - mean @ basis: the stored mean is in the span
             y = unit(unit(x) @ self.basis) - self.mean @ self.basis
+        else:
+            y = self.project(x)
         return np.clip(np.rint(y / self.scale), -127, 127).astype(np.int8)
 
     def decode(self, codes) -> np.ndarray:
@@ -227,6 +228,11 @@ class CompressedIndex:
     def lists(self) -> int:
         return len(self.offsets) - 1
 
+    @property
+    def _flat(self) -> bool:
+        """Whether a search scans every code (no lists, or no more than it probes)."""
+        return self.lists <= 1 or self.lists <= self.params.probe
+
     def loaded_ids(self) -> np.ndarray:
         return np.arange(self.count)
 
@@ -252,7 +258,7 @@ class CompressedIndex:
         k = max(1, min(int(k), self.count))
         if candidates is not None:
             return self._scan_candidates(q, k, candidates)
-        if self.lists <= 1 or self.lists <= self.params.probe:
+        if self._flat:
             return self._scan(q, k, None)
         u = q @ self.codec.basis
         order = np.argsort(-(u @ self.centroids.T), axis=1)
@@ -274,8 +280,7 @@ class CompressedIndex:
         when it scans every code and re-ranks none, for maps of at most ``ALL_SCORES_MAX``
         rows; else None. A caller that keeps one row per group (a tile's best centre) selects
         among these instead of asking :meth:`search` for k x the group size rows."""
-        flat = self.lists <= 1 or self.lists <= self.params.probe
-        if not flat or self.refine is not None or self.count > ALL_SCORES_MAX:
+        if not self._flat or self.refine is not None or self.count > ALL_SCORES_MAX:
             return None
         q = self._queries(queries)
         s = self._every_code((q @ self.codec.basis) * self.codec.scale)
@@ -293,16 +298,12 @@ class CompressedIndex:
     # ---- internals ------------------------------------------------------------------------
 
     def _queries(self, queries) -> np.ndarray:
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.dim:
-            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        q = query_rows(queries, self.dim)
         return q
 
     def _scan_candidates(self, q, k, candidates) -> tuple[np.ndarray, np.ndarray]:
         """The best ``k`` of the ``candidates`` rows only (a prior's), every code scored."""
-        rows = np.unique(np.asarray(candidates, dtype=np.int64))
-        if rows.size == 0:
-            raise SearchError("no candidate tiles to search (the prior excludes them all)")
+        rows = candidate_rows(candidates)
         return self._scan(q, min(k, rows.size), self._position(rows))
 
     def _position(self, rows: np.ndarray) -> np.ndarray:

@@ -34,9 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from d4g_edge.errors import BundleError, SearchError
+from d4g_edge.errors import BundleError
 from d4g_edge.fileio import temp_path
-from d4g_edge.index_params import STORAGES, IndexParams, merge_topk, topk
+from d4g_edge.index_params import (
+    STORAGES,
+    IndexParams,
+    candidate_rows,
+    merge_topk,
+    query_rows,
+    topk,
+)
 
 __all__ = ["STORAGES", "EmbeddingIndex", "IndexParams", "merge_topk"]
 
@@ -161,13 +168,9 @@ class EmbeddingIndex:
         self, queries: np.ndarray, k: int = 5, candidates: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` ids and cosine scores per query, best first (fewer if fewer tiles)."""
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.dim:
-            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        q = query_rows(queries, self.dim)
         if candidates is not None:
-            candidates = np.unique(np.asarray(candidates, dtype=np.int64))
-            if candidates.size == 0:
-                raise SearchError("no candidate tiles to search (the prior excludes them all)")
+            candidates = candidate_rows(candidates)
             if candidates.size < self.params.exact_threshold or self.hnsw is None:
                 return topk(q @ self.get_vectors(candidates).T, k, candidates)
             allowed = np.zeros(self.count, dtype=bool)
@@ -182,9 +185,7 @@ class EmbeddingIndex:
         for a graph search (see :meth:`d4g_edge.compressed.CompressedIndex.all_scores`)."""
         if self.vectors is None:
             return None
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.dim:
-            raise SearchError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        q = query_rows(queries, self.dim)
         return q @ self.vectors.T
 
     def search_exact(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from d4g_edge.errors import IndexParamsError
+from d4g_edge.errors import IndexParamsError, SearchError
 
 __all__ = ["STORAGES", "IndexParams", "merge_topk", "topk"]
 
@@ -108,6 +108,23 @@ _KIND_FIELDS = {
     "pca-bits": ("lists", "group_rows", "probe", "row_bytes"),
 }
 _COMPRESSED_FIELDS = {name for fields in _KIND_FIELDS.values() for name in fields}
+
+
+def query_rows(queries, dim: int) -> np.ndarray:
+    """``queries`` as (Q, ``dim``) C-contiguous float32 rows, else a :class:`SearchError`
+    (every index kind's search takes them so)."""
+    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    if q.shape[1] != dim:
+        raise SearchError(f"queries have dimension {q.shape[1]}, the index {dim}")
+    return q
+
+
+def candidate_rows(candidates) -> np.ndarray:
+    """A prior's candidate rows, sorted and unique, else a :class:`SearchError` when none."""
+    rows = np.unique(np.asarray(candidates, dtype=np.int64))
+    if rows.size == 0:
+        raise SearchError("no candidate tiles to search (the prior excludes them all)")
+    return rows
 
 
 def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
