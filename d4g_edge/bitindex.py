@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from d4g_edge._mmfile import check_arrays, open_index_file, save_index_file
-from d4g_edge.codes import MAX_BITS, BitCodec, fit_codec
+from d4g_edge.codes import MAX_BITS, BitCodec, across_weights, fit_codec
 from d4g_edge.compressed import CompressedIndex, auto_lists
 from d4g_edge.errors import BundleContentError, BundleError
 from d4g_edge.index_params import IndexParams, topk
@@ -106,11 +106,15 @@ class BitIndex(CompressedIndex):
         centroids = np.ascontiguousarray(centroids[:, keep])
         codes = np.empty((params.row_bytes, n), np.uint8)
         squares = np.zeros(centroids.shape)
+        across = across_weights(var[keep], params.aniso_cos)
+        along_mean = codec.mean @ codec.basis  # a row's own coordinates: centred + this
         for s in range(0, n, _CHUNK):  # pass 2: the residual codes and their spread
             a = assign[s : s + _CHUNK]
             y = codec.project(_rows(vectors, slice(s, s + _CHUNK)))
+            along = y + along_mean
             y -= centroids[a].astype(np.float32)
-            codes[:, s : s + len(y)] = codec.pack(codec.quantize(y), params.row_bytes).T
+            c = codec.quantize_along(y, along, across, params.aniso_cos)
+            codes[:, s : s + len(y)] = codec.pack(c, params.row_bytes).T
             squares += _sum_by(a, y**2, len(squares))
         spread = (squares / counts[:, None]).astype(np.float16)
         order = np.argsort(assign, kind="stable")
@@ -267,8 +271,10 @@ class BitIndex(CompressedIndex):
 
 
 def file_params(p: IndexParams) -> dict:
-    """The parameters that shape the file (a manifest must agree with them)."""
-    return {"row_bytes": p.row_bytes, "lists": p.lists, "group_rows": p.group_rows}
+    """The parameters that shape the file (a manifest must agree with them); the rounding's
+    cosine only where there is one (files before it have no such key)."""
+    out = {"row_bytes": p.row_bytes, "lists": p.lists, "group_rows": p.group_rows}
+    return out | ({"aniso_cos": p.aniso_cos} if p.aniso_cos else {})
 
 
 def _lists(params: IndexParams, n: int) -> int:

@@ -84,6 +84,36 @@ class BitCodec:
         top = (1 << self.bits.astype(np.int64)) - 1
         return np.clip(np.rint((y - self.lo) / self.step), 0, top).astype(np.int64)
 
+    def quantize_along(self, y, along, weights, cos: float, sweeps: int = 3) -> np.ndarray:
+        """Anisotropic rounding (ScaNN's score-aware loss, for per-component codes): the
+        codes of residuals ``y`` (n, r) whose error ``e`` minimises ``cos^2 (a . e)^2 + sum_i
+        weights_i e_i^2`` per row, ``a`` (n, r) each row's own coordinates (``along``). A
+        query at cosine ``cos`` to a row meets its error mostly along the row, so an error
+        that cancels along it leaves the row's score alone where it decides top-1 (nearest
+        rounding under-scores the rows that match a query best: their large residuals are
+        clipped and shrunk). ``weights`` (r,): the query's spread across the row, summing to
+        ``1 - cos^2``. Coordinate descent from nearest rounding: each step sets one component
+        to the level nearest its continuous optimum given the others, which never raises the
+        loss (a 1-D convex quadratic); ``sweeps`` passes over the components."""
+        codes = self.quantize(y)
+        if cos <= 0:
+            return codes
+        y, a = np.asarray(y, np.float32), np.asarray(along, np.float32)
+        top = (1 << self.bits.astype(np.int64)) - 1
+        err = self.lo + self.step * codes - y
+        par = np.einsum("nr,nr->n", a, err)
+        lam = np.float32(cos * cos)
+        for _ in range(sweeps):
+            for i in range(self.dims):
+                ai = a[:, i]
+                rest = par - ai * err[:, i]
+                target = y[:, i] - lam * ai * rest / (weights[i] + lam * ai * ai)
+                c = np.clip(np.rint((target - self.lo[i]) / self.step[i]), 0, top[i])
+                err[:, i] = self.lo[i] + self.step[i] * c - y[:, i]
+                par = rest + ai * err[:, i]
+                codes[:, i] = c
+        return codes
+
     def pack(self, codes: np.ndarray, row_bytes: int) -> np.ndarray:
         """(n, r) codes -> (n, row_bytes) uint8 rows of digit blocks (zero padded)."""
         out = np.zeros((len(codes), row_bytes), np.uint8)
@@ -144,6 +174,14 @@ class BitCodec:
     def decode(self, planes: np.ndarray) -> np.ndarray:
         """(row_bytes, m) byte planes -> (m, r) residual coordinates ``lo + step * code``."""
         return self.lo + self.step * (self.unpack(planes).T @ self.columns[1])
+
+
+def across_weights(var: np.ndarray, cos: float) -> np.ndarray:
+    """(r,) float32 weights of :meth:`BitCodec.quantize_along`: a query's spread across its
+    best row, per component (``var_i ** QUERY_WEIGHT_EXP`` as the bit allocation models it),
+    summing to ``1 - cos^2``."""
+    w = np.maximum(np.asarray(var, np.float64), 1e-30) ** QUERY_WEIGHT_EXP
+    return (w / w.sum() * (1.0 - cos * cos)).astype(np.float32)
 
 
 def fit_codec(fit_y: np.ndarray, var: np.ndarray, row_bytes: int) -> tuple[np.ndarray, ...]:

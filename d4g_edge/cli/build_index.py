@@ -25,6 +25,7 @@ from d4g_edge.cli.args import (
     cell_degrees,
     config_from_args,
     flag,
+    number,
     positive_int,
     positive_metres,
     shard_spec,
@@ -60,6 +61,11 @@ INDEX_FLAGS = {
         "--no-unit-rows: the plain projection of bundles built before 2026-12-05)"
     ),
     "row_bytes": flag("pca-bits: code bytes a row (bits allocated to fit)", type=whole(1, 1024)),
+    "aniso_cos": flag(
+        "pca-bits: round the codes for queries at this cosine to their best row "
+        "(anisotropic; 0: nearest rounding)",
+        type=number(float, 0, 1, hi_open=True),
+    ),
 }
 
 
