@@ -62,6 +62,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stride-m", type=float, default=15.0, help="world tile stride (m)")
     p.add_argument("--tile-px", type=int, default=256, help="world tile pixels")
     p.add_argument("--gap-strength", type=float, default=1.0, help="world capture domain gap")
+    p.add_argument(
+        "--origin",
+        type=float,
+        nargs=2,
+        default=(40.0, -88.0),
+        metavar=("LAT", "LON"),
+        help="world's north-west corner (towns side by side need different ones)",
+    )
     add_build_args(p)  # --model, --out, --shard, --resume, --ground, HNSW, --threads, --cells
     p.add_argument(
         "--dask",
@@ -143,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.stride_m,
                 args.tile_px,
                 args.gap_strength,
+                tuple(args.origin),
             )
         if args.dask:
             out = build_on_dask(src, args)

@@ -96,6 +96,19 @@ def test_world_grid_round_trips_and_builds(tmp_path, tiny_models):
     b = Bundle.load(out)
     assert b.manifest["georeference"]["source"]["seed"] == 5 and len(b.tiles) == 25
     assert b.stride_m == 30.0
+    assert b.manifest["georeference"]["source"]["origin"] == [40.0, -88.0]
+
+
+def test_a_world_can_be_placed_beside_another(tmp_path, tiny_models):
+    # towns side by side (one map of several): --origin is the north-west corner
+    args = ["--world", "5", "--size-m", "200", "--tile-size-m", "60", "--stride-m", "30"]
+    args += ["--tile-px", "64", "--model", str(tiny_models["satellite"])]
+    assert main([*args, "--out", str(tmp_path / "b"), "--origin", "39.95", "-87.5"]) == 0
+    b = Bundle.load(tmp_path / "b")
+    assert b.manifest["georeference"]["source"]["origin"] == [39.95, -87.5]
+    lat, lon = np.asarray(b.tiles.lat), np.asarray(b.tiles.lon)
+    assert (lat < 39.95).all() and (lat > 39.95 - 0.002).all()  # 200 m south at most
+    assert (lon > -87.5).all() and (lon < -87.5 + 0.003).all()
 
 
 def test_user_errors(tmp_path, tiny_models, capsys):
