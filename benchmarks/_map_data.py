@@ -79,6 +79,40 @@ def bundle_rows(path: str | Path) -> Rows:
     )
 
 
+def map_rows(paths) -> Rows:
+    """The rows of one bundle, or of several as one map: towns built side by side (``python
+    -m tools.build_index --world SEED --origin LAT LON``), their tiles numbered on. Towns
+    that overlap are refused (a query's true tile would be ambiguous)."""
+    parts = [bundle_rows(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    for i, a in enumerate(parts):
+        if (a.per_tile, a.spacing_m) != (parts[0].per_tile, parts[0].spacing_m):
+            raise ValueError(f"{a.source}: another grid of centres than {parts[0].source}")
+        for b in parts[:i]:
+            lo = np.maximum(a.latlon.min(0), b.latlon.min(0))
+            if (lo < np.minimum(a.latlon.max(0), b.latlon.max(0))).all():
+                raise ValueError(f"{a.source} overlaps {b.source}: build it with another --origin")
+    first = np.cumsum([0] + [len(a.tile_latlon) for a in parts[:-1]])
+    return Rows(
+        np.concatenate([a.vectors for a in parts]),
+        np.concatenate([a.tile_of_row + f for a, f in zip(parts, first, strict=True)]),
+        np.concatenate([a.latlon for a in parts]),
+        np.concatenate([a.tile_latlon for a in parts]),
+        sum(a.area_km2 for a in parts),
+        parts[0].per_tile,
+        parts[0].spacing_m,
+        " + ".join(a.source for a in parts),
+    )
+
+
+def towns_queries(paths, n: int, seed: int = 1) -> dict:
+    """``n`` world panoramas spread evenly over the towns of bundles ``paths``."""
+    counts = [n // len(paths) + (i < n % len(paths)) for i in range(len(paths))]
+    parts = [world_queries(p, c, seed) for p, c in zip(paths, counts, strict=True) if c]
+    return {k: np.concatenate([q[k] for q in parts]) for k in ("query", "query_latlon")}
+
+
 def world_queries(path: str | Path, n: int, seed: int = 1) -> dict:
     """``n`` panoramas in the world of bundle ``path``, embedded (see the module doc)."""
     from PIL import Image

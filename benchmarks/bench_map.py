@@ -10,8 +10,9 @@ whose best row lies within 25 m.
 Rows (one of):
 
 * ``--bundle DIR``: a real map's rows: a bundle that keeps them (``--storage float16``),
-  e.g. ``python -m tools.build_index --world 7 --size-m 3200 ... --storage float16``;
-  queries are panoramas rendered in that world (``--queries FILE`` caches them), or a
+  e.g. ``python -m tools.build_index --world 7 --size-m 3200 ... --storage float16``, or
+  several such towns built side by side (``--origin``) as one map (``--bundle A B ...``);
+  queries are panoramas rendered in those worlds (``--queries FILE`` caches them), or a
   VIGOR-layout dataset's test panoramas (``--vigor-data DIR``, for the bundled default);
 * ``--model N [N ...] --bundle DIR``: N rows modelled on that bundle's rows and queries
   (:class:`benchmarks._map_data.RowModel`), e.g. 10^6 and 10^7, drawn band by band to a
@@ -53,10 +54,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._map_data import (
-    bundle_rows,
+    map_rows,
+    towns_queries,
     truth_tiles,
     vigor_queries,
-    world_queries,
 )
 from benchmarks._map_kinds import KINDS
 from benchmarks._map_stream import STREAMED, build_streamed, load_or_fit, modelled_map
@@ -262,7 +263,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_map", description=__doc__.split("Usage")[0]
     )
-    p.add_argument("--bundle", type=Path, help="a map that keeps its rows (float16 storage)")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        nargs="+",
+        help="a map that keeps its rows (float16 storage), or towns built side by side "
+        "(--origin) as one map",
+    )
     p.add_argument("--queries", type=Path, help="world queries .npz (rendered when missing)")
     p.add_argument("--n-queries", type=int, default=300, help="world panoramas to render")
     p.add_argument(
@@ -309,17 +316,17 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--bundle is required (the real map, or the one --model is fitted on)")
     argv = sys.argv[1:] if argv is None else argv
     logger.info("argv: %s; %s, %d cores", argv, platform.processor(), os.cpu_count())
-    rows = bundle_rows(args.bundle) if args.bundle is not None else None
+    rows = map_rows(args.bundle) if args.bundle is not None else None
     queries = None
     if args.queries is not None and args.queries.is_file():
         with np.load(args.queries) as f:
             queries = {k: f[k] for k in f.files}
     elif rows is not None and args.vigor_data is not None:
-        queries = vigor_queries(args.bundle, args.vigor_data)
+        queries = vigor_queries(args.bundle[0], args.vigor_data)
         if args.queries is not None:
             np.savez(args.queries, **queries)
     elif rows is not None:
-        queries = world_queries(args.bundle, args.n_queries)
+        queries = towns_queries(args.bundle, args.n_queries)
         if args.queries is not None:
             np.savez(args.queries, **queries)
     results, refs = [], []

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks import bench_map
-from benchmarks._map_data import RowModel, bundle_rows
+from benchmarks._map_data import RowModel, bundle_rows, map_rows
 from d4g_edge.bundle import model_entry, write_bundle
 from d4g_edge.geo import offset_latlon
 from d4g_edge.index import IndexParams
@@ -19,9 +20,9 @@ from tests.sdk._models import EMBED_DIM
 SPACING, BLOCK, TILES = 9.0, 5, 4  # a 4 x 4 grid of tiles, 5 x 5 centres each, 9 m apart
 
 
-def _grid_map(tmp_path, tiny_models):
+def _grid_map(tmp_path, tiny_models, lat0=40.0, name="map", seed=0):
     """A float16 bundle of 16 tiles x 25 centres whose rows vary smoothly over the grid."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     side = TILES * BLOCK
     gi, gj = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     # tile-major rows: tile (ti, tj) holds its 5 x 5 block
@@ -31,7 +32,7 @@ def _grid_map(tmp_path, tiny_models):
     v = np.cos(pos @ freq + rng.uniform(0, 6, EMBED_DIM)) + 0.05 * rng.normal(size=(len(pos), 16))
     v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
     lat, lon = offset_latlon(
-        np.full(len(pos), 40.0), np.full(len(pos), -88.0), pos[:, 1] * SPACING, -pos[:, 0] * SPACING
+        np.full(len(pos), lat0), np.full(len(pos), -88.0), pos[:, 1] * SPACING, -pos[:, 0] * SPACING
     )
     tile = (pos[:, 0] // BLOCK) * TILES + pos[:, 1] // BLOCK
     table = TileTable.from_rows(tile, lat, lon, np.full(len(pos), 90.0))
@@ -39,13 +40,13 @@ def _grid_map(tmp_path, tiny_models):
     geo = {"stride_m": 45.0, "centres": {"per_tile": 25, "spacing_m": SPACING}}
     entry = model_entry(sat.path, sat.config, sat.sha256)
     out = write_bundle(
-        tmp_path / "map", v, table, entry, params=IndexParams(storage="float16"), georeference=geo
+        tmp_path / name, v, table, entry, params=IndexParams(storage="float16"), georeference=geo
     )
     # queries: noisy copies of random rows, at those rows' positions
     pick = rng.integers(0, len(v), 30)
     q = v[pick] + 0.1 * rng.normal(size=(30, EMBED_DIM))
     q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
-    np.savez(tmp_path / "q.npz", query=q, query_latlon=np.stack([lat[pick], lon[pick]], 1))
+    np.savez(tmp_path / f"q{name}.npz", query=q, query_latlon=np.stack([lat[pick], lon[pick]], 1))
     return out, v, q, tile[pick]
 
 
@@ -55,7 +56,7 @@ def test_bench_map_measures_each_kind_against_exact_search(tmp_path, tiny_models
     assert rows.per_tile == 25 and rows.spacing_m == SPACING
     assert abs(rows.area_km2 - 16 * 45**2 / 1e6) < 1e-9
     kinds = ["exact float32", "pca-int8 flat", "pca-int8 tiles", "hnswlib M16"]
-    argv = ["--bundle", str(bundle), "--queries", str(tmp_path / "q.npz"), "--kinds", *kinds]
+    argv = ["--bundle", str(bundle), "--queries", str(tmp_path / "qmap.npz"), "--kinds", *kinds]
     argv += ["--model", "1600", "--model-queries", "20", "--model-file", str(tmp_path / "m.npz")]
     argv += ["--work", str(tmp_path / "work"), "--json", str(tmp_path / "out.json"), "--k", "3"]
     assert bench_map.main(argv) == 0
@@ -85,12 +86,43 @@ def test_bench_map_measures_each_kind_against_exact_search(tmp_path, tiny_models
     assert "exact float32" in bench_map.table(out)
 
 
+def test_towns_side_by_side_are_one_map(tmp_path, tiny_models):
+    a, va, qa, ta = _grid_map(tmp_path, tiny_models)
+    b, vb, qb, tb = _grid_map(tmp_path, tiny_models, lat0=39.95, name="south", seed=1)
+    one = map_rows([a, b])
+    assert len(one.vectors) == 800 and len(one.tile_latlon) == 32
+    np.testing.assert_array_equal(one.tile_of_row[400:], bundle_rows(b).tile_of_row + 16)
+    assert one.area_km2 == 2 * bundle_rows(a).area_km2 and one.per_tile == 25
+    qs = {k: np.concatenate([np.load(tmp_path / f"q{n}.npz")[k] for n in ("map", "south")])
+          for k in ("query", "query_latlon")}  # fmt: skip
+    np.savez(tmp_path / "q2.npz", **qs)
+    argv = ["--bundle", str(a), str(b), "--queries", str(tmp_path / "q2.npz"), "--k", "3"]
+    argv += [
+        "--kinds",
+        "exact float32",
+        "--work",
+        str(tmp_path / "w"),
+        "--json",
+        str(tmp_path / "o"),
+    ]
+    assert bench_map.main(argv) == 0
+    out = json.loads((tmp_path / "o").read_text())
+    exact, ref = out["results"][0], out["references"][0]
+    v = np.concatenate([va, vb])
+    best = np.argmax(np.concatenate([qa, qb]) @ v.T, axis=1)
+    truth = np.concatenate([ta, tb + 16])  # the second town's tiles are numbered on
+    assert ref["queries"] == 60 and exact["area_km2"] == one.area_km2
+    assert exact["r_at_1"] == 100.0 * np.mean(one.tile_of_row[best] == truth)
+    with pytest.raises(ValueError, match=r"overlaps .* another --origin"):
+        map_rows([a, a])
+
+
 def test_bench_map_large_modelled_maps_build_only_the_streamed_kinds(tmp_path, tiny_models):
     """Past --max-ram-gb only the kinds built chunk by chunk from the float16 memory map
     are built (the others are listed as skipped), and a drawn map is reused on request."""
     bundle, *_ = _grid_map(tmp_path, tiny_models)
     kinds = ["exact float32", "pca-int8 flat", "hnswlib M16"]
-    argv = ["--bundle", str(bundle), "--queries", str(tmp_path / "q.npz"), "--no-real"]
+    argv = ["--bundle", str(bundle), "--queries", str(tmp_path / "qmap.npz"), "--no-real"]
     argv += ["--model", "1600", "--model-queries", "20", "--model-file", str(tmp_path / "m.npz")]
     argv += ["--query-model", "real-residuals", "gaussian", "real-residuals:1"]
     argv += ["--max-ram-gb", "1e-6"]
