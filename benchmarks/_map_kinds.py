@@ -200,6 +200,11 @@ KINDS: dict[str, Kind] = {
                 ("ivf p64", 0, 64, "4 sqrt(N) k-means lists, probe 64"),
             )
         ),
+        _sdk(  # the rounding before anisotropic codes (aniso_cos 0)
+            IndexParams(storage="pca-bits", row_bytes=72, probe=16, aniso_cos=0.0),
+            "as pca-bits ivf, codes by nearest rounding",
+            "pca-bits ivf nearest",
+        ),
         _faiss(
             "OPQ32,IVF{lists},PQ32",
             16,
