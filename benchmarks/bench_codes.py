@@ -15,7 +15,7 @@ Usage::
     python -m benchmarks.bench_codes codes runs/bench_map/real
     OMP_NUM_THREADS=1 python -m benchmarks.bench_codes probe runs/bench_map/model1221025
     OMP_NUM_THREADS=1 python -m benchmarks.bench_codes bits runs/bench_map/real \
-        --row-bytes 64 72 76 96 --probes 16 32 [--lists 17680]
+        --row-bytes 64 72 76 96 --probes 16 32 [--lists 17680] [--aniso-cos 0]
 """
 
 from __future__ import annotations
@@ -102,22 +102,28 @@ def _probes(index, params, probes, rows, q, exact, head: dict) -> list[dict]:
     return [*out, res]
 
 
-def bits(work: Path, row_bytes=(64, 72, 76, 96), probes=(16, 32), lists: int = 0) -> list[dict]:
+def bits(
+    work: Path, row_bytes=(64, 72, 76, 96), probes=(16, 32), lists: int = 0, aniso_cos=0.9
+) -> list[dict]:
     """The pca-bits kind at each ``row_bytes``: file bytes a row, bits, recall, latency.
-    ``lists``: k-means lists (0: the kind's automatic count, 4 sqrt(rows))."""
+    ``lists``: k-means lists (0: the kind's automatic count, 4 sqrt(rows)); ``aniso_cos``:
+    the codes' rounding (0: nearest, as before 2026-12-05)."""
     rows, q, exact = _load(work)
     n, dim = rows.shape
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for rb in row_bytes:
-            params = IndexParams(storage="pca-bits", row_bytes=rb, lists=lists, probe=probes[0])
+            params = IndexParams(
+                storage="pca-bits", row_bytes=rb, lists=lists, probe=probes[0], aniso_cos=aniso_cos
+            )
             t = time.perf_counter()
             EmbeddingIndex.build(rows, params).save(Path(tmp) / "index.bin")  # streams
             build_s = time.perf_counter() - t
             size = (Path(tmp) / "index.bin").stat().st_size
             index = EmbeddingIndex.load(Path(tmp) / "index.bin", dim, n, params)
             b = index.codec.bits
-            head = {"row_bytes": rb, "file_bytes_per_row": size / n, "build_s": build_s}
+            head = {"row_bytes": rb, "aniso_cos": aniso_cos, "file_bytes_per_row": size / n}
+            head["build_s"] = build_s
             head |= {"components": len(b), "bits": np.bincount(b).tolist()}
             out += _probes(index, params, probes, rows, q, exact, head)
     return out
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--row-bytes", type=int, nargs="+", default=[64, 72, 76, 96])
     p.add_argument("--probes", type=int, nargs="+", help="lists probed (default per command)")
     p.add_argument("--lists", type=int, default=0, help="k-means lists (0: automatic)")
+    p.add_argument(
+        "--aniso-cos", type=float, default=0.9, help="bits: the codes' rounding (0: nearest)"
+    )
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     if args.what == "codes":
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "probe":
         out = probe(args.work, args.probes or (16, 32, 64, 128, 256), args.lists)
     else:
-        out = bits(args.work, args.row_bytes, args.probes or (16, 32), args.lists)
+        out = bits(args.work, args.row_bytes, args.probes or (16, 32), args.lists, args.aniso_cos)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0
