@@ -219,6 +219,7 @@ KINDS: dict[str, Kind] = {
             "faiss PCA64-IVF-SQ8",
             "PCA 64, 4 sqrt(N) lists, int8, nprobe 16",
         ),
+        _faiss("PQ64", None, None, "faiss PQ64", "64 x 8-bit PQ, every code scanned (64 B a row)"),
         _faiss("HNSW32,SQ8", None, 64, "faiss HNSW32-SQ8", "HNSW M 32 over int8 rows, ef 64"),
         _usearch("i8", 16, 64, "usearch HNSW i8", "HNSW M 16 over int8 rows, ef 64, mmap view"),
         _usearch("f16", 16, 64, "usearch HNSW f16", "HNSW M 16 over f16 rows, ef 64, mmap view"),
