@@ -122,9 +122,14 @@ def bits(
             size = (Path(tmp) / "index.bin").stat().st_size
             index = EmbeddingIndex.load(Path(tmp) / "index.bin", dim, n, params)
             b = index.codec.bits
-            head = {"row_bytes": rb, "aniso_cos": aniso_cos, "file_bytes_per_row": size / n}
-            head["build_s"] = build_s
-            head |= {"components": len(b), "bits": np.bincount(b).tolist()}
+            head = {
+                "row_bytes": rb,
+                "aniso_cos": aniso_cos,
+                "file_bytes_per_row": size / n,
+                "build_s": build_s,
+                "components": len(b),
+                "bits": np.bincount(b).tolist(),
+            }
             out += _probes(index, params, probes, rows, q, exact, head)
     return out
 

@@ -49,10 +49,11 @@ class BitIndex(CompressedIndex):
     a list's rows are one contiguous run in each plane, so a search copies runs (no gather)
     and unpacks them with shifts over contiguous memory."""
 
+    INT8_CODES = False  # byte planes of residual bits, not int8 codes: no int8 product
+
     def __init__(self, params, codec: BitCodec, codes, centroids, spread, offsets, ids=None):
         super().__init__(params, codec, codes, centroids, offsets, ids, None)
         self.count = int(codes.shape[1])
-        self.int8 = None  # byte planes of residual bits, not int8 codes: no int8 product
         # a plain view of the (memory-mapped) planes: slicing a np.memmap costs ~3 us of
         # Python per slice, and a search takes two slices of each probed list
         self._planes = np.asarray(codes)

@@ -112,6 +112,8 @@ class CompressedIndex:
 
     hnsw = None  # no graph
 
+    INT8_CODES = True  # codes onnxruntime's int8 product can score (not pca-bits' planes)
+
     def __init__(self, params, codec, codes, centroids, offsets, ids=None, refine=None) -> None:
         self.params, self.codec = params, codec
         self.codes, self.centroids, self.offsets = codes, centroids, offsets
@@ -120,7 +122,8 @@ class CompressedIndex:
         self._positions: np.ndarray | None = None  # row -> stored position, on first use
         # every code of a small map by onnxruntime's int8 product (d4g_edge.intscore); None:
         # the cast (a cell of a sharded bundle: a session each would be ~2 MB a cell)
-        self.int8 = Int8Scores(codes) if 0 < codes.size <= MAX_CODES else None
+        small = self.INT8_CODES and 0 < codes.size <= MAX_CODES
+        self.int8 = Int8Scores(codes) if small else None
 
     # ---- build / save / load ------------------------------------------------------------
 
@@ -298,8 +301,7 @@ class CompressedIndex:
     # ---- internals ------------------------------------------------------------------------
 
     def _queries(self, queries) -> np.ndarray:
-        q = query_rows(queries, self.dim)
-        return q
+        return query_rows(queries, self.dim)
 
     def _scan_candidates(self, q, k, candidates) -> tuple[np.ndarray, np.ndarray]:
         """The best ``k`` of the ``candidates`` rows only (a prior's), every code scored."""
